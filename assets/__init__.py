@@ -1,0 +1,1 @@
+"""Dagster assets: thin wrappers, one module per step of the flow."""
