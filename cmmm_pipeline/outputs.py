@@ -20,10 +20,22 @@ ESTIMATE_COLUMNS = ["channel", "effect", "roi", "roi_ci_low", "roi_ci_high", "in
                     "adjustment", "mediators"]
 
 
+# Published table → CSV file written beside report.html when the run produced it.
+CSV_EXPORTS = {
+    "estimates": "estimates.csv",
+    "dag_tests": "dag_tests.csv",
+    "overlap": "overlap.csv",
+    "refutations": "refutations.csv",
+    "experiments": "experiments.csv",
+    "transform_selection": "transform_selection.csv",
+}
+
+
 @dataclass(frozen=True)
 class WrittenOutputs:
     estimates: Path
     report: Path
+    files: tuple[Path, ...]
 
 
 def final_estimates(point: pd.DataFrame, intervals: pd.DataFrame) -> pd.DataFrame:
@@ -56,7 +68,13 @@ def write_outputs(con: duckdb.DuckDBPyConnection, directory: Path, config: Pipel
     html = render_report(ReportInputs(
         estimates=estimates, transforms=transforms, data_range=(str(weeks.min().date()), str(weeks.max().date())),
         weeks=len(raw), kpi=config.kpi, config_text=config.source.read_text(encoding="utf-8"), run_id=run_id))
-    paths = WrittenOutputs(estimates=directory / "estimates.csv", report=directory / "report.html")
-    atomic_write(paths.estimates, estimates.to_csv(index=False))
-    atomic_write(paths.report, html)
-    return paths
+    published = set(warehouse.table_names(con, warehouse.PUBLISHED))
+    files = []
+    for table, filename in CSV_EXPORTS.items():
+        if table in published:
+            frame = estimates if table == "estimates" else warehouse.read_table(con, table, warehouse.PUBLISHED)
+            atomic_write(directory / filename, frame.to_csv(index=False))
+            files.append(directory / filename)
+    atomic_write(directory / "report.html", html)
+    return WrittenOutputs(estimates=directory / "estimates.csv", report=directory / "report.html",
+                          files=(*files, directory / "report.html"))
