@@ -126,11 +126,12 @@ class _World:
         self.trend = linear_trend(n)
         self.noise = noise
         c = scenario.collinearity
-        self.tv = 1000.0 * noise.tv_on * np.exp(scenario.confounding * self.season + (1 - c) * noise.tv
-                                                 + c * noise.common * 2)
-        self.digital = 500.0 * np.exp(scenario.confounding * self.season + (1 - c) * noise.digital
-                                      + c * noise.common * 2)
-        self.email = 100.0 * np.exp(noise.email)
+        # Spend is booked in cents: rounding inside the equations keeps data and truth exactly consistent.
+        self.tv = np.round(1000.0 * noise.tv_on * np.exp(scenario.confounding * self.season + (1 - c) * noise.tv
+                                                          + c * noise.common * 2), 2)
+        self.digital = np.round(500.0 * np.exp(scenario.confounding * self.season + (1 - c) * noise.digital
+                                               + c * noise.common * 2), 2)
+        self.email = np.round(100.0 * np.exp(noise.email), 2)
         self.price = 10.0 + noise.price
         ch = scenario.channels
         self.scale = {"tv": geometric_adstock(self.tv, ch["tv"].decay).mean(),
@@ -140,7 +141,7 @@ class _World:
 
     def search_spend(self, tv_spend: np.ndarray) -> np.ndarray:
         x_tv = transformed(tv_spend, self.s.channels["tv"], self.scale_tv)
-        return 300.0 * (1.0 + self.s.mediation * x_tv) * np.exp(self.noise.search)
+        return np.round(300.0 * (1.0 + self.s.mediation * x_tv) * np.exp(self.noise.search), 2)
 
     @property
     def scale_tv(self) -> float:
@@ -168,24 +169,21 @@ def simulate(scenario: Scenario | None = None, seed: int = 7) -> SimulationResul
     for name, ch in scenario.channels.items():
         data[ch.spend_column] = np.round(factual[name], 2)
     data["price"] = np.round(world.price, 3)
-    data["sales"] = y
-    # Rounding spend changes the KPI by < 1e-6 of a unit; recompute so data and truth agree exactly.
-    rounded = {name: data[ch.spend_column].to_numpy() for name, ch in scenario.channels.items()}
-    data["sales"] = np.round(world.kpi(rounded), 2)
+    data["sales"] = np.round(y, 2)
 
     rows, contrib = [], {}
     for name, ch in scenario.channels.items():
         zero = np.zeros(scenario.n_weeks)
-        total_cf = dict(rounded, **{name: zero})
+        total_cf = dict(factual, **{name: zero})
         if name == "tv":
             total_cf["search"] = world.search_spend(zero)
-        y_obs = world.kpi(rounded)
+        y_obs = world.kpi(factual)
         weekly_total = y_obs - world.kpi(total_cf)
         contrib[name] = weekly_total
-        spend = float(rounded[name].sum())
+        spend = float(factual[name].sum())
         rows.append((name, "total", float(weekly_total.sum()), spend))
         if name == "tv":
-            direct = float((y_obs - world.kpi(dict(rounded, tv=zero))).sum())
+            direct = float((y_obs - world.kpi(dict(factual, tv=zero))).sum())
             rows.append((name, "direct", direct, spend))
             rows.append((name, "indirect", float(weekly_total.sum()) - direct, spend))
     truth = pd.DataFrame(rows, columns=["channel", "effect", "incremental_kpi", "spend"])

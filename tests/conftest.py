@@ -1,0 +1,29 @@
+"""Shared fixtures: one real run of the pipeline on the bundled sample, reused by the
+end-to-end tests that only read its outputs."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+
+SAMPLE_DIR = Path(__file__).resolve().parents[1] / "cmmm_pipeline" / "sample"
+
+
+@pytest.fixture(scope="session")
+def sample_truth() -> pd.DataFrame:
+    return pd.read_csv(SAMPLE_DIR / "truth.csv")
+
+
+@pytest.fixture(scope="session")
+def sample_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`cmmm run --output DIR` on the bundled sample, once per test session."""
+    from cmmm_pipeline.cli import main
+
+    output = tmp_path_factory.mktemp("sample_run")
+    assert main(["run", "--output", str(output)]) == 0
+    return output
