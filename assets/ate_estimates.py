@@ -7,8 +7,8 @@ from dagster_duckdb import DuckDBResource
 from assets.common import OWNERS, markdown_table
 from assets.resources import CmmmSettings
 from cmmm_pipeline import warehouse
-from cmmm_pipeline.estimation import channel_specs, estimates_table, naive_coefficients
-from cmmm_pipeline.features import node_columns
+from cmmm_pipeline.estimation import channel_series, estimates_table, identify_channels, naive_coefficients
+from cmmm_pipeline.features import node_columns, transforms_from_table
 from cmmm_pipeline.graph import expand_graph, graph_from_table
 from cmmm_pipeline.ingest import spend_totals
 
@@ -16,8 +16,11 @@ from cmmm_pipeline.ingest import spend_totals
 @asset(group_name="cmmm", kinds={"duckdb", "dowhy"}, owners=OWNERS, deps=["causal_dag"])
 def ate_estimates(settings: CmmmSettings, duckdb: DuckDBResource) -> MaterializeResult:
     """Per channel: DoWhy identifies the adjustment set under the DAG and estimates the effect by
-    backdoor linear regression; total, and direct/indirect where the DAG has mediators. Reported as
-    incremental KPI and ROI, with a naive all-channels OLS ROI beside it."""
+    backdoor linear regression; total, and direct/indirect where the DAG has mediators (a total that
+    flows through a mediating channel is g-computed through that channel's own transform). Reported as
+    incremental KPI and ROI, with a naive all-channels OLS ROI beside it. A channel whose effect the
+    DAG does not identify from the observed columns is kept as a row with its reason and no
+    numbers, while the other channels go on."""
     config = settings.load()
     with duckdb.get_connection() as con:
         raw = warehouse.read_table(con, "raw_spend")
@@ -28,9 +31,14 @@ def ate_estimates(settings: CmmmSettings, duckdb: DuckDBResource) -> Materialize
         expanded = expand_graph(g, columns)
         channels = list(config.channel_names)
         controls = [c for node in config.controls for c in columns[node]]
-        specs = channel_specs(features, expanded, g, channels, config.kpi)
+        specs, failures = identify_channels(features, expanded, g, channels, config.kpi)
+        series = channel_series(raw, config, transforms_from_table(warehouse.read_table(con, "transform_parameters")))
         table = estimates_table(features, expanded, specs, config.kpi, spend_totals(raw, config),
-                                naive_coefficients(features, channels, controls, config.kpi))
+                                naive_coefficients(features, channels, controls, config.kpi), failures,
+                                series=series)
         warehouse.write_tables(con, {"ate_estimates": table})
     shown = table[["channel", "effect", "ate", "incremental_kpi", "roi", "naive_roi"]]
-    return MaterializeResult(metadata={"rows": len(table), "estimates": markdown_table(shown)})
+    return MaterializeResult(metadata={
+        "rows": len(table), "estimates": markdown_table(shown),
+        "not_estimated": ", ".join(sorted({f"{f.channel} ({f.effect.value})" for f in failures})) or "none",
+    })

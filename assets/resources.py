@@ -1,9 +1,13 @@
 """Resources shared by the assets: where the config lives and where outputs go."""
 
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import duckdb
 from dagster import ConfigurableResource
+from dagster_duckdb import DuckDBResource
 
 from cmmm_pipeline.config import PipelineConfig, load_config
 
@@ -21,3 +25,14 @@ class CmmmSettings(ConfigurableResource):
         path = Path(self.output_dir)
         path.mkdir(parents=True, exist_ok=True)
         return path
+
+
+class WarehouseResource(DuckDBResource):
+    """The DuckDB warehouse; its folder is created on first use (a fresh checkout has no cmmm_output/)."""
+
+    @contextmanager
+    def get_connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        if self.database not in ("", ":memory:") and not self.database.startswith("md:"):
+            Path(self.database).parent.mkdir(parents=True, exist_ok=True)
+        with super().get_connection() as con:
+            yield con

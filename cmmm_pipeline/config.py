@@ -7,7 +7,9 @@ fall back to a default, so every mapping is checked against the keys it may hold
 from __future__ import annotations
 
 import datetime as dt
+import difflib
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
@@ -21,6 +23,15 @@ from cmmm_pipeline.errors import ConfigError
 SEASONALITY = "seasonality"
 TREND = "trend"
 GENERATED_CONTROLS = (SEASONALITY, TREND)
+
+RESERVED_COLUMN = "week"
+"""The normalised date column (`cmmm_pipeline.features.WEEK`): no other data column or node may take it."""
+
+MAX_LAG_WEEKS = 104
+MAX_FOURIER_ORDER = 26
+
+_CHANNEL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_FOURIER_COLUMN = re.compile(rf"^{SEASONALITY}_(sin|cos)[0-9]+$")
 
 
 class AdstockType(Enum):
@@ -102,7 +113,8 @@ class ExperimentConfig:
 
 @dataclass(frozen=True)
 class CheckConfig:
-    """Thresholds of the data-quality, independence and overlap gates."""
+    """Thresholds of the data-quality, independence and overlap gates. `overlap_min_spread` is each
+    stratum's spend CV relative to the channel's overall CV."""
 
     min_weeks: int = 52
     independence_alpha: float = 0.05
@@ -112,6 +124,7 @@ class CheckConfig:
     overlap_min_spread: float = 0.5
 
     def __post_init__(self) -> None:
+        _require_types(self, "checks")
         if self.min_weeks < 8:
             raise ConfigError("threshold-range", "checks.min_weeks", f"is {self.min_weeks}.",
                               "set at least 8 weeks; fewer cannot support any estimate.")
@@ -123,20 +136,27 @@ class CheckConfig:
                               "must be >= 1 and >= 2.", "raise them.")
         if self.overlap_min_spread < 0:
             raise ConfigError("threshold-range", "checks.overlap_min_spread",
-                              "must be >= 0.", "use a coefficient of variation such as 0.5.")
+                              "must be >= 0.", "use a share of the channel's spend variation (stratum CV / overall CV), e.g. 0.5.")
 
 
 @dataclass(frozen=True)
 class EstimationConfig:
-    """Uncertainty settings. `seed` makes every random step (bootstrap, refuters) reproducible."""
+    """Estimation settings. `seed` makes every random step (bootstrap, refuters) reproducible.
+    `block_length` None: chosen from the data (Politis–White). Transform selection: `cv_folds`
+    forward-chaining folds after an initial training window of `cv_initial_fraction` of the weeks,
+    at most `selection_passes` coordinate passes over the channels."""
 
     ci_level: float = 0.95
     bootstrap_samples: int = 300
     block_length: int | None = None
     refuter_simulations: int = 20
     seed: int = 20240101
+    cv_folds: int = 4
+    cv_initial_fraction: float = 0.5
+    selection_passes: int = 3
 
     def __post_init__(self) -> None:
+        _require_types(self, "estimation")
         if not 0.5 < self.ci_level < 1.0:
             raise ConfigError("threshold-range", "estimation.ci_level", f"is {self.ci_level}.",
                               "use a level in (0.5, 1), e.g. 0.95.")
@@ -149,6 +169,18 @@ class EstimationConfig:
         if self.refuter_simulations < 1:
             raise ConfigError("threshold-range", "estimation.refuter_simulations",
                               f"is {self.refuter_simulations}.", "use at least 1.")
+        if self.seed < 0:
+            raise ConfigError("threshold-range", "estimation.seed", f"is {self.seed}.",
+                              "use a non-negative integer seed.")
+        if self.cv_folds < 2:
+            raise ConfigError("threshold-range", "estimation.cv_folds", f"is {self.cv_folds}.",
+                              "use at least 2 forward-chaining folds, e.g. 4.")
+        if not 0.2 <= self.cv_initial_fraction <= 0.8:
+            raise ConfigError("threshold-range", "estimation.cv_initial_fraction", f"is {self.cv_initial_fraction}.",
+                              "use a share of the weeks in [0.2, 0.8], e.g. 0.5.")
+        if self.selection_passes < 1:
+            raise ConfigError("threshold-range", "estimation.selection_passes", f"is {self.selection_passes}.",
+                              "use at least 1 pass.")
 
 
 @dataclass(frozen=True)
@@ -163,6 +195,8 @@ class PipelineConfig:
     checks: CheckConfig = field(default_factory=CheckConfig)
     estimation: EstimationConfig = field(default_factory=EstimationConfig)
     graph_file: Path | None = None
+    latent: tuple[str, ...] = ()
+    """Graph nodes with no data column (unobserved causes); DoWhy treats them as unobserved."""
 
     @property
     def channel_names(self) -> tuple[str, ...]:
@@ -198,9 +232,11 @@ def _check_keys(value: Mapping[str, Any], allowed: set[str], required: set[str],
                 key: str) -> None:
     unknown = sorted(str(k) for k in value if k not in allowed)
     if unknown:
+        close = difflib.get_close_matches(unknown[0], sorted(allowed), n=1)
+        hint = f"did you mean '{close[0]}'? " if close else ""
         raise _fail(source, f"{key}.{unknown[0]}" if key else unknown[0],
                     f"is not a known key (unknown: {', '.join(unknown)}).",
-                    f"use only: {', '.join(sorted(allowed))}.", "config-unknown-key")
+                    f"{hint}use only: {', '.join(sorted(allowed))}.", "config-unknown-key")
     missing = sorted(required - set(value))
     if missing:
         raise _fail(source, f"{key}.{missing[0]}" if key else missing[0],
@@ -208,9 +244,19 @@ def _check_keys(value: Mapping[str, Any], allowed: set[str], required: set[str],
                     "config-missing-key")
 
 
+def _finite(value: Any) -> bool:
+    """A real, finite number (bools excluded; an integer too large for a float is not finite)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:
+        return False
+
+
 def _number(value: Any, source: Path, key: str, *, low: float | None = None, high: float | None = None,
             low_open: bool = False, high_open: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    if not _finite(value):
         raise _fail(source, key, f"must be a finite number, got {value!r}.", "write a number.", "config-type")
     v = float(value)
     if low is not None and (v < low or (low_open and v == low)):
@@ -232,10 +278,13 @@ def _string(value: Any, source: Path, key: str) -> str:
     return value.strip()
 
 
-def _integer(value: Any, source: Path, key: str, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise _fail(source, key, f"must be an integer >= {low}, got {value!r}.", f"write an integer >= {low}.",
-                    "config-type")
+def _integer(value: Any, source: Path, key: str, low: int, high: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _fail(source, key, f"must be an integer, got {value!r}.", f"write an integer >= {low}.", "config-type")
+    if value < low or (high is not None and value > high):
+        allowed = f"between {low} and {high}" if high is not None else f">= {low}"
+        raise _fail(source, key, f"is {value}, outside the allowed range.", f"write an integer {allowed}.",
+                    "config-range")
     return value
 
 
@@ -259,7 +308,7 @@ def _adstock(raw: Any, source: Path, key: str) -> AdstockConfig:
         decay=_optional_number(m.get("decay"), source, f"{key}.decay", low=0.0, high=1.0, high_open=True),
         shape=_optional_number(m.get("shape"), source, f"{key}.shape", low=0.0, low_open=True),
         scale=_optional_number(m.get("scale"), source, f"{key}.scale", low=0.0, low_open=True),
-        max_lag=_integer(m.get("max_lag", 12), source, f"{key}.max_lag", 1),
+        max_lag=_integer(m.get("max_lag", 12), source, f"{key}.max_lag", 1, MAX_LAG_WEEKS),
     )
 
 
@@ -282,7 +331,9 @@ def _date(value: Any, source: Path, key: str) -> dt.date:
     if isinstance(value, dt.date):
         return value
     try:
-        return dt.date.fromisoformat(str(value))
+        if not isinstance(value, str):
+            raise ValueError(value)
+        return dt.date.fromisoformat(value.strip())
     except ValueError:
         raise _fail(source, key, f"is {value!r}, not a date.", "write it as YYYY-MM-DD.", "config-type") from None
 
@@ -323,38 +374,185 @@ def _edges(raw: Any, source: Path) -> tuple[tuple[str, str], ...]:
     return tuple(edges)
 
 
+class _DuplicateKey(yaml.YAMLError):
+    """A key repeated within one YAML mapping (raised while loading, turned into a ConfigError)."""
+
+    def __init__(self, path: str, first_line: int, line: int) -> None:
+        super().__init__(f"duplicate key {path}")
+        self.path = path
+        self.first_line = first_line
+        self.line = line
+
+
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+class UniqueKeyLoader(yaml.SafeLoader):
+    """A SafeLoader that refuses a key repeated within one mapping. Plain YAML keeps the last value
+    silently, so two channels both named `tv` would become one and the first would vanish."""
+
+    def construct_document(self, node: yaml.Node) -> Any:
+        _refuse_duplicate_keys(node)
+        return super().construct_document(node)
+
+
+def _refuse_duplicate_keys(root: yaml.Node) -> None:
+    """Walk the composed document (aliases visited once) and raise on the first repeated key."""
+    stack: list[tuple[yaml.Node, str]] = [(root, "")]
+    visited: set[int] = set()
+    while stack:
+        node, path = stack.pop()
+        if id(node) in visited:
+            continue
+        visited.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            first: dict[tuple[str, str], int] = {}
+            for key_node, value_node in node.value:
+                if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == _MERGE_TAG:
+                    stack.append((value_node, path))
+                    continue
+                key = (key_node.tag, key_node.value)
+                child = f"{path}.{key_node.value}" if path else str(key_node.value)
+                line = key_node.start_mark.line + 1
+                if key in first:
+                    raise _DuplicateKey(child, first[key], line)
+                first[key] = line
+                stack.append((value_node, child))
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend((item, f"{path}[{i}]") for i, item in enumerate(node.value))
+
+
+def read_yaml(text: str, source: Path) -> Any:
+    """Parse YAML text with duplicate keys refused; every failure becomes a ConfigError."""
+    try:
+        return yaml.load(text, Loader=UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    except _DuplicateKey as exc:
+        raise ConfigError("config-duplicate-key", f"{source} key '{exc.path}'",
+                          f"appears twice in the same mapping (lines {exc.first_line} and {exc.line}); YAML "
+                          "would silently keep only the last one.",
+                          "remove or rename one of the two (channel names must be unique).") from None
+    except yaml.YAMLError as exc:
+        where = " ".join(str(exc).replace('"<unicode string>"', source.name).split())
+        raise ConfigError("config-yaml", str(source), f"is not valid YAML ({where}).",
+                          "fix the YAML syntax at the position shown.") from None
+    except (ValueError, TypeError, OverflowError) as exc:
+        # PyYAML builds dates and tagged scalars with Python constructors, which raise their own errors.
+        raise ConfigError("config-yaml", str(source), f"holds a value YAML cannot build ({exc}), such as an "
+                          "impossible date or a mistagged number.", "correct the value (dates as YYYY-MM-DD).") from None
+    except RecursionError:
+        raise ConfigError("config-yaml", str(source), "nests too deeply to be a config.",
+                          "write the config as in the sample: a few levels of mappings and lists.") from None
+
+
+def _latent(raw: Any, source: Path, nodes: set[str]) -> tuple[str, ...]:
+    """`graph.latent`: names of unobserved causes, distinct from every channel, control and the KPI."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise _fail(source, "graph.latent", "must be a list of node names.",
+                    "write e.g. latent: [brand_awareness].", "config-type")
+    latent = tuple(_string(name, source, f"graph.latent[{i}]") for i, name in enumerate(raw))
+    _no_duplicates(source, "graph.latent", latent)
+    for i, name in enumerate(latent):
+        if name == RESERVED_COLUMN or _FOURIER_COLUMN.match(name):
+            raise _fail(source, f"graph.latent[{i}]", f"'{name}' is a name the pipeline gives to a data column.",
+                        "choose another name for the unobserved cause.", "reserved-column")
+        if name in nodes:
+            raise _fail(source, f"graph.latent[{i}]", f"'{name}' is a channel, a control or the KPI, which have data.",
+                        "list only causes without a data column as latent.", "duplicate-node")
+    return latent
+
+
 def load_config(path: str | Path) -> PipelineConfig:
-    """Read and validate a YAML config. Paths inside it are relative to the file."""
+    """Read and validate a YAML config, including its causal graph. Paths inside it are relative
+    to the file."""
     source = Path(path).resolve()
     if not source.is_file():
         raise ConfigError("config-missing", str(source), "no such file.",
                           "pass an existing YAML file with --config (or CMMM_CONFIG).")
     try:
-        raw = yaml.safe_load(source.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise ConfigError("config-yaml", str(source), f"is not valid YAML ({exc}).".replace("\n", " "),
-                          "fix the YAML syntax at the position shown.") from None
-    return parse_config(raw, source)
+        text = source.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError("config-unreadable", str(source), f"could not be read ({type(exc).__name__}).",
+                          "save the config as a UTF-8 text file.") from None
+    return parse_config(read_yaml(text, source), source)
+
+
+TOP_LEVEL_KEYS = {"data", "channels", "controls", "graph", "features", "experiments", "checks", "estimation"}
 
 
 def parse_config(raw: Any, source: Path) -> PipelineConfig:
-    """Validate an already-parsed YAML document; `source` anchors relative paths and messages."""
+    """Validate an already-parsed YAML document; `source` anchors relative paths and messages.
+    The graph is built and validated too, so a bad DAG is refused before any run starts."""
+    if raw is None:
+        raise ConfigError("config-empty", str(source), "is empty.", "start from the bundled sample config.")
     top = _mapping(raw, source, "(top level)")
-    allowed = {"data", "channels", "controls", "graph", "features", "experiments", "checks", "estimation"}
-    _check_keys(top, allowed, {"data", "channels", "graph"}, source, "")
+    _check_keys(top, TOP_LEVEL_KEYS, {"data", "channels", "graph"}, source, "")
 
-    d = _mapping(top["data"], source, "data")
+    data = _data(top["data"], source)
+    channels = _channels(top["channels"], source)
+    controls = _controls(top.get("controls"), source)
+    _check_roles(data, channels, controls, source)
+
+    g = _mapping(top["graph"], source, "graph")
+    _check_keys(g, {"edges", "file", "latent"}, set(), source, "graph")
+    if ("edges" in g) == ("file" in g):
+        raise _fail(source, "graph", "must give exactly one of 'edges' or 'file'.",
+                    "list the edges, or point 'file' at a DOT or GML drawing.", "config-missing-key")
+    graph_file = None if "file" not in g else (source.parent / _string(g["file"], source, "graph.file")).resolve()
+    edges = _edges(g["edges"], source) if "edges" in g else ()
+    latent = _latent(g.get("latent"), source, {c.name for c in channels} | set(controls) | {data.kpi})
+
+    f = _mapping(_or_empty(top.get("features")), source, "features")
+    _check_keys(f, {"fourier_order"}, set(), source, "features")
+    features = FeatureConfig(fourier_order=_integer(f.get("fourier_order", 2), source, "features.fourier_order", 1,
+                                                    MAX_FOURIER_ORDER))
+
+    exp_raw = top.get("experiments")
+    exp_raw = [] if exp_raw is None else exp_raw
+    if not isinstance(exp_raw, list):
+        raise _fail(source, "experiments", "must be a list.", "write one mapping per lift test.", "config-type")
+    experiments = tuple(_experiment(e, source, f"experiments[{i}]") for i, e in enumerate(exp_raw))
+    names = [c.name for c in channels]
+    for i, e in enumerate(experiments):
+        if e.channel not in names:
+            raise _fail(source, f"experiments[{i}].channel", f"'{e.channel}' is not a configured channel.",
+                        f"use one of: {', '.join(names)}.", "experiment-channel")
+
+    checks = _section(top.get("checks"), source, "checks", CheckConfig)
+    estimation = _section(top.get("estimation"), source, "estimation", EstimationConfig)
+    config = PipelineConfig(source=source, data=data, channels=channels, controls=controls, edges=edges,
+                            features=features, experiments=experiments, checks=checks, estimation=estimation,
+                            graph_file=graph_file, latent=latent)
+    from cmmm_pipeline.graph import build_graph  # graph.py builds on this module
+
+    build_graph(config)
+    return config
+
+
+def _or_empty(value: Any) -> Any:
+    return {} if value is None else value
+
+
+def _data(raw: Any, source: Path) -> DataConfig:
+    d = _mapping(raw, source, "data")
     _check_keys(d, {"path", "table", "date_column", "kpi", "kpi_must_be_positive"},
                 {"path", "date_column", "kpi"}, source, "data")
-    data = DataConfig(
+    positive = d.get("kpi_must_be_positive", False)
+    if not isinstance(positive, bool):
+        raise _fail(source, "data.kpi_must_be_positive", f"must be true or false, got {positive!r}.",
+                    "write true or false.", "config-type")
+    return DataConfig(
         path=(source.parent / _string(d["path"], source, "data.path")).resolve(),
         date_column=_string(d["date_column"], source, "data.date_column"),
         kpi=_string(d["kpi"], source, "data.kpi"),
         table=None if d.get("table") is None else _string(d["table"], source, "data.table"),
-        kpi_must_be_positive=bool(d.get("kpi_must_be_positive", False)),
+        kpi_must_be_positive=positive,
     )
 
-    ch_raw = _mapping(top["channels"], source, "channels")
+
+def _channels(raw: Any, source: Path) -> tuple[ChannelConfig, ...]:
+    ch_raw = _mapping(raw, source, "channels")
     if not ch_raw:
         raise _fail(source, "channels", "is empty.", "name at least one media channel.", "config-missing-key")
     channels: list[ChannelConfig] = []
@@ -362,6 +560,10 @@ def parse_config(raw: Any, source: Path) -> PipelineConfig:
     for name, spec in ch_raw.items():
         key = f"channels.{name}"
         name = _string(name, source, key)
+        if not _CHANNEL_NAME.match(name) or name == RESERVED_COLUMN or _FOURIER_COLUMN.match(name):
+            raise _fail(source, key, f"'{name}' is not a usable channel name.",
+                        "use letters, digits and '_' (starting with a letter), other than 'week' and the "
+                        "generated 'seasonality_sin1'-style names.", "channel-name")
         spec = _mapping(spec, source, key)
         _check_keys(spec, {"spend_column", "adstock", "saturation"}, {"spend_column"}, source, key)
         column = _string(spec["spend_column"], source, f"{key}.spend_column")
@@ -372,47 +574,48 @@ def parse_config(raw: Any, source: Path) -> PipelineConfig:
         spend_columns[column] = name
         channels.append(ChannelConfig(name, column, _adstock(spec.get("adstock"), source, f"{key}.adstock"),
                                       _saturation(spec.get("saturation"), source, f"{key}.saturation")))
+    return tuple(channels)
 
-    controls_raw = top.get("controls", []) or []
+
+def _controls(raw: Any, source: Path) -> tuple[str, ...]:
+    controls_raw = [] if raw is None else raw
     if not isinstance(controls_raw, list):
         raise _fail(source, "controls", "must be a list of column names.", "write e.g. [seasonality, price].",
                     "config-type")
     controls = tuple(_string(c, source, f"controls[{i}]") for i, c in enumerate(controls_raw))
     _no_duplicates(source, "controls", controls)
-    clash = sorted(set(controls) & set(spend_columns.values()) | ({data.kpi} & set(controls)))
-    if clash:
-        raise _fail(source, "controls", f"'{clash[0]}' is also a channel or the KPI.",
-                    "give each graph node one role.", "duplicate-node")
-    if data.kpi in spend_columns.values():
-        raise _fail(source, "data.kpi", f"'{data.kpi}' is also a channel name.", "rename one of them.",
-                    "duplicate-node")
+    return controls
 
-    g = _mapping(top["graph"], source, "graph")
-    _check_keys(g, {"edges", "file"}, set(), source, "graph")
-    if ("edges" in g) == ("file" in g):
-        raise _fail(source, "graph", "must give exactly one of 'edges' or 'file'.",
-                    "list the edges, or point 'file' at a DOT or GML drawing.", "config-missing-key")
-    graph_file = None if "file" not in g else (source.parent / _string(g["file"], source, "graph.file")).resolve()
-    edges = _edges(g["edges"], source) if "edges" in g else ()
 
-    f = _mapping(top.get("features") or {}, source, "features")
-    _check_keys(f, {"fourier_order"}, set(), source, "features")
-    features = FeatureConfig(fourier_order=_integer(f.get("fourier_order", 2), source, "features.fourier_order", 1))
-
-    exp_raw = top.get("experiments") or []
-    if not isinstance(exp_raw, list):
-        raise _fail(source, "experiments", "must be a list.", "write one mapping per lift test.", "config-type")
-    experiments = tuple(_experiment(e, source, f"experiments[{i}]") for i, e in enumerate(exp_raw))
-    for i, e in enumerate(experiments):
-        if e.channel not in {c.name for c in channels}:
-            raise _fail(source, f"experiments[{i}].channel", f"'{e.channel}' is not a configured channel.",
-                        f"use one of: {', '.join(c.name for c in channels)}.", "experiment-channel")
-
-    checks = _section(top.get("checks"), source, "checks", CheckConfig)
-    estimation = _section(top.get("estimation"), source, "estimation", EstimationConfig)
-    return PipelineConfig(source=source, data=data, channels=tuple(channels), controls=controls, edges=edges,
-                          features=features, experiments=experiments, checks=checks, estimation=estimation,
-                          graph_file=graph_file)
+def _check_roles(data: DataConfig, channels: tuple[ChannelConfig, ...], controls: tuple[str, ...],
+                 source: Path) -> None:
+    """Each graph node has one role, and each data column one use: a column read as both a
+    control and a spend (or the date and the KPI) would silently model a variable against itself."""
+    nodes = [*((c.name, f"channels.{c.name}", "a channel") for c in channels),
+             *((c, f"controls[{i}]", "a control") for i, c in enumerate(controls)),
+             (data.kpi, "data.kpi", "the KPI")]
+    seen: dict[str, str] = {}
+    for name, key, role in nodes:
+        if name in seen:
+            raise _fail(source, key, f"'{name}' is already {seen[name]}.", "give each graph node one role: rename "
+                        "one of them.", "duplicate-node")
+        seen[name] = role
+    observed = [c for c in controls if c not in GENERATED_CONTROLS]
+    columns = [(data.date_column, "data.date_column", "the date column"),
+               *((c.spend_column, f"channels.{c.name}.spend_column", f"the spend of channel '{c.name}'")
+                 for c in channels),
+               *((c, f"controls[{controls.index(c)}]", "a control column") for c in observed),
+               (data.kpi, "data.kpi", "the KPI column")]
+    used: dict[str, str] = {}
+    for column, key, role in columns:
+        if column in used:
+            raise _fail(source, key, f"reads the data column '{column}', which is already {used[column]}.",
+                        "point each role at its own column.", "duplicate-column")
+        if column == RESERVED_COLUMN and key != "data.date_column":
+            raise _fail(source, key, f"names the column '{RESERVED_COLUMN}', which the pipeline reserves for the "
+                        "normalised date.", f"rename the data column, or make it data.date_column.",
+                        "reserved-column")
+        used[column] = role
 
 
 def _no_duplicates(source: Path, key: str, names: tuple[str, ...]) -> None:
@@ -423,23 +626,37 @@ def _no_duplicates(source: Path, key: str, names: tuple[str, ...]) -> None:
         seen.add(n)
 
 
+def _type_problem(value: Any, annotation: str) -> str | None:
+    """Why `value` does not fit a threshold field's annotation (None when it does)."""
+    optional = annotation.replace(" ", "").endswith("|None")
+    base = annotation.split("|")[0].strip()
+    if value is None and optional:
+        return None
+    if base == "bool":
+        return None if isinstance(value, bool) else "must be true or false"
+    if base == "int":
+        return None if isinstance(value, int) and not isinstance(value, bool) else "must be an integer"
+    if base == "float":
+        return None if _finite(value) else "must be a finite number"
+    return None
+
+
+def _require_types(section: Any, key: str) -> None:
+    """Thresholds built in code get the same type checks as those read from YAML."""
+    for name, spec in section.__dataclass_fields__.items():
+        value = getattr(section, name)
+        problem = _type_problem(value, str(spec.type))
+        if problem:
+            raise ConfigError("config-type", f"{key}.{name}", f"{problem}, got {value!r}.",
+                              f"write a value of type {spec.type}.")
+
+
 def _section(raw: Any, source: Path, key: str, cls: type) -> Any:
-    """Build a flat threshold dataclass from a mapping, type-checking each value against its default."""
-    m = _mapping(raw or {}, source, key)
-    defaults = cls()
-    allowed = set(defaults.__dataclass_fields__)
-    _check_keys(m, allowed, set(), source, key)
-    values: dict[str, Any] = {}
-    for name, value in m.items():
-        default = getattr(defaults, name)
-        if isinstance(default, bool):
-            if not isinstance(value, bool):
-                raise _fail(source, f"{key}.{name}", f"must be true or false, got {value!r}.",
-                            "write true or false.", "config-type")
-        elif isinstance(default, int) or (default is None and name == "block_length"):
-            if value is not None:
-                value = _integer(value, source, f"{key}.{name}", 0)
-        else:
-            value = _number(value, source, f"{key}.{name}")
-        values[name] = value
-    return cls(**values)
+    """Build a flat threshold dataclass from a mapping: unknown keys and wrong types refused, and
+    range errors from the dataclass's own validation re-anchored on the config file."""
+    m = _mapping(_or_empty(raw), source, key)
+    _check_keys(m, set(cls.__dataclass_fields__), set(), source, key)
+    try:
+        return cls(**dict(m))
+    except ConfigError as exc:
+        raise ConfigError(exc.rule, f"{source} key '{exc.place}'", exc.detail, exc.fix) from None

@@ -26,6 +26,11 @@ class CmmmError(Exception):
         self.fix = fix
         super().__init__(f"[{rule}] {place}: {detail} Fix: {fix}")
 
+    def __reduce__(self) -> tuple[type[CmmmError], tuple[str, str, str, str]]:
+        # The default reduction passes the formatted message as the only argument, which the
+        # four-argument constructor cannot take: errors crossing a process boundary must survive.
+        return (type(self), (self.rule, self.place, self.detail, self.fix))
+
 
 class ConfigError(CmmmError):
     """The YAML config or the graph it names breaks a rule."""

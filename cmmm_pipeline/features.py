@@ -131,12 +131,15 @@ def build_features(raw: pd.DataFrame, config: PipelineConfig,
     return out
 
 
-def transforms_table(transforms: dict[str, ChannelTransform]) -> pd.DataFrame:
-    """The resolved parameters, for the warehouse and the report."""
+def transforms_table(transforms: dict[str, ChannelTransform],
+                     cv_errors: dict[str, float] | None = None) -> pd.DataFrame:
+    """The resolved parameters, for the warehouse and the report; `cv_error` is the out-of-sample
+    error at the chosen point for channels whose parameters were selected from the data."""
+    errors = cv_errors or {}
     return pd.DataFrame([{
         "channel": t.channel, "adstock": t.adstock.value, "decay": t.decay, "weibull_shape": t.weibull_shape,
         "weibull_scale": t.weibull_scale, "max_lag": t.max_lag, "half_saturation": t.half_saturation,
-        "slope": t.slope, "source": t.source.value,
+        "slope": t.slope, "source": t.source.value, "cv_error": float(errors.get(t.channel, float("nan"))),
     } for t in transforms.values()])
 
 

@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import pandas as pd
 
@@ -18,7 +20,9 @@ class RunOutcome:
     summary: str
 
 
-QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+# Dagster logs every step failure at ERROR with its stack trace; the outcome below already carries
+# each failure as a user-facing paragraph, so the console logger only speaks for CRITICAL events.
+QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 
 
 def run_pipeline(config_path: str, output_dir: str, warehouse_path: str) -> RunOutcome:
@@ -31,15 +35,7 @@ def run_pipeline(config_path: str, output_dir: str, warehouse_path: str) -> RunO
     job = defs.resolve_job_def(JOB_NAME)
     with DagsterInstance.ephemeral(settings={"telemetry": {"enabled": False}}) as instance:
         result = job.execute_in_process(instance=instance, raise_on_error=False, run_config=QUIET_RUN_CONFIG)
-    checks = []
-    failed_checks = []
-    for evaluation in result.get_asset_check_evaluations():
-        name = f"{evaluation.asset_key.to_user_string()}.{evaluation.check_name}"
-        status = "PASS" if evaluation.passed else evaluation.severity.value
-        description = evaluation.description or ""
-        checks.append(f"check {name}: {status}" + ("" if evaluation.passed else f" — {description}"))
-        if not evaluation.passed and evaluation.severity.value == "ERROR":
-            failed_checks.append(f"Check '{name}' failed: {description}")
+    checks, failed_checks = _check_lines(result.get_asset_check_evaluations())
     errors = [_step_error(e) for e in result.all_events if e.event_type == DagsterEventType.STEP_FAILURE]
     messages = [m for m in (*failed_checks, *errors) if m]
     if result.success and not failed_checks:
@@ -52,16 +48,43 @@ def run_pipeline(config_path: str, output_dir: str, warehouse_path: str) -> RunO
                       tuple(checks), "")
 
 
+_OWN_ERRORS = frozenset({"CmmmError", "ConfigError", "DataError", "EstimationError"})
+_CHECK_FAILED = "DagsterAssetCheckFailedError"
+
+
+def _check_lines(evaluations: Iterable[Any]) -> tuple[list[str], list[str]]:
+    """One stdout line per check (PASS, or the status and the failed rules), and for every failed
+    ERROR-severity check its full message: one paragraph per failed rule."""
+    lines: list[str] = []
+    failures: list[str] = []
+    for evaluation in evaluations:
+        name = f"{evaluation.asset_key.to_user_string()}.{evaluation.check_name}"
+        if evaluation.passed:
+            lines.append(f"check {name}: PASS")
+            continue
+        description = (evaluation.description or "").strip()
+        blocking = evaluation.severity.value == "ERROR"
+        rules = getattr((evaluation.metadata or {}).get("failed_rules"), "value", None)
+        summary = f"failed rules: {rules}" if rules else (description.splitlines() or ["failed"])[0]
+        lines.append(f"check {name}: {'FAIL' if blocking else evaluation.severity.value} — {summary}")
+        if blocking:
+            failures.append(f"Check '{name}' failed:\n{description}" if description else f"Check '{name}' failed.")
+    return lines, failures
+
+
 def _step_error(event: object) -> str:
-    """The user's exception message (our own errors carry rule, place and fix) without a traceback."""
+    """The user's exception message (our own errors carry rule, place and fix) without a traceback.
+    A blocking check's step failure says nothing its check result has not said: it is left out."""
     error = event.step_failure_data.error  # type: ignore[attr-defined]
     while error is not None:
-        if error.cls_name and error.cls_name.endswith("Error") and error.cls_name in {
-                "CmmmError", "ConfigError", "DataError", "EstimationError"}:
-            return error.message.split(": ", 1)[-1].strip() if error.message.startswith(error.cls_name) \
-                else error.message.strip()
+        if error.cls_name == _CHECK_FAILED:
+            return ""
+        if error.cls_name in _OWN_ERRORS:
+            head, _, rest = error.message.partition(": ")
+            return (rest if rest and head.split(".")[-1] == error.cls_name else error.message).strip()
         if error.cause is None:
-            return f"{event.step_key}: {error.message.strip()}"  # type: ignore[attr-defined]
+            first = error.message.strip().splitlines()
+            return f"step {event.step_key} failed: {first[0] if first else error.cls_name}"  # type: ignore[attr-defined]
         error = error.cause
     return ""
 

@@ -56,6 +56,12 @@ class Scenario:
     """Share of a common driver in TV and digital spend (0 = independent plans)."""
     mediation: float = 2.0
     """How strongly TV's transformed media drives search spend (relative to search's base)."""
+    season_to_search: float = 0.0
+    """An edge the sample's DAG does not have: seasonality moving search spend (relative amplitude,
+    like `confounding`). 0 leaves the data exactly as without the knob."""
+    dark_weeks: float = 0.0
+    """Share of weeks in which digital and email are paused (pulsed campaigns, skipped sends).
+    Without such low-spend weeks the data cannot tell a saturation curve's shape near zero apart."""
     noise_sd: float = 120.0
     noise_ar: float = 0.3
     base_kpi: float = 6000.0
@@ -104,6 +110,7 @@ class _Noise:
     kpi: np.ndarray
     common: np.ndarray
     tv_on: np.ndarray
+    pause: np.ndarray
 
 
 def _draw_noise(rng: np.random.Generator, n: int) -> _Noise:
@@ -112,6 +119,7 @@ def _draw_noise(rng: np.random.Generator, n: int) -> _Noise:
         tv=_ar1(rng, n, 0.5, 0.35), digital=_ar1(rng, n, 0.5, 0.3), search=_ar1(rng, n, 0.3, 0.3),
         email=rng.normal(0.0, 0.5, n), price=_ar1(rng, n, 0.7, 0.4), kpi=_ar1(rng, n, 0.3, 1.0),
         common=_ar1(rng, n, 0.6, 0.35), tv_on=np.repeat(flights, 4)[:n].astype(float),
+        pause=rng.random((2, n)),  # drawn last, so every draw above is the same whatever dark_weeks is
     )
 
 
@@ -132,6 +140,8 @@ class _World:
         self.digital = np.round(500.0 * np.exp(scenario.confounding * self.season + (1 - c) * noise.digital
                                                + c * noise.common * 2), 2)
         self.email = np.round(100.0 * np.exp(noise.email), 2)
+        self.digital = np.where(noise.pause[0] < scenario.dark_weeks, 0.0, self.digital)
+        self.email = np.where(noise.pause[1] < scenario.dark_weeks, 0.0, self.email)
         self.price = 10.0 + noise.price
         ch = scenario.channels
         self.scale = {"tv": geometric_adstock(self.tv, ch["tv"].decay).mean(),
@@ -141,7 +151,10 @@ class _World:
 
     def search_spend(self, tv_spend: np.ndarray) -> np.ndarray:
         x_tv = transformed(tv_spend, self.s.channels["tv"], self.scale_tv)
-        return np.round(300.0 * (1.0 + self.s.mediation * x_tv) * np.exp(self.noise.search), 2)
+        log_noise = self.noise.search
+        if self.s.season_to_search:
+            log_noise = log_noise + self.s.season_to_search * self.season
+        return np.round(300.0 * (1.0 + self.s.mediation * x_tv) * np.exp(log_noise), 2)
 
     @property
     def scale_tv(self) -> float:
@@ -209,8 +222,9 @@ def sample_experiment(result: SimulationResult, seed: int = SAMPLE_SEED) -> dict
 
 
 def sample_config_text(experiment: dict[str, object]) -> str:
-    """The bundled sample's config: the true transforms of TV and search, the rest left to the defaults
-    (or, with parameter selection, to the data)."""
+    """The bundled sample's config, with every channel's transform as the simulator drew it, so a
+    first run can be checked against the known truth. Leave a channel's adstock or saturation out
+    to have it selected from the data (the selection tests do exactly that on this data)."""
     e = experiment
     return f"""# Bundled sample: three years of weekly data from cmmm_pipeline.simulate (seed {SAMPLE_SEED}).
 data: {{path: weekly.csv, date_column: week, kpi: sales}}
@@ -219,6 +233,8 @@ channels:
             saturation: {{type: hill, half_saturation: 1.0, slope: 1.4}}}}
   search:  {{spend_column: search_spend, adstock: {{type: geometric, decay: 0.2}},
             saturation: {{type: hill, half_saturation: 2.0, slope: 1.0}}}}
+  # Leave adstock/saturation out to have decay, half-saturation and slope selected from the data
+  # by time-series cross validation (recorded in transform_selection.csv).
   digital: {{spend_column: digital_spend, adstock: {{type: geometric, decay: 0.3}},
             saturation: {{type: hill, half_saturation: 1.0, slope: 1.2}}}}
   email:   {{spend_column: email_spend, adstock: {{type: geometric, decay: 0.1}},

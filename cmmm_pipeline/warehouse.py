@@ -76,6 +76,7 @@ def publish(con: duckdb.DuckDBPyConnection, run_id: str, run_time: dt.datetime, 
         source = _name(STAGING, estimates_table)
         con.execute(f"CREATE TABLE IF NOT EXISTS {history} AS SELECT CAST(NULL AS VARCHAR) AS run_id, "
                     f"CAST(NULL AS TIMESTAMP) AS run_time, * FROM {source} WHERE false")
+        _add_missing_history_columns(con, estimates_table)
         con.execute(f"DELETE FROM {history} WHERE run_id = ?", [run_id])
         con.execute(f"INSERT INTO {history} BY NAME SELECT ? AS run_id, ? AS run_time, * FROM {source}",
                     [run_id, run_time])
@@ -83,6 +84,18 @@ def publish(con: duckdb.DuckDBPyConnection, run_id: str, run_time: dt.datetime, 
     except Exception:
         con.execute("ROLLBACK")
         raise
+
+
+def _add_missing_history_columns(con: duckdb.DuckDBPyConnection, estimates_table: str) -> None:
+    """Columns the estimates gained since the history was created (NULL for older runs)."""
+    query = ("SELECT column_name, data_type FROM information_schema.columns "
+             "WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position")
+    have = {name for name, _ in con.execute(query, [PUBLISHED, HISTORY_TABLE]).fetchall()}
+    for name, data_type in con.execute(query, [STAGING, estimates_table]).fetchall():
+        if name not in have:
+            if not _IDENTIFIER.match(name):
+                raise ValueError(f"not a safe identifier: {name!r}")
+            con.execute(f'ALTER TABLE {_name(PUBLISHED, HISTORY_TABLE)} ADD COLUMN "{name}" {data_type}')
 
 
 def previous_estimates(con: duckdb.DuckDBPyConnection, run_id: str) -> pd.DataFrame:

@@ -1,5 +1,8 @@
 """Dagster asset checks that run the Great Expectations suites. Blocking: a failure stops every
-downstream asset, so nothing is estimated or published from data that broke a rule."""
+downstream asset, so nothing is estimated or published from data that broke a rule.
+
+Each result carries, as metadata, the failed rules with their column, failing week dates, values
+and fix, so the Dagster UI and the CLI show the same refusal."""
 
 
 from dagster import AssetCheckResult, AssetCheckSeverity, MetadataValue, asset_check
@@ -9,12 +12,17 @@ from assets.common import markdown_table
 from assets.resources import CmmmSettings
 from cmmm_pipeline import warehouse
 from data_checks.gx_runner import SuiteResult
-from data_checks.suites import validate_raw_spend
+from data_checks.suites import validate_raw_spend, validate_transformed_media
 
 
-def _result(result: SuiteResult) -> AssetCheckResult:
-    metadata = {"expectations": result.evaluated, "failed": len(result.failures),
-                "summary": MetadataValue.text(result.message())}
+def check_result(result: SuiteResult) -> AssetCheckResult:
+    """The suite's outcome as an ERROR-severity check result (blocking when the check is)."""
+    metadata = {
+        "expectations": result.evaluated,
+        "failed": len(result.failures),
+        "failed_rules": MetadataValue.text(result.failed_rules() or "none"),
+        "summary": MetadataValue.text(result.message()),
+    }
     if result.failures:
         metadata["failures"] = markdown_table(result.failures_table())
     return AssetCheckResult(passed=result.success, severity=AssetCheckSeverity.ERROR, metadata=metadata,
@@ -23,12 +31,23 @@ def _result(result: SuiteResult) -> AssetCheckResult:
 
 @asset_check(asset="raw_spend", blocking=True)
 def raw_spend_quality(settings: CmmmSettings, duckdb: DuckDBResource) -> AssetCheckResult:
-    """Great Expectations suite on the raw table: history length, one row per week, no nulls,
-    spend >= 0, no all-zero channel, finite KPI."""
+    """Great Expectations suite on the raw weekly table: columns present and numeric, no empty cells
+    or infinities, spend >= 0, no all-zero or constant channel, KPI finite (and > 0 if configured),
+    one row per week, no gaps in the weekly calendar, at least `checks.min_weeks` weeks."""
     config = settings.load()
     with duckdb.get_connection() as con:
         raw = warehouse.read_table(con, "raw_spend")
-    return _result(validate_raw_spend(raw, config))
+    return check_result(validate_raw_spend(raw, config))
 
 
-ALL_CHECKS = [raw_spend_quality]
+@asset_check(asset="transformed_media", blocking=True)
+def transformed_media_quality(settings: CmmmSettings, duckdb: DuckDBResource) -> AssetCheckResult:
+    """Great Expectations suite on the model table: a column for every graph node, numeric and
+    finite, transformed media >= 0, no constant channel or control, one row per week, enough weeks."""
+    config = settings.load()
+    with duckdb.get_connection() as con:
+        features = warehouse.read_table(con, "transformed_media")
+    return check_result(validate_transformed_media(features, config))
+
+
+ALL_CHECKS = [raw_spend_quality, transformed_media_quality]

@@ -1,25 +1,51 @@
 """Run a Great Expectations suite on a DataFrame and return a frozen, readable result.
 
-One ephemeral context per process (GX 1.x): no files, no network, no progress bars. Failures
-are reported with the expectation, the column, the rule and example rows, so a data engineer
-can act without opening the data.
+One ephemeral context per process (GX 1.x): no files, no network, no analytics, no progress bars.
+Every expectation carries the project's rule name in its `meta`, so a failure is reported as the
+rule, the column, the failing rows (week dates) and the fix, and a data engineer can act without
+opening the data.
 """
 
 from __future__ import annotations
 
+import math
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
 import pandas as pd
 
+from cmmm_pipeline.errors import DataError, format_rows
+
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+
+MAX_EXAMPLES = 8
+"""Failing rows shown per rule in messages and metadata (the count is always complete)."""
+
+_RULE_KEY = "cmmm_rule"
+
+
+@dataclass(frozen=True)
+class Rule:
+    """An expectation paired with the project's name for the rule it enforces, what the rule
+    requires in words, and what the user should do when it fails."""
+
+    name: str
+    expectation: Any
+    requirement: str = ""
+    fix: str = ""
+    values_label: str | None = "values"
+    """How failing values are introduced in messages; None hides them (a spend of -10 helps the reader,
+    the zero row count of a missing week does not)."""
+    absent: str = ""
+    """What to say when the rule fails without rows or an observed value (e.g. a column that is absent)."""
 
 
 @dataclass(frozen=True)
 class ExpectationFailure:
+    table: str
     expectation: str
     column: str | None
     rule: str
@@ -27,13 +53,37 @@ class ExpectationFailure:
     unexpected_count: int | None
     example_rows: tuple[str, ...]
     example_values: tuple[str, ...]
+    observed: str | None = None
+    requirement: str = ""
+    fix: str = ""
+    row_noun: str = "row"
+    values_label: str = "values"
+    absent: str = "it does not hold"
+    error: str | None = None
+    """Set when the expectation could not be evaluated at all (e.g. a column of the wrong type)."""
+
+    @property
+    def place(self) -> str:
+        return f"{self.table} column '{self.column}'" if self.column else self.table
 
     def sentence(self) -> str:
-        where = f"column '{self.column}'" if self.column else "the table"
-        count = f"{self.unexpected_count} row(s)" if self.unexpected_count else "the check"
-        rows = f" at {', '.join(self.example_rows)}" if self.example_rows else ""
-        values = f" (values: {', '.join(self.example_values)})" if self.example_values else ""
-        return f"rule '{self.rule}' failed on {where}: {count}{rows}{values}"
+        """One paragraph, in the same shape as a `CmmmError`: [rule] place: what and where. Fix: ..."""
+        return f"[{self.rule}] {self.place}: {self.detail()} Fix: {self.fix or 'correct the data.'}"
+
+    def detail(self) -> str:
+        requirement = self.requirement or f"expectation {self.expectation}"
+        if self.error:
+            return f"{requirement}; it could not be evaluated ({self.error})."
+        if self.unexpected_count:
+            rows = format_rows(self.example_rows, MAX_EXAMPLES) if self.example_rows else ""
+            shown = f": {rows}" if rows else ""
+            if self.example_rows and len(self.example_rows) < self.unexpected_count:
+                shown += f" and {self.unexpected_count - len(self.example_rows)} more"
+            values = f" ({self.values_label}: {', '.join(self.example_values)})" if self.example_values else ""
+            return f"{requirement}; {self.unexpected_count} {self.row_noun}(s) fail{shown}{values}."
+        if self.observed is not None:
+            return f"{requirement}; observed {self.observed}."
+        return f"{requirement}; {self.absent}."
 
 
 @dataclass(frozen=True)
@@ -44,23 +94,41 @@ class SuiteResult:
     failures: tuple[ExpectationFailure, ...]
 
     def message(self) -> str:
+        """All expectations passed, or one paragraph per failed rule."""
         if self.success:
             return f"{self.suite}: all {self.evaluated} expectations passed."
-        return f"{self.suite}: " + "; ".join(f.sentence() for f in self.failures) + "."
+        return "\n".join(f.sentence() for f in self.failures)
+
+    def failed_rules(self) -> str:
+        """A one-line summary for check lines: `rule (column), ...`."""
+        return ", ".join(f"{f.rule} ({f.column})" if f.column else f.rule for f in self.failures)
 
     def failures_table(self) -> pd.DataFrame:
-        return pd.DataFrame([{"rule": f.rule, "expectation": f.expectation, "column": f.column or "",
-                              "unexpected_count": f.unexpected_count,
-                              "example_rows": ", ".join(f.example_rows)} for f in self.failures],
-                            columns=["rule", "expectation", "column", "unexpected_count", "example_rows"])
+        columns = ["rule", "column", "expectation", "failing", "observed", "example_rows", "example_values", "fix"]
+        return pd.DataFrame([{"rule": f.rule, "column": f.column or "", "expectation": f.expectation,
+                              "failing": f.unexpected_count if f.unexpected_count is not None else "",
+                              "observed": f.observed or f.error or "",
+                              "example_rows": ", ".join(f.example_rows[:MAX_EXAMPLES]),
+                              "example_values": ", ".join(f.example_values[:MAX_EXAMPLES]),
+                              "fix": f.fix} for f in self.failures], columns=columns)
 
+    def raise_for_failures(self) -> None:
+        """Raise the first failure as a `DataError` (naming how many other rules failed)."""
+        if self.success:
+            return
+        if not self.failures:
+            raise DataError("suite-failed", self.suite, "the suite failed without a failing expectation.",
+                            "rerun; if it persists, inspect the check's metadata.")
+        first, rest = self.failures[0], self.failures[1:]
+        also = f" Also failed: {', '.join(f'{f.rule} ({f.column})' for f in rest)}." if rest else ""
+        raise DataError(first.rule, first.place, first.detail() + also, first.fix or "correct the data.")
 
-@dataclass(frozen=True)
-class Rule:
-    """An expectation paired with the project's name for the rule it enforces."""
-
-    name: str
-    expectation: Any
+    @staticmethod
+    def combine(suite: str, results: Iterable[SuiteResult]) -> SuiteResult:
+        """One result from several validations of the same input (e.g. rows and calendar)."""
+        parts = list(results)
+        return SuiteResult(suite, all(r.success for r in parts), sum(r.evaluated for r in parts),
+                           tuple(f for r in parts for f in r.failures))
 
 
 @lru_cache(maxsize=1)
@@ -73,50 +141,80 @@ def _context() -> Any:
     return context
 
 
-def run_suite(name: str, df: pd.DataFrame, rules: Sequence[Rule], row_labels: pd.Series | None = None) -> SuiteResult:
+@lru_cache(maxsize=None)
+def _batch_definition(name: str) -> Any:
+    """A pandas data source with one whole-dataframe batch definition per suite name."""
+    source = _context().data_sources.add_pandas(f"cmmm_{name}")
+    return source.add_dataframe_asset(name).add_batch_definition_whole_dataframe("whole")
+
+
+def run_suite(name: str, df: pd.DataFrame, rules: Sequence[Rule], row_labels: pd.Series | None = None,
+              row_noun: str = "row") -> SuiteResult:
     """Validate `df` against `rules`. `row_labels` (e.g. the week) names failing rows in messages."""
     import great_expectations as gx
 
-    context = _context()
-    source_name = f"cmmm_{name}"
-    try:
-        source = context.data_sources.get(source_name)
-    except (KeyError, ValueError):
-        source = context.data_sources.add_pandas(source_name)
-    try:
-        asset = source.get_asset(name)
-    except LookupError:
-        asset = source.add_dataframe_asset(name)
-    try:
-        batch_definition = asset.get_batch_definition("whole")
-    except (KeyError, ValueError, LookupError):
-        batch_definition = asset.add_batch_definition_whole_dataframe("whole")
+    batch_definition = _batch_definition(name)  # creates the context that suites bind to
+    by_name: dict[str, Rule] = {}
     suite = gx.ExpectationSuite(name=name)
-    names: list[str] = []
-    for rule in rules:
+    for i, rule in enumerate(rules):
+        key = f"{i}:{rule.name}"
+        rule.expectation.meta = {**(rule.expectation.meta or {}), _RULE_KEY: key}
+        by_name[key] = rule
         suite.add_expectation(rule.expectation)
-        names.append(rule.name)
     batch = batch_definition.get_batch(batch_parameters={"dataframe": df.reset_index(drop=True)})
-    result = batch.validate(suite, result_format={"result_format": "COMPLETE", "partial_unexpected_count": 5})
+    result = batch.validate(suite, result_format={"result_format": "COMPLETE"})
     labels = row_labels.reset_index(drop=True) if row_labels is not None else None
-    failures = []
-    by_id = {r.expectation.id: r.name for r in rules}
-    for i, r in enumerate(result.results):
-        if r.success:
-            continue
-        config = r.expectation_config
-        rule = by_id.get(config.id) or names[i]
-        indices = list((r.result or {}).get("partial_unexpected_index_list") or [])[:5]
-        values = list((r.result or {}).get("partial_unexpected_list") or [])[:5]
-        rows = tuple(_label(labels, idx) for idx in indices)
-        failures.append(ExpectationFailure(expectation=config.type, column=config.kwargs.get("column"), rule=rule,
-                                           unexpected_count=(r.result or {}).get("unexpected_count"),
-                                           example_rows=rows, example_values=tuple(str(v) for v in values)))
-    return SuiteResult(name, bool(result.success), len(result.results), tuple(failures))
+    order = {key: i for i, key in enumerate(by_name)}
+    failed = sorted((r for r in result.results if not r.success),
+                    key=lambda r: order[r.expectation_config.meta[_RULE_KEY]])  # GX reorders; keep ours
+    failures = [_failure(name, r, by_name[r.expectation_config.meta[_RULE_KEY]], labels, row_noun) for r in failed]
+    return SuiteResult(name, bool(result.success), len(result.results), _without_consequences(failures))
+
+
+def _without_consequences(failures: list[ExpectationFailure]) -> tuple[ExpectationFailure, ...]:
+    """Drop expectations that could not be evaluated on a column that already failed a rule: once a
+    spend column holds text, 'spend >= 0' cannot be judged, and saying so adds nothing."""
+    judged = {f.column for f in failures if f.error is None}
+    return tuple(f for f in failures if f.error is None or f.column not in judged)
+
+
+def _failure(table: str, r: Any, rule: Rule, labels: pd.Series | None, row_noun: str) -> ExpectationFailure:
+    config = r.expectation_config
+    res = r.result or {}
+    indices = list(res.get("unexpected_index_list") or res.get("partial_unexpected_index_list") or [])
+    values = list(res.get("unexpected_list") or res.get("partial_unexpected_list") or [])
+    observed = res.get("observed_value")
+    return ExpectationFailure(
+        table=table, expectation=config.type, column=config.kwargs.get("column"), rule=rule.name,
+        unexpected_count=res.get("unexpected_count"),
+        example_rows=tuple(_label(labels, idx) for idx in indices[:MAX_EXAMPLES]),
+        example_values=tuple(_value(v) for v in values[:MAX_EXAMPLES]) if rule.values_label else (),
+        observed=None if observed is None else _value(observed), requirement=rule.requirement, fix=rule.fix,
+        row_noun=row_noun, values_label=rule.values_label or "values", absent=rule.absent or "it does not hold",
+        error=_exception(r))
+
+
+def _exception(r: Any) -> str | None:
+    """GX records an expectation that raised (instead of failing) in `exception_info`."""
+    info = r.exception_info or {}
+    entries = [info] if "raised_exception" in info else [v for v in info.values() if isinstance(v, dict)]
+    for entry in entries:
+        if entry.get("raised_exception"):
+            message = str(entry.get("exception_message") or "unknown error").strip().splitlines()
+            return message[0] if message else "unknown error"
+    return None
 
 
 def _label(labels: pd.Series | None, index: Any) -> str:
-    if labels is None or not isinstance(index, (int,)) or not 0 <= index < len(labels):
+    if labels is None or isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < len(labels):
         return f"row {index}"
-    value = labels.iloc[index]
-    return str(value.date()) if hasattr(value, "date") else str(value)
+    return _value(labels.iloc[index])
+
+
+def _value(value: Any) -> str:
+    """Readable values: dates without a time, floats without noise."""
+    if isinstance(value, pd.Timestamp):
+        return str(value.date()) if value == value.normalize() else str(value)
+    if isinstance(value, float):
+        return str(value) if not math.isfinite(value) else f"{value:.6g}"
+    return str(value)

@@ -14,6 +14,19 @@ os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
 SAMPLE_DIR = Path(__file__).resolve().parents[1] / "cmmm_pipeline" / "sample"
 
 
+def sample_config_selecting(*channels: str):  # noqa: ANN201 - PipelineConfig, imported lazily
+    """The bundled sample's config with the named channels' transforms left to selection from the data."""
+    import yaml
+
+    from cmmm_pipeline.config import parse_config
+
+    source = SAMPLE_DIR / "config.yaml"
+    raw = yaml.safe_load(source.read_text(encoding="utf-8"))
+    for channel in channels:
+        raw["channels"][channel] = {"spend_column": raw["channels"][channel]["spend_column"]}
+    return parse_config(raw, source)
+
+
 @pytest.fixture(scope="session")
 def sample_truth() -> pd.DataFrame:
     return pd.read_csv(SAMPLE_DIR / "truth.csv")
