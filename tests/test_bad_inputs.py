@@ -24,33 +24,7 @@ WAREHOUSE = "cmmm.duckdb"
 
 # The bad cases edit this complete config over the sample data (every transform parameter given, so
 # no selection runs and a case that reaches the transforms stays fast).
-BASE_CONFIG = """\
-data: {path: weekly.csv, date_column: week, kpi: sales}
-channels:
-  tv:      {spend_column: tv_spend, adstock: {type: geometric, decay: 0.6},
-            saturation: {type: hill, half_saturation: 1.0, slope: 1.4}}
-  search:  {spend_column: search_spend, adstock: {type: geometric, decay: 0.2},
-            saturation: {type: hill, half_saturation: 2.0, slope: 1.0}}
-  digital: {spend_column: digital_spend, adstock: {type: geometric, decay: 0.3},
-            saturation: {type: hill, half_saturation: 1.0, slope: 1.2}}
-  email:   {spend_column: email_spend, adstock: {type: geometric, decay: 0.1},
-            saturation: {type: hill, half_saturation: 1.5, slope: 1.0}}
-controls: [seasonality, trend, price]
-graph:
-  edges:
-    - [seasonality, tv]
-    - [seasonality, digital]
-    - [seasonality, sales]
-    - [tv, search]
-    - [tv, sales]
-    - [search, sales]
-    - [digital, sales]
-    - [email, sales]
-    - [price, sales]
-    - [trend, sales]
-experiments:
-  - {channel: tv, start: 2024-03-04, end: 2024-04-01, incremental_kpi: 7451, ci_low: 4422, ci_high: 10480}
-"""
+BASE_CONFIG = (SAMPLE_DIR / "config.yaml").read_text(encoding="utf-8")  # the bundled sample
 
 REFUSED_BEFORE_RUN = 2
 RUN_FAILED = 1
@@ -107,7 +81,7 @@ CASES = [
          config=replace("decay: 0.6", "decai: 0.6")),
     Case("config-missing-key", REFUSED_BEFORE_RUN, "config-missing-key", ("data.kpi",),
          config=replace("date_column: week, kpi: sales}", "date_column: week}")),
-    Case("config-duplicate-channel", REFUSED_BEFORE_RUN, "config-duplicate-key", ("channels.tv", "lines 3 and 11"),
+    Case("config-duplicate-channel", REFUSED_BEFORE_RUN, "config-duplicate-key", ("channels.tv", "lines 4 and 14"),
          config=replace("controls:", "  tv:      {spend_column: digital_spend}\ncontrols:")),
     Case("config-duplicate-spend-column", REFUSED_BEFORE_RUN, "duplicate-spend-column",
          ("channels.email.spend_column", "'tv_spend'"), config=replace("spend_column: email_spend", "spend_column: tv_spend")),

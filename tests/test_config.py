@@ -21,33 +21,7 @@ SOURCE = SAMPLE_DIR / "config.yaml"
 
 # A complete config over the sample data (every transform parameter given), fixed here so that the
 # tests do not depend on how the bundled sample config is written.
-BASE_TEXT = """\
-data: {path: weekly.csv, date_column: week, kpi: sales}
-channels:
-  tv:      {spend_column: tv_spend, adstock: {type: geometric, decay: 0.6},
-            saturation: {type: hill, half_saturation: 1.0, slope: 1.4}}
-  search:  {spend_column: search_spend, adstock: {type: geometric, decay: 0.2},
-            saturation: {type: hill, half_saturation: 2.0, slope: 1.0}}
-  digital: {spend_column: digital_spend, adstock: {type: geometric, decay: 0.3},
-            saturation: {type: hill, half_saturation: 1.0, slope: 1.2}}
-  email:   {spend_column: email_spend, adstock: {type: geometric, decay: 0.1},
-            saturation: {type: hill, half_saturation: 1.5, slope: 1.0}}
-controls: [seasonality, trend, price]
-graph:
-  edges:
-    - [seasonality, tv]
-    - [seasonality, digital]
-    - [seasonality, sales]
-    - [tv, search]
-    - [tv, sales]
-    - [search, sales]
-    - [digital, sales]
-    - [email, sales]
-    - [price, sales]
-    - [trend, sales]
-experiments:
-  - {channel: tv, start: 2024-03-04, end: 2024-04-01, incremental_kpi: 7451, ci_low: 4422, ci_high: 10480}
-"""
+BASE_TEXT = SOURCE.read_text(encoding="utf-8")  # the bundled sample: every transform configured
 
 
 def sample() -> dict[str, Any]:
