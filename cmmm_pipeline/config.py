@@ -613,7 +613,7 @@ def _check_roles(data: DataConfig, channels: tuple[ChannelConfig, ...], controls
                         "point each role at its own column.", "duplicate-column")
         if column == RESERVED_COLUMN and key != "data.date_column":
             raise _fail(source, key, f"names the column '{RESERVED_COLUMN}', which the pipeline reserves for the "
-                        "normalised date.", f"rename the data column, or make it data.date_column.",
+                        "normalised date.", "rename the data column, or make it data.date_column.",
                         "reserved-column")
         used[column] = role
 

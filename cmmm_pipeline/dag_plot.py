@@ -96,13 +96,3 @@ def draw_dag_png(g: nx.DiGraph, dag_tests: pd.DataFrame | None = None, roles: Ma
     fig.savefig(buffer, format="png", bbox_inches="tight")
     plt.close(fig)
     return buffer.getvalue()
-
-
-def dag_png_from_tables(dag_edges: pd.DataFrame, dag_tests: pd.DataFrame | None = None) -> bytes:
-    """The same drawing from the warehouse tables `dag_edges` (source, target, source_role,
-    target_role) and `dag_tests`, for readers of a published run such as the report."""
-    g = nx.DiGraph()
-    g.add_edges_from(zip(dag_edges["source"].astype(str), dag_edges["target"].astype(str)))
-    roles = {**dict(zip(dag_edges["source"].astype(str), dag_edges["source_role"].astype(str))),
-             **dict(zip(dag_edges["target"].astype(str), dag_edges["target_role"].astype(str)))}
-    return draw_dag_png(g, dag_tests, roles)

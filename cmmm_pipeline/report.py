@@ -13,11 +13,8 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import html
-import importlib
-import importlib.util
-import inspect
 import io
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
@@ -26,6 +23,7 @@ import networkx as nx
 import numpy as np
 import pandas as pd
 
+from cmmm_pipeline.dag_plot import draw_dag_png
 from cmmm_pipeline.features import WEEK, transforms_from_table
 from cmmm_pipeline.history import UNCHANGED, EstimateChanges
 from cmmm_pipeline.transforms import hill_saturation
@@ -309,53 +307,6 @@ def dag_graph(edges: pd.DataFrame) -> tuple[nx.DiGraph, dict[str, str]]:
         roles[str(r.source)] = str(r.source_role)
         roles[str(r.target)] = str(r.target_role)
     return g, roles
-
-
-def dag_png(g: nx.DiGraph, roles: Mapping[str, str], dag_tests: pd.DataFrame | None) -> bytes:
-    """The DAG left to right in causal order; its tested implications as arcs between the pair:
-    green dotted where the data agree, red dashed where the independence is rejected."""
-    h = g.copy()
-    for layer, nodes in enumerate(nx.topological_generations(h)):
-        for node in nodes:
-            h.nodes[node]["layer"] = layer
-    pos = nx.multipartite_layout(h, subset_key="layer", align="vertical")
-    fig = _figure(7.6, 3.8)
-    ax = fig.add_subplot()
-    ax.set_axis_off()
-    colours = [ROLE_COLOURS.get(roles.get(n, "control"), "#e8e8e8") for n in h.nodes]
-    nx.draw_networkx_edges(h, pos, ax=ax, arrows=True, arrowstyle="-|>", arrowsize=14, edge_color="#555",
-                           node_size=2200, width=1.2)
-    verdicts = {pair: rejected for pair, rejected in _pair_verdicts(dag_tests).items() if pair <= set(h.nodes)}
-    for rejected, style, colour, width in ((False, ":", "#2e8b57", 1.0), (True, "--", "#c0392b", 2.0)):
-        pairs = [tuple(sorted(p)) for p, r in verdicts.items() if r is rejected]
-        if pairs:
-            nx.draw_networkx_edges(nx.Graph(pairs), pos, ax=ax, edgelist=pairs, style=style, edge_color=colour,
-                                   width=width, arrows=True, arrowstyle="-", connectionstyle="arc3,rad=0.25",
-                                   node_size=2200)
-    nx.draw_networkx_nodes(h, pos, ax=ax, node_color=colours, node_size=2200, edgecolors="#444", linewidths=1.0)
-    nx.draw_networkx_labels(h, pos, ax=ax, font_size=8)
-    from matplotlib.lines import Line2D
-    from matplotlib.patches import Patch
-
-    handles = [Patch(facecolor=ROLE_COLOURS["channel"], edgecolor="#444", label="channel"),
-               Patch(facecolor=ROLE_COLOURS["control"], edgecolor="#444", label="control"),
-               Patch(facecolor=ROLE_COLOURS["kpi"], edgecolor="#444", label="KPI"),
-               Line2D([], [], color="#2e8b57", ls=":", label="implied independence: consistent"),
-               Line2D([], [], color="#c0392b", ls="--", lw=2, label="implied independence: rejected")]
-    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=3, fontsize=7, frameon=False)
-    ax.margins(0.08)
-    return _png(fig)
-
-
-def _provided_dag_drawer() -> Callable[[nx.DiGraph, pd.DataFrame | None], bytes] | None:
-    """`draw_dag_png(g, dag_tests)` from the graph modules when they provide one."""
-    for module in ("cmmm_pipeline.dag_plot", "cmmm_pipeline.graph"):
-        if importlib.util.find_spec(module) is None:
-            continue
-        drawer = getattr(importlib.import_module(module), "draw_dag_png", None)
-        if drawer is not None:
-            return drawer
-    return None
 
 
 # --- formatting ------------------------------------------------------------------------------------
@@ -678,13 +629,7 @@ def _dag_section(inputs: ReportInputs) -> Section:
     if not _available(inputs.dag_edges):
         return Section("dag", "Causal DAG", _na("The DAG table"))
     g, roles = dag_graph(inputs.dag_edges)
-    drawer = _provided_dag_drawer()
-    if drawer is None:
-        png = dag_png(g, roles, inputs.dag_tests)
-    elif "roles" in inspect.signature(drawer).parameters:  # colours nodes by role when it can
-        png = drawer(g, inputs.dag_tests, roles=roles)
-    else:
-        png = drawer(g, inputs.dag_tests)
+    png = draw_dag_png(g, inputs.dag_tests, roles)
     verdicts = _pair_verdicts(inputs.dag_tests)
     if inputs.dag_tests is None:
         caption = "The independences this DAG implies were not tested in this run."

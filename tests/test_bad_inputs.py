@@ -236,7 +236,7 @@ def test_a_failed_check_is_shown_as_a_check_line_naming_the_rules(good_output: t
                               "Check 'raw_spend.raw_spend_quality' failed:"]
     assert paragraphs[2].startswith(f"[spend-non-negative] raw_spend column 'tv_spend': spend must be >= 0; "
                                     f"1 week(s) fail: {week(5)} (values: -1). Fix: ")
-    assert paragraphs[3].startswith(f"[no-missing-weeks] raw_spend column 'week': ") and week(70) in paragraphs[3]
+    assert paragraphs[3].startswith("[no-missing-weeks] raw_spend column 'week': ") and week(70) in paragraphs[3]
     with duckdb.connect(str(output / WAREHOUSE), read_only=True) as con:
         staged = con.execute("SELECT count(*) FROM staging.raw_spend").fetchall()[0][0]
         published = con.execute("SELECT count(*) FROM published.raw_spend").fetchall()[0][0]

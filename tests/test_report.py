@@ -5,11 +5,8 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import importlib.machinery
 import io
 import re
-import sys
-import types
 
 import matplotlib.image as mpimg
 import numpy as np
@@ -20,8 +17,9 @@ from cmmm_pipeline.config import AdstockType
 from cmmm_pipeline.features import ChannelTransform, ParameterSource, transforms_table
 from cmmm_pipeline.history import EstimateChanges, PreviousRun, compare_estimates
 from cmmm_pipeline.report import (NOT_AVAILABLE, ReportInputs, RunInfo, Status, attention_items, channel_summaries,
-                                  dag_graph, dag_png, forest_plot_png, html_table, render_report, response_curve)
+                                  dag_graph, html_table, render_report, response_curve)
 from cmmm_pipeline.transforms import hill_saturation
+from cmmm_pipeline.dag_plot import REJECTED_COLOUR, draw_dag_png
 
 SECTIONS = ["attention", "summary", "dag", "forest", "contributions", "response", "refuters", "independence",
             "overlap", "identification", "experiments", "history", "inputs"]
@@ -275,9 +273,10 @@ def test_the_page_is_self_contained(full_html: str) -> None:
 
 
 def _red_pixels(png: bytes) -> int:
-    """Pixels close to the DAG plot's 'rejected' red (#c0392b)."""
+    """Pixels close to the DAG plot's 'rejected' red."""
     rgb = mpimg.imread(io.BytesIO(png), format="png")[:, :, :3]
-    return int((np.abs(rgb - np.array([0xC0, 0x39, 0x2B]) / 255).max(axis=2) < 0.08).sum())
+    red = np.array([int(REJECTED_COLOUR[i:i + 2], 16) for i in (1, 3, 5)]) / 255
+    return int((np.abs(rgb - red).max(axis=2) < 0.08).sum())
 
 
 def test_dag_plot_draws_rejected_implications_in_red() -> None:
@@ -285,41 +284,9 @@ def test_dag_plot_draws_rejected_implications_in_red() -> None:
     g, roles = dag_graph(tables["dag_edges"])
     assert roles == {"seasonality": "control", "tv": "channel", "search": "channel", "sales": "kpi", "price": "control"}
     consistent = tables["dag_tests"].assign(rejected=False)
-    baseline = _red_pixels(dag_png(g, roles, consistent))      # the legend's red sample only
-    flagged = _red_pixels(dag_png(g, roles, tables["dag_tests"]))
+    baseline = _red_pixels(draw_dag_png(g, consistent, roles))      # the legend's red sample only
+    flagged = _red_pixels(draw_dag_png(g, tables["dag_tests"], roles))
     assert flagged > baseline + 200
-
-
-def test_a_provided_dag_drawer_is_used(monkeypatch: pytest.MonkeyPatch, full: ReportInputs) -> None:
-    calls = []
-    marker = forest_plot_png(full.estimates)
-
-    def draw_dag_png(g, dag_tests):  # noqa: ANN001, ANN202 - the provider's signature
-        calls.append((sorted(g.edges), len(dag_tests)))
-        return marker
-
-    module = types.ModuleType("cmmm_pipeline.dag_plot")
-    module.__spec__ = importlib.machinery.ModuleSpec("cmmm_pipeline.dag_plot", None)
-    module.draw_dag_png = draw_dag_png
-    monkeypatch.setitem(sys.modules, "cmmm_pipeline.dag_plot", module)
-    page = render_report(full)
-    assert calls == [(sorted(g for g in dag_graph(full.dag_edges)[0].edges), 4)]
-    assert base64.b64encode(marker).decode() in _section(page, "dag")
-
-
-def test_a_provided_dag_drawer_that_takes_roles_gets_them(monkeypatch: pytest.MonkeyPatch, full: ReportInputs) -> None:
-    received = []
-
-    def draw_dag_png(g, dag_tests=None, roles=None):  # noqa: ANN001, ANN202 - the provider's signature
-        received.append(roles)
-        return forest_plot_png(full.estimates)
-
-    module = types.ModuleType("cmmm_pipeline.dag_plot")
-    module.__spec__ = importlib.machinery.ModuleSpec("cmmm_pipeline.dag_plot", None)
-    module.draw_dag_png = draw_dag_png
-    monkeypatch.setitem(sys.modules, "cmmm_pipeline.dag_plot", module)
-    render_report(full)
-    assert received == [dag_graph(full.dag_edges)[1]]
 
 
 def test_response_curve_is_the_ate_times_the_steady_state_hill(full: ReportInputs) -> None:
