@@ -7,10 +7,9 @@ from dagster_duckdb import DuckDBResource
 from assets.common import OWNERS, markdown_table
 from assets.resources import CmmmSettings
 from cmmm_pipeline import warehouse
-from cmmm_pipeline.estimation import channel_series, estimates_table, identify_channels, naive_coefficients
+from cmmm_pipeline.estimation import estimate_channels
 from cmmm_pipeline.features import node_columns, transforms_from_table
-from cmmm_pipeline.graph import expand_graph, graph_from_table
-from cmmm_pipeline.ingest import spend_totals
+from cmmm_pipeline.graph import graph_from_table
 
 
 @asset(group_name="cmmm", kinds={"duckdb", "dowhy"}, owners=OWNERS, deps=["causal_dag"])
@@ -25,20 +24,13 @@ def ate_estimates(settings: CmmmSettings, duckdb: DuckDBResource) -> Materialize
     with duckdb.get_connection() as con:
         raw = warehouse.read_table(con, "raw_spend")
         features = warehouse.read_table(con, "transformed_media")
-        edges = warehouse.read_table(con, "dag_edges")
-        columns = node_columns(raw, config)
-        g = graph_from_table(edges, columns)
-        expanded = expand_graph(g, columns)
-        channels = list(config.channel_names)
-        controls = [c for node in config.controls for c in columns[node]]
-        specs, failures = identify_channels(features, expanded, g, channels, config.kpi)
-        series = channel_series(raw, config, transforms_from_table(warehouse.read_table(con, "transform_parameters")))
-        table = estimates_table(features, expanded, specs, config.kpi, spend_totals(raw, config),
-                                naive_coefficients(features, channels, controls, config.kpi), failures,
-                                series=series)
+        g = graph_from_table(warehouse.read_table(con, "dag_edges"), node_columns(raw, config))
+        transforms = transforms_from_table(warehouse.read_table(con, "transform_parameters"))
+        result = estimate_channels(raw, features, config, g, transforms)
+        table = result.table
         warehouse.write_tables(con, {"ate_estimates": table})
     shown = table[["channel", "effect", "ate", "incremental_kpi", "roi", "naive_roi"]]
     return MaterializeResult(metadata={
         "rows": len(table), "estimates": markdown_table(shown),
-        "not_estimated": ", ".join(sorted({f"{f.channel} ({f.effect.value})" for f in failures})) or "none",
+        "not_estimated": ", ".join(sorted({f"{f.channel} ({f.effect.value})" for f in result.failures})) or "none",
     })

@@ -19,11 +19,9 @@ def transformed_media(settings: CmmmSettings, duckdb: DuckDBResource) -> Materia
     out-of-sample error of the KPI regression under forward-chaining time-series cross validation;
     the grid and its CV errors are stored as `transform_selection`."""
     config = settings.load()
-    est = config.estimation
     with duckdb.get_connection() as con:
         raw = warehouse.read_table(con, "raw_spend")
-        selection = select_transforms(raw, config, SelectionSettings(
-            folds=est.cv_folds, initial_fraction=est.cv_initial_fraction, max_passes=est.selection_passes))
+        selection = select_transforms(raw, config, SelectionSettings.from_config(config.estimation))
         features = build_features(raw, config, selection.transforms)
         parameters = transforms_table(selection.transforms, selection.cv_error)
         warehouse.write_tables(con, {"transformed_media": features, "transform_parameters": parameters,

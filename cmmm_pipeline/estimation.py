@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, replace
 from enum import Enum
 from functools import partial
@@ -35,7 +35,9 @@ import pandas as pd
 
 from cmmm_pipeline.config import EffectType, PipelineConfig
 from cmmm_pipeline.errors import EstimationError
-from cmmm_pipeline.features import ChannelTransform
+from cmmm_pipeline.features import ChannelTransform, node_columns
+from cmmm_pipeline.graph import expand_graph
+from cmmm_pipeline.ingest import spend_totals
 
 logging.getLogger("dowhy").setLevel(logging.WARNING)
 
@@ -361,8 +363,10 @@ def channel_specs(data: pd.DataFrame, g_expanded: nx.DiGraph, g_nodes: nx.DiGrap
     return specs
 
 
-def has_mediator(g_nodes: nx.DiGraph, channel: str, outcome: str) -> bool:
-    return any(nx.has_path(g_nodes, m, outcome) for m in g_nodes.successors(channel) if m != outcome)
+def has_mediator(g_nodes: nx.DiGraph, channel: str, outcome: str, latent: Collection[str] = ()) -> bool:
+    """Whether the DAG gives the channel an observed mediator, i.e. a direct effect to estimate."""
+    return any(nx.has_path(g_nodes, m, outcome) for m in g_nodes.successors(channel)
+               if m != outcome and m not in latent)
 
 
 def identify_channels(data: pd.DataFrame, g_expanded: nx.DiGraph, g_nodes: nx.DiGraph, channels: list[str],
@@ -371,8 +375,10 @@ def identify_channels(data: pd.DataFrame, g_expanded: nx.DiGraph, g_nodes: nx.Di
     returned with its reason while the other channels go on."""
     specs: list[EffectSpec] = []
     failures: list[NotEstimated] = []
+    latent = [n for n in g_expanded.nodes if n not in data.columns]
     for channel in channels:
-        effects = [EffectType.TOTAL] + ([EffectType.DIRECT] if has_mediator(g_nodes, channel, outcome) else [])
+        mediated = has_mediator(g_nodes, channel, outcome, latent)
+        effects = [EffectType.TOTAL] + ([EffectType.DIRECT] if mediated else [])
         for effect in effects:
             try:
                 specs.append(identify(data, g_expanded, channel, outcome, effect))
@@ -440,6 +446,31 @@ def gcomputation_specs(data: pd.DataFrame, g_expanded: nx.DiGraph, specs: Sequen
             if gspec is not None:
                 out[spec.channel] = gspec
     return out
+
+
+@dataclass(frozen=True)
+class ChannelEstimates:
+    """The estimation step's result: the table, the specs behind it and what could not be estimated."""
+
+    table: pd.DataFrame
+    specs: tuple[EffectSpec, ...]
+    failures: tuple[NotEstimated, ...]
+    expanded: nx.DiGraph
+
+
+def estimate_channels(raw: pd.DataFrame, features: pd.DataFrame, config: PipelineConfig, g_nodes: nx.DiGraph,
+                      transforms: dict[str, ChannelTransform]) -> ChannelEstimates:
+    """Every channel's effects under the DAG, exactly as the `ate_estimates` step publishes them
+    (the one place that composes identification, DoWhy estimates, g-computation and naive OLS)."""
+    columns = node_columns(raw, config)
+    expanded = expand_graph(g_nodes, columns)
+    channels = list(config.channel_names)
+    controls = [c for node in config.controls for c in columns[node]]
+    specs, failures = identify_channels(features, expanded, g_nodes, channels, config.kpi)
+    table = estimates_table(features, expanded, specs, config.kpi, spend_totals(raw, config),
+                            naive_coefficients(features, channels, controls, config.kpi), failures,
+                            series=channel_series(raw, config, transforms))
+    return ChannelEstimates(table, tuple(specs), tuple(failures), expanded)
 
 
 def _row(est: EffectEstimate, naive: dict[str, float], data: pd.DataFrame, estimator: str) -> dict[str, object]:

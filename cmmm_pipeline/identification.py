@@ -17,6 +17,7 @@ import pandas as pd
 
 from cmmm_pipeline.config import EffectType
 from cmmm_pipeline.errors import EstimationError
+from cmmm_pipeline.estimation import has_mediator, identify
 
 
 @dataclass(frozen=True)
@@ -69,8 +70,6 @@ def describe_path(g: nx.DiGraph, path: Sequence[str]) -> str:
 def identify_channel(features: pd.DataFrame, g_nodes: nx.DiGraph, g_expanded: nx.DiGraph, channel: str,
                      outcome: str, effect: EffectType, latent: Collection[str]) -> Identification:
     """One channel and effect: DoWhy's answer, and the reason when it has none."""
-    from cmmm_pipeline.estimation import identify
-
     try:
         spec = identify(features, g_expanded, channel, outcome, effect)
     except EstimationError as exc:
@@ -96,9 +95,7 @@ def identify_channels(features: pd.DataFrame, g_nodes: nx.DiGraph, g_expanded: n
     out: list[Identification] = []
     for channel in channels:
         out.append(identify_channel(features, g_nodes, g_expanded, channel, outcome, EffectType.TOTAL, latent))
-        mediated = any(m != outcome and m not in latent and nx.has_path(g_nodes, m, outcome)
-                       for m in g_nodes.successors(channel))
-        if mediated:
+        if has_mediator(g_nodes, channel, outcome, latent):
             out.append(identify_channel(features, g_nodes, g_expanded, channel, outcome, EffectType.DIRECT, latent))
     return out
 

@@ -40,6 +40,7 @@ from cmmm_pipeline.config import EffectType, PipelineConfig
 from cmmm_pipeline.estimation import (EffectSpec, Estimator, GComputationSpec, MediatorArrays, batched_ols,
                                       counterfactual_media, gcomputation_specs, gcomputation_weekly, hac_pvalue)
 from cmmm_pipeline.features import ChannelTransform, control_features
+from cmmm_pipeline.ingest import spend_totals
 from cmmm_pipeline.selection import SelectionInputs, SelectionSettings, reselect, selection_inputs
 
 
@@ -453,8 +454,7 @@ def assess(raw: pd.DataFrame, features: pd.DataFrame, config: PipelineConfig, po
     from cmmm_pipeline.selection import candidates_from_tables
 
     est = config.estimation
-    selection = SelectionSettings(folds=est.cv_folds, initial_fraction=est.cv_initial_fraction,
-                                  max_passes=est.selection_passes)
+    selection = SelectionSettings.from_config(est)
     settings = BootstrapSettings(samples=est.bootstrap_samples, level=est.ci_level, block_length=est.block_length)
     specs = specs_from_table(point)
     estimated = point[np.isfinite(point["ate"].to_numpy(dtype=float))]
@@ -467,7 +467,7 @@ def assess(raw: pd.DataFrame, features: pd.DataFrame, config: PipelineConfig, po
                                         None, est.ci_level))
         return Assessment(empty, refutations_table([]), experiments_table(reconciled), {}, 0)
     candidates, index = candidates_from_tables(config, parameters, selection_table)
-    spends = {c.name: float(raw[c.spend_column].sum()) for c in config.channels}
+    spends = spend_totals(raw, config)
     problem = effect_problem(raw, config, candidates, index, specs, spends,
                              published_gcomputation(point, features, g_expanded, specs, config))
     draws = bootstrap(problem, settings, selection, np.random.default_rng(est.seed))

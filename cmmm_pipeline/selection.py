@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import pandas as pd
 
-from cmmm_pipeline.config import AdstockType, ChannelConfig, PipelineConfig
+from cmmm_pipeline.config import AdstockType, ChannelConfig, EstimationConfig, PipelineConfig
 from cmmm_pipeline.features import (DEFAULT_DECAY, DEFAULT_HALF_SATURATION, DEFAULT_SLOPE, DEFAULT_WEIBULL_SCALE,
                                     DEFAULT_WEIBULL_SHAPE, ChannelTransform, ParameterSource, configured_transform,
                                     control_features, needs_selection)
@@ -63,6 +63,12 @@ class SelectionSettings:
     initial_fraction: float = 0.5
     max_passes: int = 3
     grid: ParameterGrid = field(default_factory=ParameterGrid)
+
+    @classmethod
+    def from_config(cls, estimation: EstimationConfig) -> SelectionSettings:
+        """The cross validation the config's `estimation` section asks for, on the default grid."""
+        return cls(folds=estimation.cv_folds, initial_fraction=estimation.cv_initial_fraction,
+                   max_passes=estimation.selection_passes)
 
     def __post_init__(self) -> None:
         if self.folds < 2:

@@ -10,11 +10,11 @@ import pandas as pd
 import pytest
 
 from cmmm_pipeline.config import ExperimentConfig, load_config
-from cmmm_pipeline.estimation import estimates_table, identify_channels, naive_coefficients
+from cmmm_pipeline.estimation import estimate_channels
 from cmmm_pipeline.experiments import experiments_table, reconcile, window_mask
-from cmmm_pipeline.features import build_features, node_columns, transforms_table
-from cmmm_pipeline.graph import build_graph, expand_graph
-from cmmm_pipeline.ingest import load_raw, spend_totals
+from cmmm_pipeline.features import build_features, transforms_table
+from cmmm_pipeline.graph import build_graph
+from cmmm_pipeline.ingest import load_raw
 from cmmm_pipeline.refutation import Status
 from cmmm_pipeline.robustness import assess
 from cmmm_pipeline.selection import SelectionSettings, select_transforms
@@ -28,19 +28,11 @@ def assessed() -> dict:
     """The robustness step on the bundled sample, called as the asset calls it."""
     config = load_config(SAMPLE)
     raw = load_raw(config)
-    est = config.estimation
-    chosen = select_transforms(raw, config, SelectionSettings(folds=est.cv_folds, max_passes=est.selection_passes))
+    chosen = select_transforms(raw, config, SelectionSettings.from_config(config.estimation))
     features = build_features(raw, config, chosen.transforms)
-    columns = node_columns(raw, config)
-    g = build_graph(config)
-    expanded = expand_graph(g, columns)
-    names = list(config.channel_names)
-    specs, failures = identify_channels(features, expanded, g, names, config.kpi)
-    controls = [c for node in config.controls for c in columns[node]]
-    point = estimates_table(features, expanded, specs, config.kpi, spend_totals(raw, config),
-                            naive_coefficients(features, names, controls, config.kpi), failures)
-    result = assess(raw, features, config, point, transforms_table(chosen.transforms, chosen.cv_error),
-                    chosen.table, expanded)
+    estimated = estimate_channels(raw, features, config, build_graph(config), chosen.transforms)
+    result = assess(raw, features, config, estimated.table, transforms_table(chosen.transforms, chosen.cv_error),
+                    chosen.table, estimated.expanded)
     return {"raw": raw, "result": result}
 
 

@@ -13,8 +13,8 @@ from scipy import stats
 
 from cmmm_pipeline.config import (AdstockConfig, ChannelConfig, DataConfig, EffectType, PipelineConfig,
                                   SaturationConfig, load_config)
-from cmmm_pipeline.estimation import (Estimator, channel_series, channel_specs, estimates_table, gcomputation_point,
-                                      gcomputation_specs, identify_channels, naive_coefficients)
+from cmmm_pipeline.estimation import (Estimator, channel_series, channel_specs, estimate_channels, gcomputation_point,
+                                      gcomputation_specs, identify_channels)
 from cmmm_pipeline.features import build_features, node_columns
 from cmmm_pipeline.graph import build_graph, expand_graph
 from cmmm_pipeline.ingest import load_raw, spend_totals
@@ -36,15 +36,8 @@ def sample() -> dict:
     raw = load_raw(config)
     chosen = select_transforms(raw, config, SELECTION)
     features = build_features(raw, config, chosen.transforms)
-    columns = node_columns(raw, config)
-    g = build_graph(config)
-    expanded = expand_graph(g, columns)
-    channels = list(config.channel_names)
-    specs, _ = identify_channels(features, expanded, g, channels, config.kpi)
-    controls = [c for node in config.controls for c in columns[node]]
-    table = estimates_table(features, expanded, specs, config.kpi, spend_totals(raw, config),
-                            naive_coefficients(features, channels, controls, config.kpi),
-                            series=channel_series(raw, config, chosen.transforms))
+    estimated = estimate_channels(raw, features, config, build_graph(config), chosen.transforms)
+    table, specs, expanded = estimated.table, list(estimated.specs), estimated.expanded
     candidates = {c.name: channel_candidates(c, SELECTION.grid) for c in config.channels}
     problem = effect_problem(raw, config, candidates, chosen.selected_index, specs, spend_totals(raw, config),
                              published_gcomputation(table, features, expanded, specs, config))
