@@ -27,6 +27,23 @@ def sample_config_selecting(*channels: str):  # noqa: ANN201 - PipelineConfig, i
     return parse_config(raw, source)
 
 
+def sample_world(raw: pd.DataFrame | None = None) -> dict:
+    """The bundled sample (or other data with its columns) as the estimation step sees it, with the
+    sample config's transforms, which are the simulator's true ones."""
+    from cmmm_pipeline.config import load_config
+    from cmmm_pipeline.features import build_features, configured_transform, node_columns
+    from cmmm_pipeline.graph import build_graph, expand_graph
+    from cmmm_pipeline.ingest import load_raw
+
+    config = load_config(SAMPLE_DIR / "config.yaml")
+    raw = load_raw(config) if raw is None else raw
+    transforms = {c.name: configured_transform(c) for c in config.channels}
+    columns = node_columns(raw, config)
+    g = build_graph(config)
+    return {"config": config, "raw": raw, "transforms": transforms, "columns": columns, "g": g,
+            "expanded": expand_graph(g, columns), "features": build_features(raw, config, transforms)}
+
+
 @pytest.fixture(scope="session")
 def sample_truth() -> pd.DataFrame:
     return pd.read_csv(SAMPLE_DIR / "truth.csv")

@@ -20,6 +20,7 @@ from cmmm_pipeline.features import build_features, configured_transform, node_co
 from cmmm_pipeline.graph import build_graph, expand_graph
 from cmmm_pipeline.ingest import load_raw, spend_totals
 from cmmm_pipeline.simulate import SAMPLE_SEED, Scenario, simulate
+from tests.conftest import sample_world
 
 SAMPLE = Path(__file__).resolve().parents[1] / "cmmm_pipeline" / "sample" / "config.yaml"
 
@@ -27,18 +28,10 @@ SAMPLE = Path(__file__).resolve().parents[1] / "cmmm_pipeline" / "sample" / "con
 @pytest.fixture(scope="module")
 def sample() -> dict:
     """The sample with the simulator's true transforms for every channel (no selection noise)."""
-    config = load_config(SAMPLE)
-    raw = load_raw(config)
-    truth = Scenario().channels
-    transforms = {c.name: replace(configured_transform(c), decay=truth[c.name].decay,
-                                  half_saturation=truth[c.name].half_saturation, slope=truth[c.name].slope)
-                  for c in config.channels}
-    features = build_features(raw, config, transforms)
-    columns = node_columns(raw, config)
-    g = build_graph(config)
-    return {"config": config, "raw": raw, "features": features, "g": g, "expanded": expand_graph(g, columns),
-            "controls": [c for node in config.controls for c in columns[node]],
-            "series": channel_series(raw, config, transforms)}
+    world = sample_world()
+    config, raw, columns = world["config"], world["raw"], world["columns"]
+    return {**world, "controls": [c for node in config.controls for c in columns[node]],
+            "series": channel_series(raw, config, world["transforms"])}
 
 
 def _table(sample: dict, failures: bool = False, g: nx.DiGraph | None = None,

@@ -6,38 +6,28 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
-from cmmm_pipeline.config import EffectType, load_config
+from cmmm_pipeline.config import EffectType
 from cmmm_pipeline.errors import ConfigError
 from cmmm_pipeline.estimation import EffectSpec, channel_specs, fit_dowhy
-from cmmm_pipeline.features import build_features, configured_transform, node_columns
-from cmmm_pipeline.graph import build_graph, expand_graph
-from cmmm_pipeline.ingest import load_raw
 from cmmm_pipeline.refutation import (RefutationThresholds, RefuterKind, Status, channel_robustness,
                                       refutations_table, refute_effect, regression_summary, robustness_value,
                                       sensitivity)
 from cmmm_pipeline.simulate import Scenario, simulate
+from tests.conftest import sample_world
 
 SAMPLE = Path(__file__).resolve().parents[1] / "cmmm_pipeline" / "sample" / "config.yaml"
 THRESHOLDS = RefutationThresholds()
 
 
-def _world(data_override=None) -> dict:  # noqa: ANN001
+def _world(data_override: pd.DataFrame | None = None) -> dict:
     """The sample's graph and features with the simulator's true transforms; optionally other data."""
-    config = load_config(SAMPLE)
-    raw = load_raw(config) if data_override is None else data_override
-    truth = Scenario().channels
-    transforms = {c.name: replace(configured_transform(c), decay=truth[c.name].decay,
-                                  half_saturation=truth[c.name].half_saturation, slope=truth[c.name].slope)
-                  for c in config.channels}
-    features = build_features(raw, config, transforms)
-    columns = node_columns(raw, config)
-    g = build_graph(config)
-    expanded = expand_graph(g, columns)
-    return {"features": features, "g": expanded,
-            "specs": {(s.channel, s.effect): s for s in channel_specs(features, expanded, g,
-                                                                        list(config.channel_names), "sales")}}
+    world = sample_world(data_override)
+    features, expanded = world["features"], world["expanded"]
+    specs = channel_specs(features, expanded, world["g"], list(world["config"].channel_names), "sales")
+    return {"features": features, "g": expanded, "specs": {(s.channel, s.effect): s for s in specs}}
 
 
 @pytest.fixture(scope="module")

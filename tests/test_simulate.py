@@ -61,3 +61,15 @@ def test_bundled_sample_is_the_simulator_output(tmp_path: Path) -> None:
         assert (tmp_path / name).read_bytes() == (SAMPLE / name).read_bytes(), name
     data = pd.read_csv(SAMPLE / "weekly.csv")
     assert len(data) == 156 and SAMPLE_SEED == 7
+
+
+def test_the_sample_config_states_the_simulators_true_transforms() -> None:
+    # Tests that need "the true transforms" read them from the sample config: keep the two in step.
+    from cmmm_pipeline.config import load_config
+
+    config = load_config(SAMPLE / "config.yaml")
+    for name, truth in Scenario().channels.items():
+        channel = config.channel(name)
+        assert channel.spend_column == truth.spend_column
+        assert (channel.adstock.decay, channel.saturation.half_saturation, channel.saturation.slope) == \
+            (truth.decay, truth.half_saturation, truth.slope), name
