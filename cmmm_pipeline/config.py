@@ -147,7 +147,7 @@ class EstimationConfig:
     at most `selection_passes` coordinate passes over the channels."""
 
     ci_level: float = 0.95
-    bootstrap_samples: int = 300
+    bootstrap_samples: int = 400
     block_length: int | None = None
     refuter_simulations: int = 20
     seed: int = 20240101

@@ -3,7 +3,8 @@
 For a test of channel c over weeks [start, end], the model's incremental KPI over the same weeks
 is β_c · Σ_{t in window} x_{c,t} (total effect, transformed media as applied), and its interval
 comes from the same bootstrap draws as the channel's other intervals (each draw with its own
-coefficient and its own re-selected transform). The two agree when their intervals overlap.
+coefficient and its own re-selected transform), read the same way: smoothed over the selection
+where the channel's estimates are. The two agree when their intervals overlap.
 PASS when either point lies inside the other's interval (each is consistent with the other);
 REVIEW when the intervals overlap but neither point lies inside the other's interval; FAIL when
 the intervals do not overlap.
@@ -59,21 +60,20 @@ def window_mask(weeks: pd.Series, start: dt.date, end: dt.date) -> np.ndarray:
     return ((days >= pd.Timestamp(start)) & (days <= pd.Timestamp(end))).to_numpy()
 
 
-def reconcile(experiment: ExperimentConfig, weeks: int, model: float, draws: np.ndarray | None,
+def reconcile(experiment: ExperimentConfig, weeks: int, model: float, model_interval: tuple[float, float] | None,
               level: float) -> ExperimentReconciliation:
-    """Compare one lift test with the model's estimate over its weeks (`draws`: bootstrap draws of
-    that estimate; None when the channel has no estimate)."""
+    """Compare one lift test with the model's estimate over its weeks and its `level` interval
+    (None when the channel has no estimate)."""
     e = experiment
     nan = float("nan")
-    if weeks == 0 or draws is None or not np.isfinite(model):
+    if weeks == 0 or model_interval is None or not np.isfinite(model):
         why = ("none of the test's weeks are in the modelled data" if weeks == 0
                else "the model has no estimate for this channel")
         return ExperimentReconciliation(e.channel, e.start, e.end, weeks, e.incremental_kpi, e.ci_low, e.ci_high,
                                         model if weeks else nan, nan, nan, False, False, False, Status.REVIEW,
                                         f"cannot compare: {why}.",
                                         "check the test dates against the data, or the channel's identification.")
-    finite = draws[np.isfinite(draws)]
-    low, high = (float(v) for v in np.quantile(finite, [(1 - level) / 2, (1 + level) / 2]))
+    low, high = model_interval
     overlap = e.ci_low <= high and low <= e.ci_high
     inside = low <= e.incremental_kpi <= high
     model_inside = e.ci_low <= model <= e.ci_high

@@ -18,7 +18,7 @@ from cmmm_pipeline.report import ReportInputs, RunInfo, forest_plot_png, render_
 
 ESTIMATE_COLUMNS = ["channel", "effect", "roi", "roi_ci_low", "roi_ci_high", "incremental_kpi",
                     "incremental_ci_low", "incremental_ci_high", "p_value", "naive_roi", "robustness", "ate", "spend",
-                    "adjustment", "mediators", "reason"]
+                    "adjustment", "mediators", "reason", "interval_method", "applied_transform_roi"]
 
 
 # Published table → CSV file written beside report.html when the run produced it.
@@ -53,8 +53,19 @@ def final_estimates(point: pd.DataFrame, intervals: pd.DataFrame,
                     robustness: dict[str, str] | None = None) -> pd.DataFrame:
     """Point estimates joined with their intervals and p-values, and each channel's robustness
     status (the worst of its refuters; empty where nothing was refuted), in the documented column
-    order. Rows that could not be estimated keep NaN numbers and their `reason`."""
+    order. Where an estimate rests on a selected transform, the published incremental KPI and ROI
+    are its smoothed values; `applied_transform_roi` keeps the ROI at the applied transforms.
+    Rows that could not be estimated keep NaN numbers and their `reason`."""
     merged = point.merge(intervals, on=["channel", "effect"], how="left", validate="one_to_one")
+    merged["applied_transform_roi"] = merged["roi"]
+    if "smoothed_incremental_kpi" in merged.columns:
+        smoothed = merged["smoothed_incremental_kpi"].notna()
+        merged.loc[smoothed, "incremental_kpi"] = merged.loc[smoothed, "smoothed_incremental_kpi"]
+        merged.loc[smoothed, "roi"] = merged.loc[smoothed, "incremental_kpi"] / merged.loc[smoothed, "spend"]
+        merged = merged.drop(columns="smoothed_incremental_kpi")
+    if "interval_method" not in merged.columns:
+        merged["interval_method"] = ""
+    merged["interval_method"] = merged["interval_method"].fillna("")
     status = robustness or {}
     merged["robustness"] = [status.get(c, "") if pd.notna(a) else "" for c, a in zip(merged["channel"], merged["ate"])]
     if "reason" not in merged.columns:

@@ -209,7 +209,7 @@ def contributions_png(transformed: pd.DataFrame, estimates: pd.DataFrame, kpi: s
     """Weekly contribution of each channel (total-effect ATE × transformed media) stacked under the KPI."""
     total = estimates[(estimates["effect"] == TOTAL) & np.isfinite(estimates["ate"].astype(float))]
     channels = [c for c in total["channel"] if c in transformed.columns]
-    ate = dict(zip(total["channel"], total["ate"].astype(float)))
+    ate = {r["channel"]: float(r["ate"]) * smoothing_scale(r) for r in total.to_dict("records")}
     weeks = pd.to_datetime(transformed[WEEK])
     parts = np.vstack([ate[c] * transformed[c].to_numpy(dtype=float) for c in channels])
     colours = _channel_colours(channels)
@@ -238,6 +238,13 @@ class ResponseCurve:
     observed_mean: float
 
 
+def smoothing_scale(estimate: pd.Series | dict) -> float:
+    """Published ROI ÷ ROI at the applied transform: rescales a curve drawn at the applied transform
+    to the published (smoothed) estimate; 1 where nothing was smoothed."""
+    roi, applied = float(estimate.get("roi", np.nan)), float(estimate.get("applied_transform_roi", np.nan))
+    return roi / applied if np.isfinite(roi) and np.isfinite(applied) and applied != 0 else 1.0
+
+
 def response_curve(channel: str, spend: np.ndarray, transforms: pd.DataFrame, estimate: pd.Series,
                    points: int = 200) -> ResponseCurve:
     """ATE × Hill(steady-state adstock of a constant weekly spend ÷ the run's reference scale).
@@ -248,8 +255,8 @@ def response_curve(channel: str, spend: np.ndarray, transforms: pd.DataFrame, es
     reference = transform.reference(observed)
     carry = float(transform.adstocked(np.ones(STEADY_WEEKS))[-1])
     grid = np.linspace(0.0, max(float(observed.max()), 1e-9) * 1.5, points)
-    response = float(estimate["ate"]) * hill_saturation(grid * carry / reference, transform.half_saturation,
-                                                         transform.slope)
+    response = float(estimate["ate"]) * smoothing_scale(estimate) * hill_saturation(
+        grid * carry / reference, transform.half_saturation, transform.slope)
     roi = float(estimate["roi"])
     scale_low = float(estimate["roi_ci_low"]) / roi if roi else np.nan
     scale_high = float(estimate["roi_ci_high"]) / roi if roi else np.nan
@@ -645,7 +652,9 @@ def _dag_section(inputs: ReportInputs) -> Section:
 def _forest_section(inputs: ReportInputs) -> Section:
     intro = ("Each channel's causal ROI with its interval (block bootstrap), beside the naive ROI of one regression of "
              "the KPI on every channel without the DAG. Where they differ, the DAG changed the answer (for example by "
-             "crediting a channel with the effect it has through a mediator).")
+             "crediting a channel with the effect it has through a mediator). Where a channel's adstock and saturation "
+             "were selected from the data, its ROI is averaged over bootstrap resamples that each repeat the selection "
+             "(interval method “smoothed”): an estimate at the one selected setting jumps with that choice.")
     return Section("forest", "ROI by channel: causal vs naive",
                    _img(forest_plot_png(inputs.estimates, inputs.run.ci_level), "forest plot of ROI intervals"), intro)
 

@@ -1,22 +1,30 @@
 """Honest uncertainty for every estimate: a block bootstrap of weeks that repeats the transform
-selection inside every resample, percentile intervals, and p-values from the bootstrap standard
-error.
+selection inside every resample; for an estimate that rests on a selected transform, the estimate
+smoothed over that selection with its own standard error; percentile intervals for the rest; and
+p-values from the bootstrap standard error.
 
 Why each choice (checked on simulated data with known truth, see benchmarks/accuracy.py):
-- Pairs resampled in blocks of consecutive weeks (circular blocks by default, the length chosen
-  from the data by the Politis–White rule on each coefficient's influence series): weekly residuals
-  and spend are autocorrelated, and iid resampling would understate the variance.
+- Pairs resampled in blocks of consecutive weeks (non-overlapping blocks by default, their length
+  chosen from the data by the Politis–White rule on each coefficient's influence series): weekly
+  residuals and spend are autocorrelated, and iid resampling would understate the variance.
 - Re-selection inside each resample: the transform parameters were chosen on the same data; a
   bootstrap that holds them fixed forgets that choice and is far too narrow for those channels.
   The resample's rows are sorted by week first, so its forward-chaining CV still trains on the
   past and tests on the future, and the copies of a week never sit on both sides of a fold.
-- Percentile intervals: with selection in the loop the draws are skewed, and reflecting them
-  (basic intervals) moves the interval away from the truth; percentile intervals cover.
+- Smoothing over the selection (Efron 2014, "Estimation and accuracy after model selection"): an
+  estimate at the one selected grid point jumps with the selection, and its draws are
+  heavy-tailed, so their percentiles over-cover while the point itself errs widely. The mean of
+  the re-selected draws (the bagged estimate) averages the jumps away — about half the error on
+  simulated data — and its standard error comes from the covariance of each resampling unit's
+  count with the draws (the nonparametric delta method). The units are the non-overlapping blocks,
+  drawn with replacement, which is what makes that formula exact for a block bootstrap.
+- Percentile intervals where nothing is selected (configured transforms): the draws of a g-computed
+  total are skewed, and reflecting them (basic intervals) moves the interval away from the truth.
 - Never more precise than HAC: the p-value is a t-test with the larger of the bootstrap and the
-  HAC (Newey–West) standard error, and an interval whose draws are narrower than the HAC error is
-  stretched about the estimate to match. The bootstrap error carries the selection step (a HAC
-  test at the selected transform rejects a true null far too often); the HAC error guards against
-  a bootstrap that under-disperses (few long blocks).
+  HAC (Newey–West) standard error, and an interval narrower than the HAC error allows is widened
+  about the estimate to match. The bootstrap error carries the selection step (a HAC test at the
+  selected transform rejects a true null far too often); the HAC error guards against a bootstrap
+  that under-disperses (few long blocks).
 
 Everything is vectorised numpy: the transformed series of every grid point is computed once on the
 full series; a resample gathers rows, re-selects with the CV kernel of `selection`, and solves all
@@ -47,6 +55,10 @@ from cmmm_pipeline.selection import SelectionInputs, SelectionSettings, reselect
 class BootstrapKind(Enum):
     """How resamples are cut from the weekly series: (week, KPI, spend) rows, in runs of weeks."""
 
+    NON_OVERLAPPING = "non_overlapping"
+    """The weeks cut into runs of near-equal length (Carlstein 1986), runs drawn with replacement
+    among those of the same length, so every resample has n weeks. The runs are the resampling
+    units: the smoothed estimate's standard error needs them."""
     MOVING_BLOCK = "moving_block"
     """Blocks of fixed length, starts uniform over the n − l + 1 full blocks."""
     CIRCULAR_BLOCK = "circular_block"
@@ -56,6 +68,11 @@ class BootstrapKind(Enum):
 
 
 class IntervalKind(Enum):
+    """How an estimate and its interval are read from the bootstrap draws."""
+
+    SMOOTHED = "smoothed"
+    """The mean of the draws (the estimate smoothed over the transform selection) ± t × Efron's
+    standard error of that mean. Used wherever an estimate rests on a selected transform."""
     PERCENTILE = "percentile"
     """[q(α/2), q(1−α/2)] of the bootstrap draws."""
     BASIC = "basic"
@@ -67,12 +84,16 @@ class IntervalKind(Enum):
 class BootstrapSettings:
     samples: int
     level: float
-    kind: BootstrapKind = BootstrapKind.CIRCULAR_BLOCK
+    kind: BootstrapKind = BootstrapKind.NON_OVERLAPPING
     interval: IntervalKind = IntervalKind.PERCENTILE
+    """How estimates that rest on no selected transform get their interval (percentile or basic)."""
     block_length: int | None = None
     """None: chosen from the data (Politis–White)."""
     reselect: bool = True
     """Repeat the transform selection inside every resample."""
+    smooth_selection: bool = True
+    """Publish the smoothed estimate (IntervalKind.SMOOTHED) where an estimate rests on a selected
+    transform; needs re-selection and non-overlapping blocks, else percentile intervals are used."""
 
     def __post_init__(self) -> None:
         if self.samples < 2:
@@ -81,6 +102,12 @@ class BootstrapSettings:
             raise ValueError("interval level must be in (0.5, 1)")
         if self.block_length is not None and self.block_length < 1:
             raise ValueError("block length must be a positive number of weeks")
+        if self.interval is IntervalKind.SMOOTHED:
+            raise ValueError("smoothing is chosen per estimate (smooth_selection); interval takes percentile or basic")
+
+    @property
+    def smooths(self) -> bool:
+        return self.smooth_selection and self.reselect and self.kind is BootstrapKind.NON_OVERLAPPING
 
 
 # ---------------------------------------------------------------------------------------------
@@ -106,28 +133,62 @@ def politis_white_block_length(series: np.ndarray, kind: BootstrapKind) -> float
     lam = np.where(k / big_m <= 0.5, 1.0, 2.0 * (1.0 - k / big_m))
     g = 2.0 * np.sum(lam * k * acv[1:big_m + 1])
     long_run = acv[0] + 2.0 * np.sum(lam * acv[1:big_m + 1])
-    d = (2.0 if kind is BootstrapKind.STATIONARY else 4.0 / 3.0) * long_run**2
+    # The variance constant of the bootstrap's variance estimate: 2 for stationary and
+    # non-overlapping blocks, 4/3 for overlapping ones (Lahiri 1999).
+    overlapping = kind in (BootstrapKind.CIRCULAR_BLOCK, BootstrapKind.MOVING_BLOCK)
+    d = (4.0 / 3.0 if overlapping else 2.0) * long_run**2
     if d <= 0:
         return 1.0
     b = (2.0 * g**2 / d) ** (1.0 / 3.0) * n ** (1.0 / 3.0)
     return float(np.clip(b, 1.0, np.ceil(min(3.0 * np.sqrt(n), n / 3.0))))
 
 
-def resample_rows(kind: BootstrapKind, n: int, block_length: int, samples: int,
-                  rng: np.random.Generator) -> np.ndarray:
+@dataclass(frozen=True)
+class Resamples:
+    """Row indices of every resample; for non-overlapping blocks also how often each block was drawn."""
+
+    rows: np.ndarray
     """(samples, n) row indices made of runs of consecutive weeks."""
+    unit_counts: np.ndarray | None = None
+    """(samples, units) draws of each block; None for overlapping and stationary schemes."""
+    unit_stratum_sizes: np.ndarray | None = None
+    """(units,) how many blocks share each block's length (the pool it is drawn from)."""
+
+
+def non_overlapping_resamples(n: int, block_length: int, samples: int, rng: np.random.Generator) -> Resamples:
+    """Cut the weeks into k ≈ n / block_length runs of near-equal length; each resample draws, for
+    every run length, as many runs of that length as there are, with replacement."""
+    k = max(2, min(n, round(n / block_length)))
+    sizes = np.array([n // k + 1] * (n % k) + [n // k] * (k - n % k))
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    drawn = np.empty((samples, k), dtype=int)
+    stratum_sizes = np.empty(k, dtype=int)
+    for size in np.unique(sizes):
+        pool = np.flatnonzero(sizes == size)
+        drawn[:, pool] = pool[rng.integers(0, pool.size, size=(samples, pool.size))]
+        stratum_sizes[pool] = pool.size
+    counts = (drawn[:, :, None] == np.arange(k)[None, None, :]).sum(axis=1)
+    rows = np.concatenate([starts[drawn[:, j]][:, None] + np.arange(sizes[j])[None, :] for j in range(k)], axis=1)
+    return Resamples(rows, counts, stratum_sizes)
+
+
+def resample_rows(kind: BootstrapKind, n: int, block_length: int, samples: int,
+                  rng: np.random.Generator) -> Resamples:
+    """Resamples of n weeks made of runs of consecutive weeks, by `kind`."""
+    if kind is BootstrapKind.NON_OVERLAPPING:
+        return non_overlapping_resamples(n, block_length, samples, rng)
     if kind is BootstrapKind.STATIONARY:
         new_block = rng.random((samples, n)) < 1.0 / block_length
         new_block[:, 0] = True
         starts = rng.integers(0, n, size=(samples, n))
         t = np.arange(n)
         block_start = np.maximum.accumulate(np.where(new_block, t, 0), axis=1)
-        return (np.take_along_axis(starts, block_start, axis=1) + t - block_start) % n
+        return Resamples((np.take_along_axis(starts, block_start, axis=1) + t - block_start) % n)
     blocks = -(-n // block_length)
     high = n if kind is BootstrapKind.CIRCULAR_BLOCK else n - block_length + 1
     starts = rng.integers(0, high, size=(samples, blocks))
     idx = (starts[:, :, None] + np.arange(block_length)[None, None, :]).reshape(samples, -1)[:, :n]
-    return idx % n
+    return Resamples(idx % n)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -195,6 +256,9 @@ class BootstrapDraws:
     reselected: bool
     weekly: dict[str, np.ndarray] = field(default_factory=dict)
     """(B, weeks) per g-computed channel: its total effect in each week (for lift-test windows)."""
+    unit_counts: np.ndarray | None = None
+    """(B, units) how often each non-overlapping block was drawn (see `Resamples`)."""
+    unit_stratum_sizes: np.ndarray | None = None
 
     def column(self, channel: str, effect: EffectType) -> int:
         for j, s in enumerate(self.specs):
@@ -285,17 +349,18 @@ def bootstrap(problem: EffectProblem, settings: BootstrapSettings, selection: Se
               rng: np.random.Generator) -> BootstrapDraws:
     """Resample blocks of weeks, re-select the transforms (unless told not to), re-estimate every spec."""
     block = settings.block_length or influence_block_length(problem, settings.kind)
-    rows = resample_rows(settings.kind, problem.n, block, settings.samples, rng)
+    resamples = resample_rows(settings.kind, problem.n, block, settings.samples, rng)
     # Regressions ignore row order, the selection's forward-chaining CV does not: sorted by week,
     # a resample's folds still train on earlier weeks and test on later ones, and the copies of
     # a week sit together instead of landing on both sides of a fold.
-    rows = np.sort(rows, axis=1)
+    rows = np.sort(resamples.rows, axis=1)
     if settings.reselect:
         selected = reselect(problem.inputs, rows, problem.selected, selection)
     else:
         selected = np.tile(problem.selected, (settings.samples, 1))
     ate, incremental, weekly = estimate_all(problem, rows, selected)
-    return BootstrapDraws(problem.specs, ate, incremental, selected, block, settings.kind, settings.reselect, weekly)
+    return BootstrapDraws(problem.specs, ate, incremental, selected, block, settings.kind, settings.reselect, weekly,
+                          resamples.unit_counts, resamples.unit_stratum_sizes)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -318,10 +383,74 @@ def wald_pvalue(point: float, std_error: float, df: int) -> float:
     return float(2.0 * stats.t.sf(abs(point) / std_error, df))
 
 
+def smoothed_standard_error(draws: np.ndarray, unit_counts: np.ndarray, stratum_sizes: np.ndarray) -> float:
+    """Standard error of the mean of the draws as an estimator in its own right (Efron 2014, the
+    nonparametric delta method): sqrt(Σ_j cov_j²), cov_j the bootstrap covariance of block j's count
+    with the draw, less the Monte-Carlo part of that sum (Σ_j var(count_j) · var(draw) / B), which
+    would otherwise inflate it when the resamples are few against the blocks."""
+    b = draws.size
+    centred = draws - draws.mean()
+    cov = (unit_counts - unit_counts.mean(axis=0)).T @ centred / b
+    count_variance = 1.0 - 1.0 / stratum_sizes
+    monte_carlo = float(np.sum(count_variance)) * float(centred @ centred) / b / b
+    return float(np.sqrt(max(float(cov @ cov) - monte_carlo, 0.0)))
+
+
+@dataclass(frozen=True)
+class DrawSummary:
+    """An estimate read from its bootstrap draws: the published value, its interval and errors."""
+
+    estimate: float
+    low: float
+    high: float
+    std_error: float
+    """max(bootstrap, floor): the error behind the p-value and the interval's width."""
+    bootstrap_std_error: float
+    method: IntervalKind
+    samples: int
+    df: int | None
+    """Degrees of freedom of the t quantile and test (None: normal)."""
+
+
+def summarise_draws(point: float, sample: np.ndarray, draws: BootstrapDraws, smooth: bool, level: float,
+                    kind: IntervalKind, floor: float = float("nan"), df: int | None = None) -> DrawSummary | None:
+    """`point` with its draws as an interval; smoothed (mean of the draws ± t·Efron error) when
+    `smooth`, else `kind` (percentile or basic) about `point`. An interval whose draws are narrower
+    than `floor` (the HAC error, on `df` degrees of freedom) is widened about the estimate to match.
+    The smoothed error is a sum over the k blocks, so its t quantile has k − 1 degrees of freedom
+    (few long blocks are an honest reason for a wider interval). None: fewer than 2 finite draws."""
+    finite_rows = np.isfinite(sample)
+    finite = sample[finite_rows]
+    if finite.size < 2:
+        return None
+    if smooth and draws.unit_counts is not None and draws.unit_stratum_sizes is not None:
+        estimate = float(finite.mean())
+        boot_se = smoothed_standard_error(finite, draws.unit_counts[finite_rows], draws.unit_stratum_sizes)
+        floored = bool(floor > boot_se)
+        se = floor if floored else boot_se
+        df_used = df if floored else draws.unit_counts.shape[1] - 1
+        half = _quantile(level, df_used) * se
+        return DrawSummary(estimate, estimate - half, estimate + half, se, boot_se, IntervalKind.SMOOTHED,
+                           int(finite.size), df_used)
+    boot_se = float(np.std(finite, ddof=1))
+    se = float(np.nanmax([boot_se, floor]))
+    low, high = interval(point, finite, level, kind)
+    stretch = se / boot_se if boot_se > 0 else 1.0
+    return DrawSummary(point, point + (low - point) * stretch, point + (high - point) * stretch, se, boot_se, kind,
+                       int(finite.size), df)
+
+
+def _quantile(level: float, df: int | None) -> float:
+    upper = 0.5 + level / 2.0
+    return float(stats.t.ppf(upper, df) if df else stats.norm.ppf(upper))
+
+
 @dataclass(frozen=True)
 class IntervalEstimate:
     channel: str
     effect: EffectType
+    incremental_kpi: float
+    """The published estimate: the point estimate given, or its smoothed value (see `method`)."""
     incremental_ci_low: float
     incremental_ci_high: float
     roi_ci_low: float
@@ -333,6 +462,8 @@ class IntervalEstimate:
     hac_std_error: float
     block_length: int
     samples: int
+    method: IntervalKind | None
+    """None: no interval (every resample rank-deficient)."""
 
 
 def hac_incremental_se(problem: EffectProblem, spec: EffectSpec) -> tuple[float, float]:
@@ -344,6 +475,17 @@ def hac_incremental_se(problem: EffectProblem, spec: EffectSpec) -> tuple[float,
     return p, se * float(problem.treatment_total(spec.channel, selected)[0])
 
 
+def rests_on_selection(problem: EffectProblem, channel: str) -> bool:
+    """Whether the channel's estimates are sums over a selected transform: its own, or (when its
+    total is g-computed) a mediator's. A selected transform among the adjustment columns only
+    moves the estimate a little and stays with percentile intervals. Decided per channel, so
+    total = direct + indirect holds among the published estimates."""
+    selected = {problem.inputs.channels[k] for k in problem.inputs.searchable}
+    g = problem.gcomputation(channel)
+    scaled_by = {channel} | ({m.mediator for m in g.mediators} if g is not None else set())
+    return bool(scaled_by & selected)
+
+
 def intervals(problem: EffectProblem, draws: BootstrapDraws, points: dict[tuple[str, EffectType], float],
               settings: BootstrapSettings) -> list[IntervalEstimate]:
     """One interval per estimated (channel, effect) in `points` (incremental KPI point estimates,
@@ -352,36 +494,35 @@ def intervals(problem: EffectProblem, draws: BootstrapDraws, points: dict[tuple[
     hac = {(s.channel, s.effect): hac_incremental_se(problem, s)[1] for s in problem.specs}
     out = []
     for (channel, effect), point in points.items():
-        sample = draws.incremental_of(channel, effect)
-        finite = sample[np.isfinite(sample)]
-        if finite.size < 2:  # every resample rank-deficient: no honest interval to give
-            nan = float("nan")
-            out.append(IntervalEstimate(channel, effect, nan, nan, nan, nan, nan, nan, nan, nan,
-                                        draws.block_length, int(finite.size)))
-            continue
-        boot_se = float(np.std(finite, ddof=1))
         hac_se = hac.get((channel, effect), float("nan"))
-        se = float(np.nanmax([boot_se, hac_se]))
-        low, high = interval(point, finite, settings.level, settings.interval)
-        # Never more precise than the HAC standard error: where the draws are narrower, stretch the
-        # interval about the estimate by the ratio (the p-value uses the same larger error).
-        stretch = se / boot_se if boot_se > 0 else 1.0
-        low, high = point + (low - point) * stretch, point + (high - point) * stretch
+        smooth = settings.smooths and rests_on_selection(problem, channel)
+        summary = summarise_draws(point, draws.incremental_of(channel, effect), draws, smooth, settings.level,
+                                  settings.interval, hac_se, df)
+        if summary is None:  # every resample rank-deficient: no honest interval to give
+            nan = float("nan")
+            out.append(IntervalEstimate(channel, effect, point, nan, nan, nan, nan, nan, nan, nan, hac_se,
+                                        draws.block_length, 0, None))
+            continue
         spend = problem.spends[channel]
-        out.append(IntervalEstimate(channel, effect, low, high, low / spend, high / spend,
-                                    wald_pvalue(point, se, df), se, boot_se, hac_se, draws.block_length,
-                                    int(finite.size)))
+        out.append(IntervalEstimate(
+            channel, effect, summary.estimate, summary.low, summary.high, summary.low / spend, summary.high / spend,
+            wald_pvalue(summary.estimate, summary.std_error, summary.df or df), summary.std_error,
+            summary.bootstrap_std_error, hac_se, draws.block_length, summary.samples, summary.method))
     return out
 
 
-INTERVAL_COLUMNS = ["channel", "effect", "incremental_ci_low", "incremental_ci_high", "roi_ci_low", "roi_ci_high",
-                    "p_value", "std_error", "bootstrap_std_error", "hac_std_error", "block_length",
-                    "bootstrap_samples"]
+INTERVAL_COLUMNS = ["channel", "effect", "smoothed_incremental_kpi", "interval_method", "incremental_ci_low",
+                    "incremental_ci_high", "roi_ci_low", "roi_ci_high", "p_value", "std_error",
+                    "bootstrap_std_error", "hac_std_error", "block_length", "bootstrap_samples"]
 
 
 def intervals_table(estimates: list[IntervalEstimate]) -> pd.DataFrame:
+    """The intervals; `smoothed_incremental_kpi` is set where the published estimate is smoothed."""
     return pd.DataFrame([{
-        "channel": i.channel, "effect": i.effect.value, "incremental_ci_low": i.incremental_ci_low,
+        "channel": i.channel, "effect": i.effect.value,
+        "smoothed_incremental_kpi": i.incremental_kpi if i.method is IntervalKind.SMOOTHED else float("nan"),
+        "interval_method": i.method.value if i.method else "",
+        "incremental_ci_low": i.incremental_ci_low,
         "incremental_ci_high": i.incremental_ci_high, "roi_ci_low": i.roi_ci_low, "roi_ci_high": i.roi_ci_high,
         "p_value": i.p_value, "std_error": i.std_error, "bootstrap_std_error": i.bootstrap_std_error,
         "hac_std_error": i.hac_std_error, "block_length": i.block_length, "bootstrap_samples": i.samples}
@@ -485,8 +626,11 @@ def assess(raw: pd.DataFrame, features: pd.DataFrame, config: PipelineConfig, po
         if ate is None or not mask.any():
             reconciled.append(reconcile(e, int(mask.sum()), float("nan"), None, est.ci_level))
             continue
-        model, window = window_draws(problem, draws, e.channel, ate, mask)
-        reconciled.append(reconcile(e, int(mask.sum()), model, window, est.ci_level))
+        point_in_window, window = window_draws(problem, draws, e.channel, ate, mask)
+        model = summarise_draws(point_in_window, window, draws, settings.smooths and rests_on_selection(problem, e.channel),
+                                est.ci_level, IntervalKind.PERCENTILE)
+        reconciled.append(reconcile(e, int(mask.sum()), model.estimate if model else point_in_window,
+                                    (model.low, model.high) if model else None, est.ci_level))
     robustness = {c: s.value for c, s in channel_robustness(refutations).items()}
     return Assessment(table, refutations_table(refutations), experiments_table(reconciled), robustness,
                       draws.block_length)

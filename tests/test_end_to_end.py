@@ -29,6 +29,9 @@ def test_estimates_csv_has_the_contract_columns_and_every_channel(sample_run: Pa
     assert {"total", "direct", "indirect"} <= set(tv.index)
     assert tv.loc["indirect", "incremental_kpi"] == pytest.approx(
         tv.loc["total", "incremental_kpi"] - tv.loc["direct", "incremental_kpi"], rel=1e-6)
+    # Every transform is configured in the sample: nothing is smoothed over a selection.
+    assert set(est["interval_method"]) == {"percentile"}
+    assert (est["roi"] == est["applied_transform_roi"]).all()
 
 
 def test_total_roi_is_close_to_the_known_truth(sample_run: Path, sample_truth: pd.DataFrame) -> None:
@@ -79,3 +82,35 @@ def test_invalid_config_exits_non_zero_with_a_clear_message(tmp_path: Path, caps
     err = capsys.readouterr().err
     assert "config-unknown-key" in err and "channels.tv.spend" in err
     assert not (tmp_path / "out" / "estimates.csv").exists()
+
+
+def test_a_run_that_selects_transforms_publishes_smoothed_estimates(tmp_path: Path,
+                                                                    sample_truth: pd.DataFrame) -> None:
+    """The sample config with digital's and email's transforms left out, through the whole job:
+    their rows are smoothed over the selection in estimates.csv and in the published warehouse table,
+    TV's and search's are not, and the smoothed intervals cover the truth."""
+    import yaml
+
+    sample = Path(__file__).resolve().parents[1] / "cmmm_pipeline" / "sample"
+    raw = yaml.safe_load((sample / "config.yaml").read_text(encoding="utf-8"))
+    raw["data"]["path"] = str(sample / raw["data"]["path"])
+    for channel in ("digital", "email"):
+        raw["channels"][channel] = {"spend_column": raw["channels"][channel]["spend_column"]}
+    config = tmp_path / "selecting.yaml"
+    config.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    assert main(["run", "--config", str(config), "--output", str(tmp_path / "out")]) == 0
+
+    est = _estimates(tmp_path / "out").set_index(["channel", "effect"])
+    truth = sample_truth.set_index(["channel", "effect"])
+    for channel in ("digital", "email"):
+        row = est.loc[(channel, "total")]
+        assert row["interval_method"] == "smoothed" and row["roi"] != row["applied_transform_roi"]
+        assert row["roi"] == pytest.approx(row["incremental_kpi"] / row["spend"], rel=1e-9)
+        assert row["roi_ci_low"] <= truth.loc[(channel, "total"), "roi"] <= row["roi_ci_high"]
+    assert est.loc[("tv", "total"), "interval_method"] == "percentile"
+    with duckdb.connect(str(tmp_path / "out" / "cmmm.duckdb"), read_only=True) as con:
+        published = con.execute("SELECT roi FROM published.estimates WHERE channel = ? AND effect = ?",
+                                ["email", "total"]).fetchone()[0]
+        assert published == pytest.approx(est.loc[("email", "total"), "roi"], rel=1e-12)
+        selected = con.execute("SELECT count(*) FROM published.transform_selection WHERE selected").fetchone()[0]
+    assert selected == 2

@@ -17,7 +17,7 @@ from cmmm_pipeline.config import AdstockType
 from cmmm_pipeline.features import ChannelTransform, ParameterSource, transforms_table
 from cmmm_pipeline.history import EstimateChanges, PreviousRun, compare_estimates
 from cmmm_pipeline.report import (NOT_AVAILABLE, ReportInputs, RunInfo, Status, attention_items, channel_summaries,
-                                  dag_graph, html_table, render_report, response_curve)
+                                  dag_graph, html_table, render_report, response_curve, smoothing_scale)
 from cmmm_pipeline.transforms import hill_saturation
 from cmmm_pipeline.dag_plot import REJECTED_COLOUR, draw_dag_png
 
@@ -302,3 +302,16 @@ def test_response_curve_is_the_ate_times_the_steady_state_hill(full: ReportInput
     assert curve.spend.max() == pytest.approx(1.5 * spend.max())
     np.testing.assert_allclose(curve.low, curve.response * 1.6404 / 1.8213)
     np.testing.assert_allclose(curve.high, curve.response * 1.9112 / 1.8213)
+
+
+def test_a_smoothed_estimate_rescales_its_curve_to_the_published_roi(full: ReportInputs) -> None:
+    """Curves are drawn at the applied transform; a smoothed row's ROI differs from the ROI there,
+    so its curve is scaled by roi / applied_transform_roi and its band stays around it."""
+    tv = full.estimates.iloc[0].copy()
+    spend = full.raw["tv_spend"].to_numpy()
+    plain = response_curve("tv", spend, full.transforms, tv)
+    tv["applied_transform_roi"] = tv["roi"] / 1.25
+    smoothed = response_curve("tv", spend, full.transforms, tv)
+    np.testing.assert_allclose(smoothed.response, 1.25 * plain.response, rtol=1e-12)
+    assert np.all(smoothed.low <= smoothed.response) and np.all(smoothed.response <= smoothed.high)
+    assert smoothing_scale(tv) == pytest.approx(1.25) and smoothing_scale({"roi": 1.0}) == 1.0
