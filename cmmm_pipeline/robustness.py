@@ -615,6 +615,7 @@ def assess(raw: pd.DataFrame, features: pd.DataFrame, config: PipelineConfig, po
     points = {(r.channel, EffectType(r.effect)): float(r.incremental_kpi) for r in estimated.itertuples(index=False)}
     estimates = intervals(problem, draws, points, settings)
     table = intervals_table(estimates)
+    smoothed = {i.channel for i in estimates if i.method is IntervalKind.SMOOTHED}  # lift tests read alike
     # The bootstrap's standard error of the incremental KPI, on the ATE's scale (÷ Σ_t x_t).
     ate_se = {(i.channel, i.effect): i.std_error * abs(ates[(i.channel, i.effect)] / points[(i.channel, i.effect)])
               for i in estimates if (i.channel, i.effect) in ates and points[(i.channel, i.effect)] != 0}
@@ -627,8 +628,8 @@ def assess(raw: pd.DataFrame, features: pd.DataFrame, config: PipelineConfig, po
             reconciled.append(reconcile(e, int(mask.sum()), float("nan"), None, est.ci_level))
             continue
         point_in_window, window = window_draws(problem, draws, e.channel, ate, mask)
-        model = summarise_draws(point_in_window, window, draws, settings.smooths and rests_on_selection(problem, e.channel),
-                                est.ci_level, IntervalKind.PERCENTILE)
+        model = summarise_draws(point_in_window, window, draws, e.channel in smoothed, est.ci_level,
+                                IntervalKind.PERCENTILE)
         reconciled.append(reconcile(e, int(mask.sum()), model.estimate if model else point_in_window,
                                     (model.low, model.high) if model else None, est.ci_level))
     robustness = {c: s.value for c, s in channel_robustness(refutations).items()}
