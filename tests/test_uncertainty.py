@@ -224,9 +224,9 @@ def test_selected_channels_are_honestly_wider_than_a_fixed_transform_bootstrap(s
     ratios = {(c, e): np.std(draws.incremental_of(c, e)) / np.std(fixed.incremental_of(c, e))
               for c, e in (("digital", EffectType.TOTAL), ("email", EffectType.TOTAL), ("tv", EffectType.DIRECT))}
     assert ratios[("digital", EffectType.TOTAL)] > 2.0 and ratios[("email", EffectType.TOTAL)] > 2.0
-    # A configured channel widens too, less: digital and email sit in its adjustment set.
-    assert 1.0 < ratios[("tv", EffectType.DIRECT)] < min(ratios[("digital", EffectType.TOTAL)],
-                                                        ratios[("email", EffectType.TOTAL)])
+    # A configured channel widens too, far less: digital and email sit in its adjustment set
+    # (1.76x on the sample's nine 17-week blocks).
+    assert 1.0 < ratios[("tv", EffectType.DIRECT)] < 2.0
 
 
 def test_indirect_draws_are_total_minus_direct_on_the_same_resamples(sample: dict) -> None:
