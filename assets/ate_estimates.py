@@ -6,10 +6,10 @@ from dagster_duckdb import DuckDBResource
 
 from assets.common import OWNERS, markdown_table
 from assets.resources import CmmmSettings
-from cmmm_pipeline import warehouse
-from cmmm_pipeline.estimation import estimate_channels
-from cmmm_pipeline.features import node_columns, transforms_from_table
-from cmmm_pipeline.graph import graph_from_table
+from cmmm_pipeline.dag.graph import graph_from_table
+from cmmm_pipeline.data import warehouse
+from cmmm_pipeline.effects.estimation import estimate_channels
+from cmmm_pipeline.media.features import node_columns, transforms_from_table
 
 
 @asset(group_name="cmmm", kinds={"duckdb", "dowhy"}, owners=OWNERS, deps=["causal_dag"])

@@ -7,8 +7,8 @@ from dagster_duckdb import DuckDBResource
 
 from assets.common import OWNERS, markdown_image, markdown_table
 from assets.resources import CmmmSettings
-from cmmm_pipeline import warehouse
-from cmmm_pipeline.dag_audit import audit_dag
+from cmmm_pipeline.dag.audit import audit_dag
+from cmmm_pipeline.data import warehouse
 
 
 def _mermaid(edges: pd.DataFrame) -> str:

@@ -7,8 +7,8 @@ from dagster_duckdb import DuckDBResource
 
 from assets.common import OWNERS, markdown_table
 from assets.resources import CmmmSettings
-from cmmm_pipeline import warehouse
-from cmmm_pipeline.ingest import load_raw
+from cmmm_pipeline.data import warehouse
+from cmmm_pipeline.data.ingest import load_raw
 
 
 @asset(group_name="cmmm", kinds={"duckdb", "pandas"}, owners=OWNERS)

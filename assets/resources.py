@@ -9,7 +9,8 @@ import duckdb
 from dagster import ConfigurableResource
 from dagster_duckdb import DuckDBResource
 
-from cmmm_pipeline.config import PipelineConfig, load_config
+from cmmm_pipeline.core.config import PipelineConfig
+from cmmm_pipeline.core.loading import load_config
 
 
 class CmmmSettings(ConfigurableResource):

@@ -8,10 +8,11 @@ from dagster_duckdb import DuckDBResource
 
 from assets.common import OWNERS, markdown_image, markdown_table
 from assets.resources import CmmmSettings
-from cmmm_pipeline import outputs, warehouse
-from cmmm_pipeline.features import node_columns
-from cmmm_pipeline.graph import expand_graph, graph_from_table
-from cmmm_pipeline.robustness import assess
+from cmmm_pipeline.dag.graph import expand_graph, graph_from_table
+from cmmm_pipeline.data import warehouse
+from cmmm_pipeline.effects.robustness import assess
+from cmmm_pipeline.media.features import node_columns
+from cmmm_pipeline.publish import outputs
 
 
 @asset(group_name="cmmm", kinds={"duckdb", "html"}, owners=OWNERS, deps=["ate_estimates"])

@@ -6,9 +6,9 @@ from dagster_duckdb import DuckDBResource
 
 from assets.common import OWNERS, markdown_table
 from assets.resources import CmmmSettings
-from cmmm_pipeline import warehouse
-from cmmm_pipeline.features import build_features, transforms_table
-from cmmm_pipeline.selection import SelectionSettings, select_transforms
+from cmmm_pipeline.data import warehouse
+from cmmm_pipeline.media.features import build_features, transforms_table
+from cmmm_pipeline.media.selection import SelectionSettings, select_transforms
 
 
 @asset(group_name="cmmm", kinds={"duckdb", "pandas"}, owners=OWNERS, deps=["raw_spend"])

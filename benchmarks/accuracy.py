@@ -34,16 +34,33 @@ from scipy import stats
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cmmm_pipeline.config import (AdstockConfig, ChannelConfig, DataConfig, EffectType,  # noqa: E402
-                                  PipelineConfig, SaturationConfig)
-from cmmm_pipeline.estimation import channel_specs, gcomputation_specs, naive_coefficients  # noqa: E402
-from cmmm_pipeline.features import build_features, node_columns  # noqa: E402
-from cmmm_pipeline.graph import build_graph, expand_graph  # noqa: E402
-from cmmm_pipeline.robustness import (BootstrapDraws, BootstrapKind, BootstrapSettings,  # noqa: E402
-                                      IntervalKind, bootstrap, effect_problem, estimate_on_rows,
-                                      hac_incremental_se, interval, intervals, wald_pvalue)
-from cmmm_pipeline.selection import SelectionSettings, channel_candidates, select_transforms  # noqa: E402
-from cmmm_pipeline.simulate import Scenario, simulate  # noqa: E402
+from cmmm_pipeline.core.config import (  # noqa: E402
+    AdstockConfig,
+    ChannelConfig,
+    DataConfig,
+    EffectType,
+    PipelineConfig,
+    SaturationConfig,
+)
+from cmmm_pipeline.core.graph import build_graph
+from cmmm_pipeline.dag.graph import expand_graph  # noqa: E402
+from cmmm_pipeline.effects.estimation import channel_specs, gcomputation_specs, naive_coefficients  # noqa: E402
+from cmmm_pipeline.effects.robustness import (  # noqa: E402
+    BootstrapDraws,
+    BootstrapKind,
+    BootstrapSettings,
+    IntervalKind,
+    bootstrap,
+    effect_problem,
+    estimate_on_rows,
+    hac_incremental_se,
+    interval,
+    intervals,
+    wald_pvalue,
+)
+from cmmm_pipeline.media.features import build_features, node_columns  # noqa: E402
+from cmmm_pipeline.media.selection import SelectionSettings, channel_candidates, select_transforms  # noqa: E402
+from cmmm_pipeline.simulation.simulate import Scenario, simulate  # noqa: E402
 
 LEVEL = 0.95
 EDGES = (("seasonality", "tv"), ("seasonality", "digital"), ("seasonality", "sales"), ("tv", "search"),
@@ -145,7 +162,7 @@ def run_seed(scenario: Scenario, config: PipelineConfig, specs: list, seed: int,
 
 
 def _hac(x: np.ndarray, y: np.ndarray, column: int) -> tuple[float, float]:
-    from cmmm_pipeline.estimation import hac_pvalue
+    from cmmm_pipeline.effects.estimation import hac_pvalue
 
     return hac_pvalue(x, y, column=column)
 
@@ -262,7 +279,7 @@ def _identify(scenario: Scenario, config: PipelineConfig) -> tuple[list, tuple]:
     """DoWhy identification on the expanded DAG (the same for every seed and scenario): the specs,
     and the g-computations of the channels whose mediators are channels."""
     raw = simulate(scenario, seed=0).data
-    from cmmm_pipeline.features import configured_transform
+    from cmmm_pipeline.media.features import configured_transform
 
     features = build_features(raw, config, {c.name: configured_transform(c) for c in config.channels})
     columns = node_columns(raw, config)

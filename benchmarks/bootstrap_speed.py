@@ -2,7 +2,7 @@
 
 DoWhy's bootstrap (`estimate_effect(confidence_intervals="bootstrap")`) refits the estimator on
 iid resamples of the rows, one pandas/statsmodels fit at a time, and reports the basic interval.
-The same computation in `cmmm_pipeline.robustness` (blocks of one week, transforms held fixed,
+The same computation in `cmmm_pipeline.effects.robustness` (blocks of one week, transforms held fixed,
 basic interval) gathers all resamples at once and solves them in one batched call. Both should
 give the same interval up to Monte Carlo error; the script prints both, the speed ratio, and the
 interval the pipeline actually publishes (circular blocks of data-chosen length, transforms
@@ -25,14 +25,21 @@ from scipy import stats
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cmmm_pipeline.config import EffectType, load_config  # noqa: E402
-from cmmm_pipeline.estimation import fit_dowhy, identify_channels  # noqa: E402
-from cmmm_pipeline.features import build_features, node_columns  # noqa: E402
-from cmmm_pipeline.graph import build_graph, expand_graph  # noqa: E402
-from cmmm_pipeline.ingest import load_raw, spend_totals  # noqa: E402
-from cmmm_pipeline.robustness import (BootstrapSettings, IntervalKind, bootstrap, effect_problem,  # noqa: E402
-                                      interval, intervals)
-from cmmm_pipeline.selection import SelectionSettings, channel_candidates, select_transforms  # noqa: E402
+from cmmm_pipeline.core.config import EffectType, load_config  # noqa: E402
+from cmmm_pipeline.core.graph import build_graph
+from cmmm_pipeline.dag.graph import expand_graph  # noqa: E402
+from cmmm_pipeline.data.ingest import load_raw, spend_totals  # noqa: E402
+from cmmm_pipeline.effects.estimation import fit_dowhy, identify_channels  # noqa: E402
+from cmmm_pipeline.effects.robustness import (  # noqa: E402
+    BootstrapSettings,
+    IntervalKind,
+    bootstrap,
+    effect_problem,
+    interval,
+    intervals,
+)
+from cmmm_pipeline.media.features import build_features, node_columns  # noqa: E402
+from cmmm_pipeline.media.selection import SelectionSettings, channel_candidates, select_transforms  # noqa: E402
 
 SAMPLE = Path(__file__).resolve().parents[1] / "cmmm_pipeline" / "sample" / "config.yaml"
 LEVEL = 0.95

@@ -15,9 +15,9 @@ import argparse
 import time
 
 import pandas as pd
+from benchmarks.independence_study import naive_settings, run_study, standard_scenarios, summarize
 
-from cmmm_pipeline.independence import IndependenceSettings
-from cmmm_pipeline.independence_study import naive_settings, run_study, standard_scenarios, summarize
+from cmmm_pipeline.dag.independence import IndependenceSettings
 
 
 def main() -> None:

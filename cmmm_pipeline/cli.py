@@ -26,9 +26,8 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
-    from cmmm_pipeline.config import load_config
-    from cmmm_pipeline.errors import CmmmError
-
+    from cmmm_pipeline.core.errors import CmmmError
+    from cmmm_pipeline.core.loading import load_config
     from cmmm_pipeline.definitions import SAMPLE_CONFIG
 
     config_path = (args.config or SAMPLE_CONFIG).resolve()

@@ -9,8 +9,15 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from dagster import (AssetSelection, DefaultScheduleStatus, Definitions, EnvVar, ScheduleDefinition,
-                     define_asset_job, in_process_executor)
+from dagster import (
+    AssetSelection,
+    DefaultScheduleStatus,
+    Definitions,
+    EnvVar,
+    ScheduleDefinition,
+    define_asset_job,
+    in_process_executor,
+)
 
 from assets.ate_estimates import ate_estimates
 from assets.causal_dag import causal_dag

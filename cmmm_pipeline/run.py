@@ -28,7 +28,7 @@ QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}
 def run_pipeline(config_path: str, output_dir: str, warehouse_path: str) -> RunOutcome:
     from dagster import DagsterEventType, DagsterInstance
 
-    from cmmm_pipeline import warehouse
+    from cmmm_pipeline.data import warehouse
     from cmmm_pipeline.definitions import JOB_NAME, build_definitions
 
     defs = build_definitions(config_path=config_path, output_dir=output_dir, warehouse_path=warehouse_path)

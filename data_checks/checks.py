@@ -10,7 +10,7 @@ from dagster_duckdb import DuckDBResource
 
 from assets.common import markdown_table
 from assets.resources import CmmmSettings
-from cmmm_pipeline import warehouse
+from cmmm_pipeline.data import warehouse
 from data_checks.gx_runner import SuiteResult
 from data_checks.suites import validate_raw_spend, validate_transformed_media
 

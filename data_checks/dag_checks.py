@@ -21,10 +21,10 @@ from dagster_duckdb import DuckDBResource
 
 from assets.common import markdown_table
 from assets.resources import CmmmSettings
-from cmmm_pipeline import warehouse
-from cmmm_pipeline.dag_audit import overlap_thresholds
-from cmmm_pipeline.independence import rejection_message
-from cmmm_pipeline.overlap import OverlapThresholds, overlap_message
+from cmmm_pipeline.dag.audit import overlap_thresholds
+from cmmm_pipeline.dag.independence import rejection_message
+from cmmm_pipeline.dag.overlap import OverlapThresholds, overlap_message
+from cmmm_pipeline.data import warehouse
 from data_checks.checks import check_result
 from data_checks.gx_runner import Rule, SuiteResult, run_suite
 

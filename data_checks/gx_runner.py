@@ -17,7 +17,7 @@ from typing import Any
 
 import pandas as pd
 
-from cmmm_pipeline.errors import DataError, format_rows
+from cmmm_pipeline.core.errors import DataError, format_rows
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
 

@@ -14,8 +14,8 @@ from enum import Enum
 
 import pandas as pd
 
-from cmmm_pipeline.config import GENERATED_CONTROLS, PipelineConfig
-from cmmm_pipeline.features import WEEK, node_columns
+from cmmm_pipeline.core.config import GENERATED_CONTROLS, PipelineConfig
+from cmmm_pipeline.media.features import WEEK, node_columns
 from data_checks.gx_runner import ExpectationFailure, Rule, SuiteResult, run_suite
 
 RAW_SUITE = "raw_spend"
@@ -122,7 +122,7 @@ def _kpi_rules(column: str, must_be_positive: bool) -> list[Rule]:
 
 
 def raw_spend_rules(config: PipelineConfig, columns: pd.Index | None = None) -> list[Rule]:
-    """Rules on the normalised raw table (see `cmmm_pipeline.ingest.normalise`).
+    """Rules on the normalised raw table (see `cmmm_pipeline.data.ingest.normalise`).
 
     `columns` are the table's columns; rules on a column it lacks are replaced by the failing
     column-present rule alone, so one absent column reads as one clear failure.

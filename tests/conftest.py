@@ -12,13 +12,14 @@ import pytest
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
 
 SAMPLE_DIR = Path(__file__).resolve().parents[1] / "cmmm_pipeline" / "sample"
+GOLDEN_DIR = Path(__file__).resolve().parent / "golden"
 
 
 def sample_config_selecting(*channels: str):  # noqa: ANN201 - PipelineConfig, imported lazily
     """The bundled sample's config with the named channels' transforms left to selection from the data."""
     import yaml
 
-    from cmmm_pipeline.config import parse_config
+    from cmmm_pipeline.core.loading import parse_config
 
     source = SAMPLE_DIR / "config.yaml"
     raw = yaml.safe_load(source.read_text(encoding="utf-8"))
@@ -30,10 +31,11 @@ def sample_config_selecting(*channels: str):  # noqa: ANN201 - PipelineConfig, i
 def sample_world(raw: pd.DataFrame | None = None) -> dict:
     """The bundled sample (or other data with its columns) as the estimation step sees it, with the
     sample config's transforms, which are the simulator's true ones."""
-    from cmmm_pipeline.config import load_config
-    from cmmm_pipeline.features import build_features, configured_transform, node_columns
-    from cmmm_pipeline.graph import build_graph, expand_graph
-    from cmmm_pipeline.ingest import load_raw
+    from cmmm_pipeline.core.graph import build_graph
+    from cmmm_pipeline.core.loading import load_config
+    from cmmm_pipeline.dag.graph import expand_graph
+    from cmmm_pipeline.data.ingest import load_raw
+    from cmmm_pipeline.media.features import build_features, configured_transform, node_columns
 
     config = load_config(SAMPLE_DIR / "config.yaml")
     raw = load_raw(config) if raw is None else raw

@@ -1,0 +1,74 @@
+"""The DAG audit in one call: the graph from the config, its implications tested on the data,
+identification per channel, and overlap per identifiable channel. The `causal_dag` asset stores
+what this returns; the asset checks judge it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import networkx as nx
+import pandas as pd
+
+from cmmm_pipeline.core.config import SEASONALITY, TREND, PipelineConfig
+from cmmm_pipeline.core.graph import build_graph
+from cmmm_pipeline.dag.drawing import draw_dag_png
+from cmmm_pipeline.dag.graph import edges_table, expand_graph, node_roles
+from cmmm_pipeline.dag.identification import Identification, identification_table, identify_channels, total_adjustments
+from cmmm_pipeline.dag.independence import (
+    IndependenceReport,
+    IndependenceSettings,
+    implied_independences,
+    run_independence_tests,
+)
+from cmmm_pipeline.dag.overlap import OverlapStratum, OverlapThresholds, overlap_strata, overlap_table
+from cmmm_pipeline.media.features import node_columns
+
+
+@dataclass(frozen=True)
+class DagAudit:
+    graph: nx.DiGraph
+    expanded: nx.DiGraph
+    roles: dict[str, str]
+    independence: IndependenceReport
+    identification: tuple[Identification, ...]
+    overlap: tuple[OverlapStratum, ...]
+
+    def tables(self) -> dict[str, pd.DataFrame]:
+        """The warehouse tables: dag_edges, dag_tests, identification, overlap."""
+        return {"dag_edges": edges_table(self.graph, self.roles), "dag_tests": self.independence.table(),
+                "identification": identification_table(self.identification),
+                "overlap": overlap_table(self.overlap)}
+
+    def png(self) -> bytes:
+        return draw_dag_png(self.graph, self.independence.table(), self.roles)
+
+
+def generated_nodes(raw: pd.DataFrame, config: PipelineConfig) -> set[str]:
+    """Controls the pipeline generates (Fourier seasonality, linear trend): deterministic, no noise."""
+    return {c for c in (SEASONALITY, TREND) if c in config.controls and c not in raw.columns}
+
+
+def independence_settings(config: PipelineConfig) -> IndependenceSettings:
+    return IndependenceSettings(alpha=config.checks.independence_alpha, seed=config.estimation.seed)
+
+
+def overlap_thresholds(config: PipelineConfig) -> OverlapThresholds:
+    c = config.checks
+    return OverlapThresholds(bins=c.overlap_bins, min_weeks=c.overlap_min_weeks, min_spread=c.overlap_min_spread)
+
+
+def audit_dag(config: PipelineConfig, raw: pd.DataFrame, features: pd.DataFrame) -> DagAudit:
+    """Everything the DAG step checks, from the raw weekly table and the transformed media."""
+    g = build_graph(config)
+    columns = node_columns(raw, config)
+    expanded = expand_graph(g, columns)
+    deterministic = generated_nodes(raw, config)
+    widths = {node: len(cols) for node, cols in columns.items()}
+    implications = implied_independences(g, columns, widths, deterministic)
+    report = run_independence_tests(features, implications, columns, deterministic, independence_settings(config),
+                                    TREND if TREND in config.controls else None)
+    identification = identify_channels(features, g, expanded, list(config.channel_names), config.kpi, config.latent)
+    adjustments = total_adjustments(identification)
+    spend = {c.name: raw[c.spend_column].to_numpy(dtype=float) for c in config.channels}
+    strata = overlap_strata(features, spend, adjustments, overlap_thresholds(config))
+    return DagAudit(g, expanded, node_roles(config), report, tuple(identification), tuple(strata))

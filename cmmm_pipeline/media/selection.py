@@ -1,0 +1,324 @@
+"""Transform parameters chosen from the data, by one objective only.
+
+Where the config leaves a channel's adstock or saturation parameters out, they are chosen on a
+modest per-channel grid by the out-of-sample error of the KPI regression (all channels + all
+controls) under expanding-window, forward-chaining time-series cross validation: fold j trains on
+weeks [0, m_{j-1}) and predicts weeks [m_{j-1}, m_j). Channels are searched coordinate-wise (each
+channel's whole grid with the others held at their current values) until a pass changes nothing.
+Configured values are used as given: they are single points on their axis of the grid.
+
+The same kernel serves the bootstrap, which re-selects inside every resample: the transformed
+series of every grid point is computed once on the full series, and a resample only gathers rows.
+The cross-validation error of all grid points of all resamples comes from per-segment sums of
+cross products (Frisch–Waugh on the normal equations), so its cost is one pass over the rows.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import pandas as pd
+
+from cmmm_pipeline.core.config import AdstockType, ChannelConfig, EstimationConfig, PipelineConfig
+from cmmm_pipeline.media.features import (
+    DEFAULT_DECAY,
+    DEFAULT_HALF_SATURATION,
+    DEFAULT_SLOPE,
+    DEFAULT_WEIBULL_SCALE,
+    DEFAULT_WEIBULL_SHAPE,
+    ChannelTransform,
+    ParameterSource,
+    configured_transform,
+    control_features,
+    needs_selection,
+)
+
+SELECTION_COLUMNS = ["channel", "adstock", "decay", "weibull_shape", "weibull_scale", "half_saturation", "slope",
+                     "cv_error", "selected"]
+
+
+@dataclass(frozen=True)
+class ParameterGrid:
+    """The candidate values of each parameter the config may leave out. Modest on purpose: the
+    KPI regression cannot tell nearby values apart, and a large grid only buys overfitting."""
+
+    decays: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
+    weibull_shapes: tuple[float, ...] = (0.5, 1.0, 2.0, 3.0)
+    weibull_scales: tuple[float, ...] = (1.0, 2.0, 4.0)
+    half_saturations: tuple[float, ...] = (0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
+    slopes: tuple[float, ...] = (1.0, 1.5, 2.0)
+
+    def __post_init__(self) -> None:
+        axes = {"decays": self.decays, "weibull_shapes": self.weibull_shapes, "weibull_scales": self.weibull_scales,
+                "half_saturations": self.half_saturations, "slopes": self.slopes}
+        for name, values in axes.items():
+            if not values:
+                raise ValueError(f"parameter grid axis '{name}' is empty")
+        if any(not 0.0 <= d < 1.0 for d in self.decays):
+            raise ValueError("grid decays must lie in [0, 1)")
+        if any(v <= 0 for name, values in axes.items() if name != "decays" for v in values):
+            raise ValueError("grid shapes, scales, half-saturations and slopes must be > 0")
+
+
+@dataclass(frozen=True)
+class SelectionSettings:
+    """How the cross validation is run: `folds` forward-chaining folds after an initial training
+    window of `initial_fraction` of the weeks; at most `max_passes` coordinate passes."""
+
+    folds: int = 4
+    initial_fraction: float = 0.5
+    max_passes: int = 3
+    grid: ParameterGrid = field(default_factory=ParameterGrid)
+
+    @classmethod
+    def from_config(cls, estimation: EstimationConfig) -> SelectionSettings:
+        """The cross validation the config's `estimation` section asks for, on the default grid."""
+        return cls(folds=estimation.cv_folds, initial_fraction=estimation.cv_initial_fraction,
+                   max_passes=estimation.selection_passes)
+
+    def __post_init__(self) -> None:
+        if self.folds < 2:
+            raise ValueError("time-series cross validation needs at least 2 folds")
+        if not 0.2 <= self.initial_fraction <= 0.8:
+            raise ValueError("the initial training window must be between 20% and 80% of the weeks")
+        if self.max_passes < 1:
+            raise ValueError("at least one coordinate pass is needed")
+
+
+# ---------------------------------------------------------------------------------------------
+# Candidates
+
+
+def channel_candidates(channel: ChannelConfig, grid: ParameterGrid) -> tuple[ChannelTransform, ...]:
+    """Every grid point for the parameters the config omits; configured parameters stay fixed."""
+    base = configured_transform(channel)
+    if not needs_selection(channel):
+        return (base,)
+    a, s = channel.adstock, channel.saturation
+    ks = grid.half_saturations if s.half_saturation is None else (s.half_saturation,)
+    slopes = grid.slopes if s.slope is None else (s.slope,)
+    if a.type is AdstockType.GEOMETRIC:
+        adstocks = [(d, base.weibull_shape, base.weibull_scale)
+                    for d in (grid.decays if a.decay is None else (a.decay,))]
+    else:
+        shapes = grid.weibull_shapes if a.shape is None else (a.shape,)
+        scales = grid.weibull_scales if a.scale is None else (a.scale,)
+        adstocks = [(base.decay, sh, sc) for sh, sc in itertools.product(shapes, scales)]
+    return tuple(replace(base, decay=d, weibull_shape=sh, weibull_scale=sc, half_saturation=k, slope=sl,
+                         source=ParameterSource.SELECTED)
+                 for (d, sh, sc), k, sl in itertools.product(adstocks, ks, slopes))
+
+
+def candidate_series(spend: np.ndarray, candidates: Sequence[ChannelTransform]) -> np.ndarray:
+    """(weeks, candidates): each candidate's transformed media, exactly as `build_features` makes it."""
+    out = np.empty((len(spend), len(candidates)))
+    for j, t in enumerate(candidates):
+        out[:, j] = t.apply(spend, t.reference(spend))
+    return out
+
+
+def _start_index(candidates: Sequence[ChannelTransform]) -> int:
+    """The grid point nearest the documented defaults: where the coordinate search begins."""
+    def distance(t: ChannelTransform) -> float:
+        adstock = (abs(t.decay - DEFAULT_DECAY) if t.adstock is AdstockType.GEOMETRIC
+                   else abs(np.log(t.weibull_shape / DEFAULT_WEIBULL_SHAPE))
+                   + abs(np.log(t.weibull_scale / DEFAULT_WEIBULL_SCALE)))
+        return (adstock + abs(np.log(t.half_saturation / DEFAULT_HALF_SATURATION))
+                + abs(np.log(t.slope / DEFAULT_SLOPE)))
+    return int(np.argmin([distance(t) for t in candidates]))
+
+
+@dataclass(frozen=True)
+class SelectionInputs:
+    """Everything the selection regression needs, on the full series: per channel the candidate
+    transforms and their series, the intercept and control columns, and the (centred) KPI."""
+
+    channels: tuple[str, ...]
+    candidates: tuple[tuple[ChannelTransform, ...], ...]
+    series: tuple[np.ndarray, ...]
+    base: np.ndarray
+    y: np.ndarray
+
+    @property
+    def searchable(self) -> tuple[int, ...]:
+        return tuple(i for i, c in enumerate(self.candidates) if len(c) > 1)
+
+    def start(self) -> np.ndarray:
+        return np.array([_start_index(c) for c in self.candidates])
+
+    def column(self, channel: str, rows: np.ndarray, selected: np.ndarray) -> np.ndarray:
+        """(B, weeks) the channel's series at each resample's selected grid point, on its rows."""
+        k = self.channels.index(channel)
+        return self.series[k][rows, selected[:, k][:, None]]
+
+
+def selection_inputs(raw: pd.DataFrame, config: PipelineConfig,
+                     candidates: dict[str, tuple[ChannelTransform, ...]]) -> SelectionInputs:
+    controls = control_features(raw, config).to_numpy(dtype=float)
+    y = raw[config.kpi].to_numpy(dtype=float)
+    names = tuple(config.channel_names)
+    return SelectionInputs(
+        channels=names, candidates=tuple(candidates[c] for c in names),
+        series=tuple(candidate_series(raw[config.channel(c).spend_column].to_numpy(dtype=float), candidates[c])
+                     for c in names),
+        base=np.column_stack([np.ones(len(raw)), controls]), y=y - y.mean())
+
+
+# ---------------------------------------------------------------------------------------------
+# Cross validation kernel
+
+
+def fold_bounds(n: int, folds: int, initial_fraction: float) -> np.ndarray:
+    """Segment edges [0, m0, m1, ..., n]: fold j trains on [0, m_{j-1}) and tests on [m_{j-1}, m_j)."""
+    first = int(round(n * initial_fraction))
+    return np.concatenate([[0], np.linspace(first, n, folds + 1).round().astype(int)])
+
+
+def cv_errors(fixed: np.ndarray, candidates: np.ndarray, y: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """(B, G) out-of-sample RMSE of y ~ fixed + candidate g, for every resample b and grid point g.
+
+    fixed (B, n, p) holds the regressors shared by all candidates, candidates (B, n, G) the
+    alternative series of one channel, y (B, n). Per segment we accumulate F'F, F'y, F'C, C'y,
+    diag C'C and y'y; the training sums of fold j are the sums of the segments before it. The
+    candidate's coefficient comes from Frisch–Waugh (partial out F), and the test error expands
+    into the same sums, so no per-candidate regression is ever formed.
+    """
+    b, _, p = fixed.shape
+    g = candidates.shape[2]
+    ft = fixed.transpose(0, 2, 1)
+    seg = []
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        f, c, yy = fixed[:, lo:hi], candidates[:, lo:hi], y[:, lo:hi]
+        seg.append((ft[:, :, lo:hi] @ f, np.einsum("bnp,bn->bp", f, yy), ft[:, :, lo:hi] @ c,
+                    np.einsum("bng,bn->bg", c, yy), np.einsum("bng,bng->bg", c, c), np.einsum("bn,bn->b", yy, yy)))
+    train = [np.zeros_like(s) for s in seg[0]]
+    sse = np.zeros((b, g))
+    ridge = 1e-10 * np.eye(p)
+    for j in range(len(seg)):
+        if j > 0:
+            ff_tr, fy_tr, fc_tr, cy_tr, cc_tr, _ = train
+            scale = np.maximum(np.einsum("bpp->bp", ff_tr), 1e-12)[:, :, None]
+            sol = np.linalg.solve(ff_tr + ridge * scale, np.concatenate([fy_tr[:, :, None], fc_tr], axis=2))
+            a_y, a_c = sol[:, :, 0], sol[:, :, 1:]
+            r_cy = cy_tr - np.einsum("bpg,bp->bg", fc_tr, a_y)
+            r_cc = cc_tr - np.einsum("bpg,bpg->bg", fc_tr, a_c)
+            ok = r_cc > 1e-10 * np.maximum(cc_tr, 1e-300)
+            beta = np.where(ok, r_cy / np.where(ok, r_cc, 1.0), 0.0)
+            ff, fy, fc, cy, cc, yy = seg[j]
+            ffa_c = ff @ a_c
+            uu = yy - 2 * np.einsum("bp,bp->b", a_y, fy) + np.einsum("bp,bpq,bq->b", a_y, ff, a_y)
+            uv = cy - np.einsum("bpg,bp->bg", a_c, fy) - np.einsum("bpg,bp->bg", fc, a_y) \
+                + np.einsum("bpg,bp->bg", ffa_c, a_y)
+            vv = cc - 2 * np.einsum("bpg,bpg->bg", a_c, fc) + np.einsum("bpg,bpg->bg", a_c, ffa_c)
+            sse += np.where(ok, uu[:, None] - 2 * beta * uv + beta**2 * vv, np.inf)
+        train = [t + s for t, s in zip(train, seg[j])]
+    tested = edges[-1] - edges[1]
+    return np.sqrt(np.maximum(sse, 0.0) / tested)
+
+
+def _channel_errors(inputs: SelectionInputs, rows: np.ndarray, selected: np.ndarray, k: int,
+                    edges: np.ndarray) -> np.ndarray:
+    others = [inputs.series[i][rows, selected[:, i][:, None]] for i in range(len(inputs.channels)) if i != k]
+    fixed = np.concatenate([inputs.base[rows], np.stack(others, axis=2)], axis=2) if others else inputs.base[rows]
+    return cv_errors(fixed, inputs.series[k][rows], inputs.y[rows], edges)
+
+
+def coordinate_search(inputs: SelectionInputs, rows: np.ndarray, start: np.ndarray, edges: np.ndarray,
+                      max_passes: int) -> np.ndarray:
+    """(B, channels) selected grid indices for each row set in `rows` (B, weeks): each pass
+    re-chooses every searchable channel given the others, until a pass changes nothing."""
+    selected = np.tile(np.asarray(start), (rows.shape[0], 1))
+    for _ in range(max_passes):
+        changed = False
+        for k in inputs.searchable:
+            best = _channel_errors(inputs, rows, selected, k, edges).argmin(axis=1)
+            changed |= bool(np.any(best != selected[:, k]))
+            selected[:, k] = best
+        if not changed:
+            break
+    return selected
+
+
+def reselect(inputs: SelectionInputs, rows: np.ndarray, start: np.ndarray, settings: SelectionSettings,
+             chunk: int = 64) -> np.ndarray:
+    """`coordinate_search` over many resamples, in chunks that bound memory (B × weeks × grid)."""
+    edges = fold_bounds(rows.shape[1], settings.folds, settings.initial_fraction)
+    if not inputs.searchable:
+        return np.tile(np.asarray(start), (rows.shape[0], 1))
+    return np.concatenate([coordinate_search(inputs, rows[i:i + chunk], start, edges, settings.max_passes)
+                           for i in range(0, rows.shape[0], chunk)])
+
+
+# ---------------------------------------------------------------------------------------------
+# The pipeline's selection step
+
+
+@dataclass(frozen=True)
+class SelectionResult:
+    transforms: dict[str, ChannelTransform]
+    """The resolved transform of every channel (configured ones as given)."""
+    cv_error: dict[str, float]
+    """Out-of-sample RMSE at the selected point, for the channels that were selected."""
+    table: pd.DataFrame
+    """The grid of every selected channel with its CV error; `selected` marks the choice."""
+    selected_index: dict[str, int]
+
+
+def select_transforms(raw: pd.DataFrame, config: PipelineConfig, settings: SelectionSettings) -> SelectionResult:
+    """Choose the omitted transform parameters of every channel by time-series CV error."""
+    candidates = {c.name: channel_candidates(c, settings.grid) for c in config.channels}
+    inputs = selection_inputs(raw, config, candidates)
+    rows = np.arange(len(raw))[None, :]
+    edges = fold_bounds(len(raw), settings.folds, settings.initial_fraction)
+    chosen = coordinate_search(inputs, rows, inputs.start(), edges, settings.max_passes)
+    transforms, errors, frames, index = {}, {}, [], {}
+    for k, name in enumerate(inputs.channels):
+        pick = int(chosen[0, k])
+        transforms[name] = inputs.candidates[k][pick]
+        index[name] = pick
+        if k not in inputs.searchable:
+            continue
+        cv = _channel_errors(inputs, rows, chosen, k, edges)[0]
+        errors[name] = float(cv[pick])
+        frames.append(candidates_table(inputs.candidates[k], cv, pick))
+    table = pd.concat(frames, ignore_index=True) if frames else empty_selection_table()
+    return SelectionResult(transforms, errors, table, index)
+
+
+def candidates_table(candidates: Sequence[ChannelTransform], cv: np.ndarray, pick: int) -> pd.DataFrame:
+    return pd.DataFrame({
+        "channel": [t.channel for t in candidates], "adstock": [t.adstock.value for t in candidates],
+        "decay": [t.decay for t in candidates], "weibull_shape": [t.weibull_shape for t in candidates],
+        "weibull_scale": [t.weibull_scale for t in candidates],
+        "half_saturation": [t.half_saturation for t in candidates], "slope": [t.slope for t in candidates],
+        "cv_error": np.asarray(cv, dtype=float), "selected": np.arange(len(candidates)) == pick})
+
+
+def empty_selection_table() -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype="string" if c in ("channel", "adstock") else
+                                      "bool" if c == "selected" else "float64") for c in SELECTION_COLUMNS})
+
+
+def candidates_from_tables(config: PipelineConfig, parameters: pd.DataFrame,
+                           selection: pd.DataFrame) -> tuple[dict[str, tuple[ChannelTransform, ...]], dict[str, int]]:
+    """The candidate grids recorded by the selection step (a single point for configured channels)
+    and the index of the applied transform, so later steps resample exactly what was searched."""
+    from cmmm_pipeline.media.features import transforms_from_table
+
+    applied = transforms_from_table(parameters)
+    out: dict[str, tuple[ChannelTransform, ...]] = {}
+    index: dict[str, int] = {}
+    for channel in config.channel_names:
+        rows = selection[selection["channel"] == channel]
+        if rows.empty:
+            out[channel], index[channel] = (applied[channel],), 0
+            continue
+        base = applied[channel]
+        out[channel] = tuple(replace(base, decay=float(r.decay), weibull_shape=float(r.weibull_shape),
+                                     weibull_scale=float(r.weibull_scale), half_saturation=float(r.half_saturation),
+                                     slope=float(r.slope)) for r in rows.itertuples(index=False))
+        index[channel] = int(np.flatnonzero(rows["selected"].to_numpy(dtype=bool))[0])
+    return out, index

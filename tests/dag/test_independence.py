@@ -1,0 +1,237 @@
+"""The DAG's implied independences and their tests: which statements, calibrated on autocorrelated
+weekly data (shown by simulation), powerful against a missing or an extra edge, and the WARN /
+ERROR Dagster check."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import networkx as nx
+import numpy as np
+import pandas as pd
+import pytest
+
+from benchmarks import independence_study as study
+from cmmm_pipeline.dag import independence as ind
+from cmmm_pipeline.media.transforms import fourier_terms
+from tests.dag.test_overlap import checks, materialized, run_dag_step
+
+FOURIER = ["seasonality_sin1", "seasonality_cos1", "seasonality_sin2", "seasonality_cos2"]
+COLUMNS = {"seasonality": FOURIER, **{n: [n] for n in ["tv", "search", "digital", "email", "price", "trend",
+                                                       "sales"]}}
+WIDTHS = {n: len(c) for n, c in COLUMNS.items()}
+GENERATED = {"seasonality", "trend"}
+
+
+def _sample_dag(drop: tuple[str, str] | None = None) -> nx.DiGraph:
+    return nx.DiGraph([e for e in study.TRUE_EDGES if e != drop])
+
+
+# ---------------------------------------------------------------------------------------------
+# Which implications
+
+
+def test_the_sample_dag_implies_one_statement_per_unconnected_pair() -> None:
+    implications = ind.implied_independences(_sample_dag(), COLUMNS, WIDTHS, GENERATED)
+    by_pair = {frozenset((i.x, i.y)): i for i in implications}
+    assert len(implications) == len(by_pair) == 28 - 10  # 8 nodes, 10 edges
+    # A stochastic node given its own parents, never a generated one when there is a choice ...
+    assert by_pair[frozenset(("tv", "trend"))] == ind.Implication("tv", "trend", ("seasonality",))
+    assert by_pair[frozenset(("price", "seasonality"))] == ind.Implication("price", "seasonality", ())
+    # ... then the cheapest conditioning set: search given tv (1 column), not digital given seasonality (4).
+    assert by_pair[frozenset(("search", "digital"))] == ind.Implication("search", "digital", ("tv",))
+    assert by_pair[frozenset(("search", "seasonality"))] == ind.Implication("search", "seasonality", ("tv",))
+    g = _sample_dag()
+    for i in implications:
+        assert nx.is_d_separator(g, {i.x}, {i.y}, set(i.given))
+
+
+def test_a_missing_edge_becomes_a_testable_implication() -> None:
+    implications = ind.implied_independences(_sample_dag(("seasonality", "digital")), COLUMNS, WIDTHS, GENERATED)
+    assert ind.Implication("digital", "seasonality", ()) in implications
+
+
+def test_a_latent_parent_falls_back_to_an_observed_separator() -> None:
+    g = nx.DiGraph([("a", "b"), ("b", "c"), ("L", "c"), ("M", "a")])
+    implications = ind.implied_independences(g, {"a", "b", "c"})
+    assert implications == [ind.Implication("c", "a", ("b",))]
+
+
+def test_two_children_of_a_latent_node_imply_nothing() -> None:
+    g = nx.DiGraph([("L", "a"), ("L", "b"), ("a", "y"), ("b", "y")])
+    assert ind.implied_independences(g, {"a", "b", "y"}) == []
+
+
+# ---------------------------------------------------------------------------------------------
+# The machinery
+
+
+@pytest.mark.parametrize("method, statsmodels_name", [(ind.CorrectionMethod.HOLM, "holm"),
+                                                      (ind.CorrectionMethod.BH, "fdr_bh")])
+def test_adjusted_p_values_match_statsmodels(method: ind.CorrectionMethod, statsmodels_name: str) -> None:
+    from statsmodels.stats.multitest import multipletests
+
+    p = np.random.default_rng(0).uniform(0, 0.2, 30) ** 2
+    np.testing.assert_allclose(ind.adjust_pvalues(p, method), multipletests(p, method=statsmodels_name)[1])
+
+
+def _ar_series(rng: np.random.Generator, phi: list[float], n: int) -> np.ndarray:
+    return ind.simulate_ar(np.array(phi), rng.normal(size=(1, n + 100)), 100)[0]
+
+
+def test_ar_fit_recovers_the_coefficients_and_the_filter_its_innovations() -> None:
+    rng = np.random.default_rng(1)
+    e = rng.normal(size=(1, 5100))
+    series = ind.simulate_ar(np.array([0.6, -0.3]), e, 100)[0]
+    phi = ind.fit_ar(series, 6)
+    np.testing.assert_allclose(phi, [0.6, -0.3], atol=0.04)
+    np.testing.assert_allclose(ind.ar_filter(series, np.array([0.6, -0.3])), e[0, 102:], atol=1e-12)
+    assert len(ind.fit_ar(rng.normal(size=2000), 6)) == 0
+
+
+def test_bias_correction_removes_most_of_the_small_sample_bias() -> None:
+    rng = np.random.default_rng(2)
+    design = np.column_stack([np.ones(150), np.linspace(0, 1, 150)])
+    plain, corrected = [], []
+    for _ in range(150):
+        y = _ar_series(rng, [0.7], 150)
+        resid = y - design @ np.linalg.lstsq(design, y, rcond=None)[0]
+        plain.append(ind.yule_walker(resid, 1)[0])
+        corrected.append(ind.bias_corrected_ar(resid, design, 1, 200, rng)[0])
+    bias_plain, bias_corrected = np.mean(plain) - 0.7, np.mean(corrected) - 0.7
+    assert bias_plain < -0.03
+    assert abs(bias_corrected) < abs(bias_plain) / 3
+
+
+def _seasonal_frame(rng: np.random.Generator, signal: np.ndarray) -> pd.DataFrame:
+    n = len(signal)
+    frame = pd.DataFrame(fourier_terms(n, 2), columns=FOURIER)
+    frame["x"] = signal + _ar_series(rng, [0.6], n)
+    return frame
+
+
+def test_a_multi_column_node_is_tested_jointly_and_names_its_column() -> None:
+    rng = np.random.default_rng(3)
+    frame = _seasonal_frame(rng, 1.5 * fourier_terms(156, 2)[:, 3])
+    columns = {"x": ["x"], "seasonality": FOURIER}
+    results = ind.check_implication(frame, ind.Implication("x", "seasonality", ()), columns, {"seasonality"},
+                                    ind.IndependenceSettings())
+    z = next(r for r in results if r.test is ind.TestKind.FISHER_Z)
+    assert z.column == "seasonality_cos2" and z.p_value < 1e-4
+    null = ind.check_implication(_seasonal_frame(rng, np.zeros(156)), ind.Implication("x", "seasonality", ()),
+                                 columns, {"seasonality"}, ind.IndependenceSettings())
+    assert min(r.p_value for r in null) > 0.05
+
+
+def test_the_trend_is_not_regressed_out_of_its_own_test() -> None:
+    rng = np.random.default_rng(4)
+    frame = pd.DataFrame({"trend": np.linspace(0, 1, 156)})
+    frame["x"] = 3.0 * frame["trend"] + _ar_series(rng, [0.5], 156)
+    results = ind.check_implication(frame, ind.Implication("x", "trend", ()), {"x": ["x"], "trend": ["trend"]},
+                                    {"trend"}, ind.IndependenceSettings())
+    assert min(r.p_value for r in results) < 1e-3
+
+
+def test_two_generated_nodes_cannot_be_tested() -> None:
+    frame = pd.DataFrame(fourier_terms(156, 2), columns=FOURIER).assign(trend=np.linspace(0, 1, 156))
+    outcome = ind.check_implication(frame, ind.Implication("trend", "seasonality", ()),
+                                    {"trend": ["trend"], "seasonality": FOURIER}, GENERATED,
+                                    ind.IndependenceSettings())
+    assert isinstance(outcome, ind.Untestable) and "generated" in outcome.reason
+
+
+def test_the_message_names_the_rejected_implication() -> None:
+    table = pd.DataFrame({"implication": ["digital ⟂ seasonality", "digital ⟂ seasonality", "price ⟂ tv"],
+                          "test": ["fisher_z", "chi_squared", "fisher_z"], "p_adjusted": [1e-9, 1e-6, 0.8],
+                          "rejected": [True, True, False], "alpha": 0.05, "correction": "holm"})
+    message = ind.rejection_message(table)
+    assert message.startswith("The data reject 1 of 2 implications")
+    assert "digital ⟂ seasonality (adjusted p = 1e-09, fisher_z)" in message and "price" not in message
+    assert "consistent with all 1" in ind.rejection_message(table.iloc[2:])
+
+
+# ---------------------------------------------------------------------------------------------
+# Calibration and power by simulation (the full study: benchmarks/dag_calibration.py)
+
+SEEDS = range(40)
+
+
+@pytest.fixture(scope="module")
+def calibration() -> pd.DataFrame:
+    settings = ind.IndependenceSettings()
+    scenarios = [s for s in study.standard_scenarios() if "0.25" not in s.name]
+    rows = study.run_study(scenarios, SEEDS, settings)
+    summary = study.summarize(rows, settings.alpha)
+    return summary.set_index(["scenario", "test"])
+
+
+def test_true_implications_are_rejected_near_the_nominal_rate(calibration: pd.DataFrame) -> None:
+    correct = calibration.loc[("correct DAG", "any")]
+    assert correct["seeds"] == 40
+    assert 0.02 <= correct["false_rejection_rate"] <= 0.08  # per test, unadjusted, nominal 0.05 (measured 0.060)
+    # Any Holm rejection of a correct DAG, nominal 0.05: 0.065 over 200 seeds in the benchmark; 40 seeds
+    # leave a binomial standard error of 0.04, hence the slack (measured 0.10 here).
+    assert correct["familywise_false_alarm"] <= 0.15
+    for test in ("fisher_z", "chi_squared"):
+        assert calibration.loc[("correct DAG", test), "false_rejection_rate"] <= 0.08
+
+
+def test_textbook_iid_tests_over_reject_on_the_same_weekly_data() -> None:
+    settings = study.naive_settings(ind.IndependenceSettings())
+    rows = study.run_study(study.standard_scenarios()[:1], SEEDS, settings)
+    naive = study.summarize(rows, settings.alpha).set_index("test").loc["any"]
+    assert naive["false_rejection_rate"] > 0.15
+    assert naive["familywise_false_alarm"] > 0.5
+
+
+def test_a_dag_missing_seasonality_to_digital_is_caught(calibration: pd.DataFrame) -> None:
+    missing = calibration.loc[("DAG misses seasonality -> digital", "any")]
+    assert missing["power"] >= 0.8
+    assert missing["false_rejection_rate"] <= 0.08
+
+
+def test_data_with_an_extra_edge_is_caught(calibration: pd.DataFrame) -> None:
+    assert calibration.loc[("data has seasonality -> search (0.5)", "any"), "power"] >= 0.8
+
+
+# ---------------------------------------------------------------------------------------------
+# On the bundled sample, through Dagster
+
+
+def test_on_the_sample_the_correct_dag_passes_and_the_missing_edge_is_named(tmp_path: Path) -> None:
+    passing = run_dag_step(tmp_path / "correct")
+    assert checks(passing)["dag_independence"].passed
+
+    def drop_edge(config: dict) -> None:
+        config["graph"]["edges"] = [e for e in config["graph"]["edges"] if e != ["seasonality", "digital"]]
+
+    warned = run_dag_step(tmp_path / "missing", edit_config=drop_edge)
+    evaluation = checks(warned)["dag_independence"]
+    assert not evaluation.passed and evaluation.severity.value == "WARN"
+    assert "digital ⟂ seasonality" in evaluation.description
+    assert "The data reject 1 of" in evaluation.description
+    assert "downstream" in materialized(warned)  # a WARN does not block
+
+
+def test_independence_blocking_switch_makes_a_rejection_block(tmp_path: Path) -> None:
+    def drop_edge_and_block(config: dict) -> None:
+        config["graph"]["edges"] = [e for e in config["graph"]["edges"] if e != ["seasonality", "digital"]]
+        config["checks"] = {"independence_blocking": True}
+
+    result = run_dag_step(tmp_path, edit_config=drop_edge_and_block)
+    evaluation = checks(result)["dag_independence"]
+    assert not evaluation.passed and evaluation.severity.value == "ERROR"
+    assert "downstream" not in materialized(result)
+
+
+def test_dag_tests_table_has_the_contract_columns(tmp_path: Path) -> None:
+    import duckdb
+
+    run_dag_step(tmp_path)
+    with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as con:
+        table = con.execute("SELECT * FROM staging.dag_tests").df()
+    assert {"x", "y", "given", "test", "statistic", "p_value", "p_adjusted", "rejected"} <= set(table.columns)
+    assert set(table["test"]) == {"fisher_z", "chi_squared"}
+    assert table["implication"].nunique() == 17  # 18 unconnected pairs; seasonality ⟂ trend is untestable
+    assert (table["p_adjusted"] >= table["p_value"]).all()
+

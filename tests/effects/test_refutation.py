@@ -1,0 +1,166 @@
+"""Refuters and sensitivity: values, statuses, seeds and thresholds."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cmmm_pipeline.core.config import EffectType
+from cmmm_pipeline.core.errors import ConfigError
+from cmmm_pipeline.effects.estimation import EffectSpec, channel_specs, fit_dowhy
+from cmmm_pipeline.effects.refutation import (
+    RefutationThresholds,
+    RefuterKind,
+    Status,
+    channel_robustness,
+    refutations_table,
+    refute_effect,
+    regression_summary,
+    robustness_value,
+    sensitivity,
+)
+from cmmm_pipeline.simulation.simulate import Scenario, simulate
+from tests.conftest import sample_world
+
+SAMPLE = Path(__file__).resolve().parents[2] / "cmmm_pipeline" / "sample" / "config.yaml"
+THRESHOLDS = RefutationThresholds()
+
+
+def _world(data_override: pd.DataFrame | None = None) -> dict:
+    """The sample's graph and features with the simulator's true transforms; optionally other data."""
+    world = sample_world(data_override)
+    features, expanded = world["features"], world["expanded"]
+    specs = channel_specs(features, expanded, world["g"], list(world["config"].channel_names), "sales")
+    return {"features": features, "g": expanded, "specs": {(s.channel, s.effect): s for s in specs}}
+
+
+@pytest.fixture(scope="module")
+def sample() -> dict:
+    return _world()
+
+
+@pytest.fixture(scope="module")
+def tv_results(sample: dict) -> dict:
+    spec = sample["specs"][("tv", EffectType.TOTAL)]
+    results = refute_effect(sample["features"], sample["g"], spec, "sales", 20, 7, THRESHOLDS)
+    return {r.refuter: r for r in results}
+
+
+def test_placebo_effect_is_near_zero_and_passes(tv_results: dict) -> None:
+    placebo = tv_results[RefuterKind.PLACEBO_TREATMENT]
+    assert placebo.status is Status.PASS
+    assert abs(placebo.new_effect) < 0.05 * placebo.estimate
+    assert placebo.p_value > 0.05  # 0 is a plausible centre of the placebo effects
+
+
+def test_irrelevant_changes_do_not_move_a_sound_estimate(tv_results: dict) -> None:
+    for kind in (RefuterKind.RANDOM_COMMON_CAUSE, RefuterKind.DATA_SUBSET):
+        r = tv_results[kind]
+        assert r.status is Status.PASS, kind
+        assert r.statistic < THRESHOLDS.shift_review
+        assert r.new_effect == pytest.approx(r.estimate, rel=0.02)
+        assert r.new_effect != r.estimate  # the refuter really re-estimated on changed data
+
+
+def test_a_simulated_hidden_confounder_pushes_the_estimate_toward_zero(sample: dict, tv_results: dict) -> None:
+    r = tv_results[RefuterKind.UNOBSERVED_COMMON_CAUSE]
+    spec = sample["specs"][("tv", EffectType.TOTAL)]
+    summary = regression_summary(sample["features"], spec, "sales")
+    # Strength r² with both: the confounding bias r²·sd(KPI residual)/sd(spend residual), plus the
+    # attenuation β·r² from adding the confounder's noise to the observed spend.
+    r2 = THRESHOLDS.confounder_partial_r2
+    expected = r2 * summary.outcome_residual_sd / summary.treatment_residual_sd + r2 * r.estimate
+    assert r.estimate - r.new_effect == pytest.approx(expected, rel=0.3)
+    assert r.status is Status.PASS and r.new_effect > 0
+
+
+def test_robustness_value_formula_matches_cinelli_hazlett() -> None:
+    # Darfur example of Cinelli & Hazlett (2020): t = 4.18 with 783 degrees of freedom → RV = 13.9%.
+    assert robustness_value(4.18, 783) == pytest.approx(0.139, abs=0.001)
+    assert robustness_value(0.0, 100) == 0.0
+    # RV solves: a confounder with partial R² = RV with both treatment and outcome removes the effect,
+    # i.e. RV² / (1 − RV) = f² with f = t / √df.
+    rv = robustness_value(3.0, 150)
+    assert rv**2 / (1 - rv) == pytest.approx(3.0**2 / 150, rel=1e-9)
+
+
+def test_robustness_value_at_a_level_is_zero_without_significance() -> None:
+    assert robustness_value(1.5, 150, alpha=0.05) == 0.0
+    high = robustness_value(6.0, 150, alpha=0.05)
+    assert 0.0 < high < robustness_value(6.0, 150)
+    # Cinelli & Hazlett's Darfur example: RV_{q=1, α=0.05} = 7.6%.
+    assert robustness_value(4.18, 783, alpha=0.05) == pytest.approx(0.076, abs=0.001)
+
+
+def test_sensitivity_status_follows_the_thresholds(sample: dict) -> None:
+    spec = sample["specs"][("email", EffectType.TOTAL)]
+    summary = regression_summary(sample["features"], spec, "sales")
+    rv = robustness_value(summary.estimate / summary.inference_se, summary.df, alpha=THRESHOLDS.significance)
+    strict = replace(THRESHOLDS, rv_pass=min(0.99, rv + 0.01), rv_fail=0.0)
+    assert sensitivity(spec, summary, THRESHOLDS).status is Status.PASS
+    assert sensitivity(spec, summary, strict).status is Status.REVIEW
+    assert sensitivity(spec, summary, replace(strict, rv_fail=rv + 0.005)).status is Status.FAIL
+    unproven = replace(summary, inference_se=abs(summary.estimate))  # t = 1: not significant
+    result = sensitivity(spec, unproven, THRESHOLDS)
+    assert result.statistic == 0.0 and result.status is Status.REVIEW and "not significant" in result.message
+
+
+def test_a_zero_effect_channel_does_not_pass() -> None:
+    scenario = Scenario().with_beta("email", 0.0)
+    world = _world(simulate(scenario, 5).data)
+    spec = world["specs"][("email", EffectType.TOTAL)]
+    results = {r.refuter: r for r in refute_effect(world["features"], world["g"], spec, "sales", 20, 3, THRESHOLDS)}
+    assert results[RefuterKind.PLACEBO_TREATMENT].status is Status.REVIEW
+    assert results[RefuterKind.UNOBSERVED_COMMON_CAUSE].status is not Status.PASS
+    assert results[RefuterKind.ROBUSTNESS_VALUE].status is not Status.PASS
+    assert channel_robustness(list(results.values()))["email"] is not Status.PASS
+
+
+def test_the_pipeline_standard_error_decides_significance(sample: dict) -> None:
+    spec = sample["specs"][("email", EffectType.TOTAL)]
+    summary = regression_summary(sample["features"], spec, "sales")
+    wide = refute_effect(sample["features"], sample["g"], spec, "sales", 5, 1, THRESHOLDS,
+                         pipeline_se=abs(summary.estimate))  # as if selection made it uncertain
+    placebo = next(r for r in wide if r.refuter is RefuterKind.PLACEBO_TREATMENT)
+    assert placebo.status is Status.REVIEW
+
+
+def test_refuters_are_reproducible_from_their_seed(sample: dict) -> None:
+    spec: EffectSpec = sample["specs"][("search", EffectType.TOTAL)]
+    first = refute_effect(sample["features"], sample["g"], spec, "sales", 5, 42, THRESHOLDS)
+    again = refute_effect(sample["features"], sample["g"], spec, "sales", 5, 42, THRESHOLDS)
+    other = refute_effect(sample["features"], sample["g"], spec, "sales", 5, 43, THRESHOLDS)
+    assert [r.new_effect for r in first] == [r.new_effect for r in again]
+    assert [r.new_effect for r in first][:4] != [r.new_effect for r in other][:4]
+    state = np.random.get_state()[1].copy()
+    refute_effect(sample["features"], sample["g"], spec, "sales", 2, 1, THRESHOLDS)
+    assert np.array_equal(np.random.get_state()[1], state)  # the global generator is left as found
+
+
+def test_table_and_worst_status(tv_results: dict) -> None:
+    table = refutations_table(list(tv_results.values()))
+    assert list(table.columns[:8]) == ["channel", "effect", "refuter", "status", "estimate", "new_effect", "p_value",
+                                       "statistic"]
+    assert set(table["refuter"]) == {k.value for k in RefuterKind}
+    assert table["message"].str.len().min() > 20
+    assert Status.worst([Status.PASS, Status.REVIEW]) is Status.REVIEW
+    assert Status.worst([Status.REVIEW, Status.FAIL, Status.PASS]) is Status.FAIL
+
+
+def test_thresholds_are_validated_at_construction() -> None:
+    with pytest.raises(ConfigError):
+        RefutationThresholds(shift_review=2.0, shift_fail=1.0)
+    with pytest.raises(ConfigError):
+        RefutationThresholds(confounder_partial_r2=1.5)
+    with pytest.raises(ConfigError):
+        RefutationThresholds(rv_fail=0.3, rv_pass=0.1)
+
+
+def test_dowhy_fit_carries_our_adjustment_set(sample: dict) -> None:
+    spec = sample["specs"][("tv", EffectType.TOTAL)]
+    fit = fit_dowhy(sample["features"], sample["g"], spec, "sales")
+    assert sorted(fit.estimand.get_adjustment_set()) == sorted(spec.adjustment)

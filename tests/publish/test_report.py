@@ -1,0 +1,328 @@
+"""The report from constructed inputs: every section present, the plain sentences and flags right,
+missing tables said to be missing, the plots real images, and nothing that needs the network."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import io
+import re
+
+import matplotlib.image as mpimg
+import numpy as np
+import pandas as pd
+import pytest
+
+from cmmm_pipeline.core.config import AdstockType
+from cmmm_pipeline.dag.drawing import REJECTED_COLOUR, draw_dag_png
+from cmmm_pipeline.data.history import EstimateChanges, PreviousRun, compare_estimates
+from cmmm_pipeline.media.features import ChannelTransform, ParameterSource, transforms_table
+from cmmm_pipeline.media.transforms import hill_saturation
+from cmmm_pipeline.publish.report import (
+    NOT_AVAILABLE,
+    ReportInputs,
+    RunInfo,
+    Status,
+    attention_items,
+    channel_summaries,
+    dag_graph,
+    html_table,
+    render_report,
+    response_curve,
+    smoothing_scale,
+)
+
+SECTIONS = ["attention", "summary", "dag", "forest", "contributions", "response", "refuters", "independence",
+            "overlap", "identification", "experiments", "history", "inputs"]
+OPTIONAL = ["dag_tests", "overlap", "identification", "refutations", "experiments", "transform_selection"]
+WEEKS = 60
+
+
+def _transform(channel: str, decay: float, half: float, slope: float) -> ChannelTransform:
+    return ChannelTransform(channel, AdstockType.GEOMETRIC, decay, 1.5, 2.0, 12, half, slope, ParameterSource.CONFIG)
+
+
+TRANSFORMS = {"tv": _transform("tv", 0.6, 1.0, 1.4), "search": _transform("search", 0.2, 2.0, 1.0)}
+
+
+def _estimates() -> pd.DataFrame:
+    rows = [
+        ("tv", "total", 1.8213, 1.6404, 1.9112, 0.00001, 1.45, 2000.0, "seasonality", ""),
+        ("tv", "direct", 1.4512, 1.3701, 1.5260, 0.00001, np.nan, 1600.0, "search|seasonality", "search"),
+        ("tv", "indirect", 0.3701, 0.2180, 0.4460, 0.0066, np.nan, 400.0, "", ""),
+        ("search", "total", 0.4000, -0.2000, 1.0000, 0.21, 0.45, 300.0, "tv", ""),
+    ]
+    frame = pd.DataFrame(rows, columns=["channel", "effect", "roi", "roi_ci_low", "roi_ci_high", "p_value",
+                                        "naive_roi", "ate", "adjustment", "mediators"])
+    frame["incremental_kpi"] = frame["roi"] * 1000
+    return frame
+
+
+def _raw_and_features() -> tuple[pd.DataFrame, pd.DataFrame]:
+    rng = np.random.default_rng(11)
+    weeks = pd.date_range("2025-01-06", periods=WEEKS, freq="7D")
+    raw = pd.DataFrame({"week": weeks, "tv_spend": rng.gamma(2.0, 500.0, WEEKS),
+                        "search_spend": rng.gamma(3.0, 150.0, WEEKS), "sales": rng.normal(9000, 500, WEEKS)})
+    raw.loc[[3, 17], "tv_spend"] = 0.0
+    features = pd.DataFrame({"week": weeks, "sales": raw["sales"]})
+    for channel, column in (("tv", "tv_spend"), ("search", "search_spend")):
+        spend = raw[column].to_numpy()
+        features[channel] = TRANSFORMS[channel].apply(spend, TRANSFORMS[channel].reference(spend))
+    return raw, features
+
+
+def _tables() -> dict[str, pd.DataFrame]:
+    raw, features = _raw_and_features()
+    return {
+        "estimates": _estimates(), "raw_spend": raw, "transformed_media": features,
+        "transform_parameters": transforms_table(TRANSFORMS),
+        "dag_edges": pd.DataFrame([("seasonality", "tv", "control", "channel"), ("tv", "search", "channel", "channel"),
+                                   ("tv", "sales", "channel", "kpi"), ("search", "sales", "channel", "kpi"),
+                                   ("seasonality", "sales", "control", "kpi"), ("price", "sales", "control", "kpi")],
+                                  columns=["source", "target", "source_role", "target_role"]),
+        "dag_tests": pd.DataFrame([
+            ("price", "tv", "", "fisher_z", 3.9, 0.0001, 0.0004, True),
+            ("price", "tv", "", "chi_squared", 8.1, 0.02, 0.06, False),
+            ("seasonality", "search", "tv", "fisher_z", 0.4, 0.7, 1.0, False),
+            ("price", "search", "tv", "fisher_z", 0.2, 0.8, 1.0, False)],
+            columns=["x", "y", "given", "test", "statistic", "p_value", "p_adjusted", "rejected"]),
+        "overlap": pd.DataFrame([("tv", "seasonality q1", 20, 0.0, 1800.0, True),
+                                 ("tv", "seasonality q2", 4, 900.0, 950.0, False)],
+                                columns=["channel", "stratum", "weeks", "spend_min", "spend_max", "ok"]),
+        "identification": pd.DataFrame([("tv", "total", "backdoor", "seasonality")],
+                                        columns=["channel", "effect", "estimand", "adjustment"]),
+        "refutations": pd.DataFrame([
+            ("tv", "total", "placebo_treatment", "PASS", 2000.0, 3.0, 0.8, "placebo effect ≈ 0"),
+            ("tv", "total", "data_subset", "PASS", 2000.0, 1990.0, 0.9, "stable"),
+            ("search", "total", "placebo_treatment", "FAIL", 300.0, 280.0, 0.01, "placebo kept the effect")],
+            columns=["channel", "effect", "refuter", "status", "estimate", "new_effect", "p_value", "message"]),
+        "experiments": pd.DataFrame([
+            ("tv", "2025-03-03", "2025-03-31", 7451.0, 4422.0, 10480.0, 7000.0, 6000.0, 8000.0, True, "consistent"),
+            ("search", "2025-06-02", "2025-06-30", 5000.0, 4000.0, 6000.0, 900.0, 100.0, 1500.0, False,
+             "model below the measured lift")],
+            columns=["channel", "start", "end", "measured_lift", "measured_low", "measured_high", "model_incremental",
+                     "model_low", "model_high", "agrees", "message"]),
+        "transform_selection": pd.DataFrame([("search", 0.2, 2.0, 1.0, 0.11, True), ("search", 0.5, 1.0, 1.0, 0.14, False)],
+                                            columns=["channel", "decay", "half_saturation", "slope", "cv_error",
+                                                     "selected"]),
+    }
+
+
+PREVIOUS_TIME = dt.datetime(2026, 11, 16, 6, 0)
+
+
+def _changes(estimates: pd.DataFrame) -> EstimateChanges:
+    previous = estimates.copy()
+    previous.loc[0, ["roi", "roi_ci_low", "roi_ci_high"]] = [1.79, 1.60, 1.90]      # tv: up 0.03, inside
+    previous.loc[3, ["roi", "roi_ci_low", "roi_ci_high"]] = [1.20, 0.90, 1.50]      # search: down, outside
+    return EstimateChanges(PreviousRun("run-before", PREVIOUS_TIME), compare_estimates(estimates, previous))
+
+
+def _run() -> RunInfo:
+    return RunInfo(run_id="run-now", run_time=dt.datetime(2026, 11, 23, 6, 0), kpi="sales",
+                   config_path="/configs/config.yaml", config_text="data: {path: weekly.csv}  # <config>",
+                   ci_level=0.95, spend_columns={"tv": "tv_spend", "search": "search_spend"})
+
+
+@pytest.fixture(scope="module")
+def full() -> ReportInputs:
+    tables = _tables()
+    history = pd.DataFrame({"run_id": ["run-before", "run-before", "run-now", "run-now"],
+                            "run_time": [PREVIOUS_TIME, PREVIOUS_TIME, dt.datetime(2026, 11, 23, 6), dt.datetime(2026, 11, 23, 6)],
+                            "channel": ["search", "tv", "search", "tv"], "roi": [1.2, 1.79, 0.4, 1.8213],
+                            "roi_ci_low": [0.9, 1.6, -0.2, 1.64], "roi_ci_high": [1.5, 1.9, 1.0, 1.91]})
+    return ReportInputs.from_tables(_run(), tables, _changes(tables["estimates"]), history)
+
+
+@pytest.fixture(scope="module")
+def full_html(full: ReportInputs) -> str:
+    return render_report(full)
+
+
+def _section(page: str, section_id: str) -> str:
+    match = re.search(rf'<section id="{section_id}">(.*?)</section>', page, flags=re.S)
+    assert match, f"section {section_id} missing"
+    return match.group(1)
+
+
+def _text(fragment: str) -> str:
+    import html
+
+    return html.unescape(re.sub(r"<[^>]+>", "", fragment))
+
+
+def test_every_section_is_present_in_reading_order(full_html: str) -> None:
+    found = re.findall(r'<section id="([a-z_]+)">', full_html)
+    assert found == SECTIONS
+    for section_id in SECTIONS:
+        assert f'href="#{section_id}"' in full_html  # in the navigation
+
+
+def test_headline_sentences_say_roi_interval_significance_robustness_and_change(full: ReportInputs) -> None:
+    by_channel = {s.channel: s for s in channel_summaries(full)}
+    assert by_channel["tv"].sentence == (
+        "tv returned 1.82 sales per unit spent (95% interval 1.64–1.91) — 1.45 directly and 0.37 through search; "
+        "significant (p < 0.001); robust to all refuters; up 0.03 since the previous run (2026-11-16).")
+    assert by_channel["search"].sentence == (
+        "search returned 0.40 sales per unit spent (95% interval -0.20 to 1.00); not significant (p = 0.210); "
+        "failed refutation: placebo_treatment; down 0.80 since the previous run (2026-11-16), outside that "
+        "run's 95% interval 0.90–1.50.")
+    assert by_channel["tv"].status is Status.PASS and by_channel["search"].status is Status.FAIL
+    assert by_channel["search"].outside_previous_interval and not by_channel["tv"].outside_previous_interval
+
+
+def test_robustness_column_of_the_estimates_wins_over_the_refuter_table() -> None:
+    tables = _tables()
+    tables["estimates"] = tables["estimates"].assign(robustness=["REVIEW", "PASS", "PASS", "PASS"])
+    inputs = ReportInputs.from_tables(_run(), tables)
+    tv = {s.channel: s for s in channel_summaries(inputs)}["tv"]
+    assert tv.status is Status.REVIEW and "refuters ask for review" in tv.sentence
+    assert "first run, nothing to compare with" in tv.sentence
+
+
+def test_attention_lists_every_failure_and_flag_worst_first(full: ReportInputs) -> None:
+    items = attention_items(full)
+    texts = [i.text for i in items]
+    levels = [i.level.value for i in items]
+    assert levels == sorted(levels, key=["fail", "review", "info"].index)
+    assert any(t.startswith("search: failed refutation (placebo_treatment)") for t in texts)
+    assert any("1 of 3 independences implied by the DAG are rejected" in t and "price ⟂ tv" in t for t in texts)
+    assert "tv: overlap too thin in 1 stratum(s) of its adjustment set; the estimate extrapolates there." in texts
+    assert any("search: lift experiment 2025-06-02–2025-06-30 disagrees" in t for t in texts)
+    assert any("search: ROI 0.40 moved outside the previous run's interval" in t for t in texts)
+    assert any("search: effect not significant" in t for t in texts)
+    assert [t for t in texts if t.startswith("tv:")] == [  # tv's estimate itself is sound
+        "tv: overlap too thin in 1 stratum(s) of its adjustment set; the estimate extrapolates there."]
+    assert not any(i.level.value == "info" for i in items)  # every table was available
+
+
+def test_check_tables_with_a_status_column_are_read_by_status() -> None:
+    tables = _tables()
+    tables["experiments"] = tables["experiments"].drop(columns=["agrees"]).assign(
+        status=["PASS", "FAIL"], recommendation=["no action.", "re-check the test's control group"])
+    tables["overlap"] = tables["overlap"].drop(columns=["ok"]).assign(status=["PASS", "REVIEW"])
+    tables["refutations"] = tables["refutations"].assign(
+        recommendation=["no action.", "no action.", "treat the channel's effect as unproven"])
+    items = {i.text: i.level.value for i in attention_items(ReportInputs.from_tables(_run(), tables))}
+    assert items["search: lift experiment 2025-06-02–2025-06-30 disagrees with the model: model below the measured "
+                 "lift; re-check the test's control group."] == "fail"
+    assert items["tv: overlap too thin in 1 stratum(s) of its adjustment set; the estimate extrapolates there."] \
+        == "review"
+    assert items["search: failed refutation (placebo_treatment); do not act on its ROI until explained. Treat the "
+                 "channel's effect as unproven"] == "fail"
+    assert not any(t.startswith("tv: lift experiment") for t in items)
+
+
+def test_a_channel_that_could_not_be_estimated_is_said_so_and_left_out_of_the_plots() -> None:
+    tables = _tables()
+    estimates = tables["estimates"].assign(reason="")
+    estimates.loc[3, ["roi", "roi_ci_low", "roi_ci_high", "p_value", "naive_roi", "ate", "incremental_kpi"]] = np.nan
+    estimates.loc[3, "reason"] = "no valid adjustment set under the DAG"
+    tables["estimates"] = estimates
+    inputs = ReportInputs.from_tables(_run(), tables)
+    search = {s.channel: s for s in channel_summaries(inputs)}["search"]
+    assert search.sentence == "search could not be estimated in this run: no valid adjustment set under the DAG."
+    assert attention_items(inputs)[0].text == search.sentence
+    page = render_report(inputs)
+    assert page.count("data:image/png;base64,") == 4 and "nan" not in _text(_section(page, "summary")).lower()
+
+
+def test_a_run_without_the_optional_tables_says_so_in_each_section() -> None:
+    tables = {k: v for k, v in _tables().items() if k not in OPTIONAL}
+    page = render_report(ReportInputs.from_tables(_run(), tables))
+    for section_id in ("refuters", "independence", "overlap", "identification", "experiments", "history"):
+        assert NOT_AVAILABLE.lower().rstrip(".") in _text(_section(page, section_id)).lower(), section_id
+    assert "not available in this run" in _text(_section(page, "inputs")).lower()  # transform selection
+    assert "were not tested in this run" in _text(_section(page, "dag"))
+    assert "robustness not assessed in this run" in _text(_section(page, "summary"))
+    attention = _text(_section(page, "attention"))
+    assert "Not assessed in this run: refuters, independence tests, overlap, lift experiments." in attention
+    # The plots that need only the required tables are still drawn.
+    for section_id in ("forest", "contributions", "response", "dag"):
+        assert "data:image/png;base64," in _section(page, section_id), section_id
+
+
+def test_tables_colour_failures_and_escape_text(full_html: str) -> None:
+    refuters = _section(full_html, "refuters")
+    assert '<td class="fail">FAIL</td>' in refuters and '<td class="pass">PASS</td>' in refuters
+    assert '<td class="fail">yes</td>' in _section(full_html, "independence")      # rejected
+    assert '<td class="fail">no</td>' in _section(full_html, "overlap")            # ok = False
+    assert '<td class="fail">no</td>' in _section(full_html, "experiments")        # agrees = False
+    assert '<td class="review">yes</td>' in _section(full_html, "history")         # outside previous interval
+    assert "# &lt;config&gt;" in _section(full_html, "inputs")
+    table = html_table(pd.DataFrame({"name": ["<script>x</script>"], "p_value": [0.0004], "n": [3]}))
+    assert "<script>" not in table and "&lt;script&gt;" in table and "&lt; 0.001" in table
+
+
+def test_history_section_compares_with_the_previous_run(full_html: str) -> None:
+    text = _text(_section(full_html, "history"))
+    assert "Compared with run run-before published 2026-11-16 06:00 UTC." in text
+    assert "1 estimate(s) moved outside the previous run’s interval." in text
+    assert "Total-effect ROI over the last 2 runs" in text
+
+
+def test_inputs_section_shows_data_range_config_and_parameters(full_html: str) -> None:
+    text = _text(_section(full_html, "inputs"))
+    assert "60 weeks, 2025-01-06 to 2026-02-23" in text
+    assert "/configs/config.yaml" in text and "tv_spend" in text
+    assert "half saturation" in text and "cv error" in text  # parameters used, and the selection
+    selection = re.search(r"<h3>Transform selection</h3>(.*?)<h3>", _section(full_html, "inputs"), re.S).group(1)
+    assert selection.count("<tr>") == 2 and "<td>search</td>" in selection  # header + the chosen candidate
+    assert "<td class=\"num\">2</td>" in selection  # out of 2 candidates
+
+
+def test_the_page_is_self_contained(full_html: str) -> None:
+    assert full_html.startswith("<!doctype html>")
+    assert '<meta name="viewport"' in full_html
+    assert "http://" not in full_html and "https://" not in full_html and "<script" not in full_html
+    images = re.findall(r'src="data:image/png;base64,([^"]+)"', full_html)
+    assert len(images) == 4  # DAG, forest, contributions, response curves
+    for encoded in images:
+        pixels = mpimg.imread(io.BytesIO(base64.b64decode(encoded)), format="png")
+        assert pixels.shape[0] > 200 and pixels.shape[1] > 500
+        assert len(np.unique(pixels.reshape(-1, pixels.shape[-1])[:, :3].round(2), axis=0)) > 50
+
+
+def _red_pixels(png: bytes) -> int:
+    """Pixels close to the DAG plot's 'rejected' red."""
+    rgb = mpimg.imread(io.BytesIO(png), format="png")[:, :, :3]
+    red = np.array([int(REJECTED_COLOUR[i:i + 2], 16) for i in (1, 3, 5)]) / 255
+    return int((np.abs(rgb - red).max(axis=2) < 0.08).sum())
+
+
+def test_dag_plot_draws_rejected_implications_in_red() -> None:
+    tables = _tables()
+    g, roles = dag_graph(tables["dag_edges"])
+    assert roles == {"seasonality": "control", "tv": "channel", "search": "channel", "sales": "kpi", "price": "control"}
+    consistent = tables["dag_tests"].assign(rejected=False)
+    baseline = _red_pixels(draw_dag_png(g, consistent, roles))      # the legend's red sample only
+    flagged = _red_pixels(draw_dag_png(g, tables["dag_tests"], roles))
+    assert flagged > baseline + 200
+
+
+def test_response_curve_is_the_ate_times_the_steady_state_hill(full: ReportInputs) -> None:
+    tv = full.estimates.iloc[0]
+    spend = full.raw["tv_spend"].to_numpy()
+    curve = response_curve("tv", spend, full.transforms, tv)
+    t = TRANSFORMS["tv"]
+    steady = 1 / (1 - t.decay)  # geometric carryover of a constant weekly spend
+    expected = 2000.0 * hill_saturation(curve.spend * steady / t.reference(spend), t.half_saturation, t.slope)
+    np.testing.assert_allclose(curve.response, expected, rtol=1e-9)
+    assert curve.response[0] == 0 and np.all(np.diff(curve.response) >= 0)
+    assert (curve.observed_min, curve.observed_max) == (0.0, pytest.approx(spend.max()))
+    assert curve.spend.max() == pytest.approx(1.5 * spend.max())
+    np.testing.assert_allclose(curve.low, curve.response * 1.6404 / 1.8213)
+    np.testing.assert_allclose(curve.high, curve.response * 1.9112 / 1.8213)
+
+
+def test_a_smoothed_estimate_rescales_its_curve_to_the_published_roi(full: ReportInputs) -> None:
+    """Curves are drawn at the applied transform; a smoothed row's ROI differs from the ROI there,
+    so its curve is scaled by roi / applied_transform_roi and its band stays around it."""
+    tv = full.estimates.iloc[0].copy()
+    spend = full.raw["tv_spend"].to_numpy()
+    plain = response_curve("tv", spend, full.transforms, tv)
+    tv["applied_transform_roi"] = tv["roi"] / 1.25
+    smoothed = response_curve("tv", spend, full.transforms, tv)
+    np.testing.assert_allclose(smoothed.response, 1.25 * plain.response, rtol=1e-12)
+    assert np.all(smoothed.low <= smoothed.response) and np.all(smoothed.response <= smoothed.high)
+    assert smoothing_scale(tv) == pytest.approx(1.25) and smoothing_scale({"roi": 1.0}) == 1.0
