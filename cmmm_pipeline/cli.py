@@ -1,4 +1,6 @@
-"""`cmmm run`: materialise the whole asset graph in process, with the same Definitions the UI loads."""
+"""The `cmmm` command: `run` materialises the whole asset graph in process, with the same Definitions
+the UI loads; `validate` checks a config, its graph and its data's columns without running; `init`
+writes a starter config from a data file."""
 
 from __future__ import annotations
 
@@ -9,10 +11,23 @@ from collections.abc import Sequence
 from pathlib import Path
 
 DEFAULT_OUTPUT = "cmmm_output"
+SAMPLE_CONFIG = Path(__file__).resolve().parent / "sample" / "config.yaml"
+REFUSED = 2
+"""Exit status for input refused before anything runs (a bad config, graph or data schema)."""
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("cmmm-pipeline")
+    except PackageNotFoundError:
+        return "unknown"
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cmmm", description="Causal marketing mix modelling on Dagster.")
+    parser.add_argument("--version", action="version", version=f"cmmm {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run the whole pipeline once (default: on the bundled sample data)")
     run.add_argument("--config", type=Path, default=None, help="YAML config (default: the bundled sample)")
@@ -20,15 +35,76 @@ def _parser() -> argparse.ArgumentParser:
                      help=f"folder for estimates.csv, report.html and the warehouse (default: ./{DEFAULT_OUTPUT})")
     run.add_argument("--warehouse", type=Path, default=None,
                      help="DuckDB file (default: OUTPUT/cmmm.duckdb)")
+    check = sub.add_parser("validate", help="report every config, graph and data-schema problem at once; no run")
+    check.add_argument("--config", type=Path, default=None, help="YAML config (default: the bundled sample)")
+    init = sub.add_parser("init", help="write a starter config from a data file's header (CSV or Parquet)")
+    init.add_argument("data_file", type=Path, metavar="DATA_FILE", help="the weekly table")
+    init.add_argument("--output", type=Path, default=Path("config.yaml"),
+                      help="where to write the config (default: ./config.yaml; never overwritten)")
     return parser
+
+
+def _print_problems(error: BaseException) -> None:
+    for problem in getattr(error, "problems", (error,)):
+        print(f"cmmm: {problem}", file=sys.stderr)
+
+
+def validate(config_path: Path) -> int:
+    """Every problem of the config, its graph and the data's columns, types and ranges at once."""
+    from cmmm_pipeline.core.errors import CmmmError
+    from cmmm_pipeline.core.loading import load_config
+
+    try:
+        config = load_config(config_path)
+    except CmmmError as exc:
+        _print_problems(exc)
+        count = len(exc.problems)
+        print(f"cmmm: {config_path.resolve()}: {count} problem{'s' * (count != 1)} in the config "
+              "(the data is checked once the config is valid).", file=sys.stderr)
+        return REFUSED
+    from cmmm_pipeline.data.ingest import schema_problems  # pandas: only once the config is valid
+
+    problems = schema_problems(config)
+    for problem in problems:
+        print(f"cmmm: {problem}", file=sys.stderr)
+    if problems:
+        print(f"cmmm: {config.data.path}: {len(problems)} problem{'s' * (len(problems) != 1)} in the data.",
+              file=sys.stderr)
+        return REFUSED
+    print(f"{config.source}: valid ({len(config.channels)} channels, {len(config.controls)} controls, "
+          f"{f'{len(config.edges)} edges' if config.edges else 'graph from ' + config.graph_file.name}; data {config.data.path.name} has the columns and types it needs).")
+    return 0
+
+
+def init(data_file: Path, output: Path) -> int:
+    """Write a starter config; a file that cannot be read gets the rule `cmmm run` would name."""
+    from cmmm_pipeline.core.errors import CmmmError
+    from cmmm_pipeline.core.starter import refuse_existing, write_starter
+    from cmmm_pipeline.data.ingest import read_data_file
+
+    try:
+        refuse_existing(output)
+        starter = write_starter(read_data_file(data_file.resolve()), data_file, output)
+    except CmmmError as exc:
+        _print_problems(exc)
+        return REFUSED
+    print(f"Wrote {output.resolve()}: {len(starter.channels)} channels "
+          f"({', '.join(c for _, c in starter.channels)}), KPI '{starter.kpi}'"
+          f"{' (guessed)' if starter.kpi_guessed else ''}, controls: {', '.join(starter.controls) or 'none'}.\n"
+          f"Next: read the comments marked CHECK/DECIDE, then `cmmm validate --config {output}` and "
+          f"`cmmm run --config {output}`.")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+    if args.command == "validate":
+        return validate(args.config or SAMPLE_CONFIG)
+    if args.command == "init":
+        return init(args.data_file, args.output)
     from cmmm_pipeline.core.errors import CmmmError
     from cmmm_pipeline.core.loading import load_config
-    from cmmm_pipeline.definitions import SAMPLE_CONFIG
 
     config_path = (args.config or SAMPLE_CONFIG).resolve()
     output = args.output.resolve()
@@ -36,8 +112,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         load_config(config_path)  # refuse a bad config before anything starts
     except CmmmError as exc:
-        print(f"cmmm: {exc}", file=sys.stderr)
-        return 2
+        _print_problems(exc)
+        return REFUSED
     output.mkdir(parents=True, exist_ok=True)
     from cmmm_pipeline.run import run_pipeline
 
@@ -49,7 +125,13 @@ def main(argv: Sequence[str] | None = None) -> int:
               file=sys.stderr)
         return 1
     print(outcome.summary)
-    print(f"\nWrote {output / 'estimates.csv'}, {output / 'report.html'} and {warehouse_path}")
+    if outcome.notes:
+        print(f"\nTo review ({len(outcome.notes)}):")
+        for note in outcome.notes:
+            print(f"  {note}")
+    print("\nWrote:")
+    for path in outcome.written:
+        print(f"  {path}")
     return 0
 
 

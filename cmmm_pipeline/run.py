@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +19,10 @@ class RunOutcome:
     """One paragraph per failure: the rule, the place and the fix (empty on success)."""
     check_lines: tuple[str, ...]
     summary: str
+    notes: tuple[str, ...] = ()
+    """Every WARN check and REVIEW/FAIL robustness item of a published run, one line each."""
+    written: tuple[str, ...] = ()
+    """Every file the run published (CSVs, report.html, the warehouse)."""
 
 
 # Dagster logs every step failure at ERROR with its stack trace; the outcome below already carries
@@ -33,22 +38,27 @@ def run_pipeline(config_path: str, output_dir: str, warehouse_path: str) -> RunO
 
     defs = build_definitions(config_path=config_path, output_dir=output_dir, warehouse_path=warehouse_path)
     job = defs.resolve_job_def(JOB_NAME)
-    with DagsterInstance.ephemeral(settings={"telemetry": {"enabled": False}}) as instance:
+    # With DAGSTER_HOME set, the run is recorded in that instance: the UI's run history shows it.
+    with (DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else
+          DagsterInstance.ephemeral(settings={"telemetry": {"enabled": False}})) as instance:
         result = job.execute_in_process(instance=instance, raise_on_error=False, run_config=QUIET_RUN_CONFIG)
     checks, failed_checks = _check_lines(result.get_asset_check_evaluations())
-    errors = [_step_error(e) for e in result.all_events if e.event_type == DagsterEventType.STEP_FAILURE]
+    errors = [_step_error(e) for e in result.all_events  # a refused warehouse lock fails resource setup
+              if e.event_type in (DagsterEventType.STEP_FAILURE, DagsterEventType.RESOURCE_INIT_FAILURE)]
     messages = [m for m in (*failed_checks, *errors) if m]
     if result.success and not failed_checks:
         import duckdb
 
         with duckdb.connect(warehouse_path, read_only=True) as con:
-            estimates = warehouse.read_table(con, "estimates", warehouse.PUBLISHED)
-        return RunOutcome(True, result.run_id, "", tuple(checks), summary_table(estimates))
+            published = set(warehouse.table_names(con, warehouse.PUBLISHED))
+            tables = {t: warehouse.read_table(con, t, warehouse.PUBLISHED) for t in _NOTE_TABLES if t in published}
+        return RunOutcome(True, result.run_id, "", tuple(checks), summary_table(tables["estimates"]),
+                          tuple(review_lines(checks, tables)), written_files(output_dir, warehouse_path))
     return RunOutcome(False, result.run_id, "\n".join(dict.fromkeys(messages)) or "the run failed.",
                       tuple(checks), "")
 
 
-_OWN_ERRORS = frozenset({"CmmmError", "ConfigError", "DataError", "EstimationError"})
+_OWN_ERRORS = frozenset({"CmmmError", "ConfigError", "ConfigErrors", "DataError", "EstimationError", "PublicationError"})
 _CHECK_FAILED = "DagsterAssetCheckFailedError"
 
 
@@ -75,7 +85,7 @@ def _check_lines(evaluations: Iterable[Any]) -> tuple[list[str], list[str]]:
 def _step_error(event: object) -> str:
     """The user's exception message (our own errors carry rule, place and fix) without a traceback.
     A blocking check's step failure says nothing its check result has not said: it is left out."""
-    error = event.step_failure_data.error  # type: ignore[attr-defined]
+    error = getattr(event.event_specific_data, "error", None)  # type: ignore[attr-defined]
     while error is not None:
         if error.cls_name == _CHECK_FAILED:
             return ""
@@ -90,10 +100,68 @@ def _step_error(event: object) -> str:
 
 
 def summary_table(estimates: pd.DataFrame) -> str:
-    """The terminal summary: ROI with interval, p-value and naive ROI per channel and effect."""
-    rows = [f"{'channel':<10} {'effect':<9} {'ROI':>7} {'95% interval':>19} {'p-value':>9} {'naive ROI':>10}"]
-    for r in estimates.itertuples(index=False):
-        naive = "" if pd.isna(r.naive_roi) else f"{r.naive_roi:.3f}"
-        rows.append(f"{r.channel:<10} {r.effect:<9} {r.roi:>7.3f} [{r.roi_ci_low:>7.3f}, {r.roi_ci_high:>7.3f}] "
-                    f"{r.p_value:>9.2g} {naive:>10}")
+    """The terminal summary per channel and effect: ROI against zero spend with its interval and
+    whether the data support it (`observed`) or the response curve extrapolates it, the marginal
+    ROI (the next unit of spend, always within the data) with its interval, the p-value and the
+    naive ROI. A withheld channel shows its reason instead of numbers."""
+    rows = [f"{'channel':<10} {'effect':<9} {'ROI':>6} {'95% interval':>16} {'support':<12} "
+            f"{'mROI':>6} {'95% interval':>16} {'p-value':>8} {'naive ROI':>9}"]
+    for r in estimates.to_dict("records"):
+        reason = r.get("withheld_reason")
+        if isinstance(reason, str) and reason.strip():
+            rows.append(f"{r['channel']:<10} {r['effect']:<9} withheld: {reason.strip()}")
+            continue
+        naive = "" if pd.isna(r.get("naive_roi")) else f"{r['naive_roi']:.3f}"
+        support = r.get("roi_support") if isinstance(r.get("roi_support"), str) else ""
+        mroi = (f"{r['mroi']:>6.3f} [{r['mroi_ci_low']:>6.3f}, {r['mroi_ci_high']:>6.3f}]"
+                if "mroi" in r and pd.notna(r["mroi"]) else f"{'':>6} {'':>16}")
+        rows.append(f"{r['channel']:<10} {r['effect']:<9} {r['roi']:>6.3f} [{r['roi_ci_low']:>6.3f}, "
+                    f"{r['roi_ci_high']:>6.3f}] {support:<12} {mroi} {r['p_value']:>8.2g} {naive:>9}")
     return "\n".join(rows)
+
+
+_NOTE_TABLES = ("estimates", "refutations", "experiments", "overlap")
+_REVIEW = ("REVIEW", "FAIL", "WARN")
+
+
+def _cell(value: object) -> str:
+    return "" if value is None or (isinstance(value, float) and pd.isna(value)) else str(value).strip()
+
+
+def review_lines(check_lines: Iterable[str], tables: dict[str, pd.DataFrame]) -> list[str]:
+    """One line per item the reader should look at although the run published: failed WARN checks
+    (e.g. DAG implications the data reject), refuters and lift tests that are not PASS, channels whose
+    overlap or estimate carries a reason. Printed after the summary so nothing hides in the report."""
+    lines = [f"{'WARN':<7}{line.removeprefix('check ').replace(': WARN — ', ': ', 1)}"
+             for line in check_lines if ": WARN" in line]
+    refutations = tables.get("refutations", pd.DataFrame())
+    for r in refutations.to_dict("records"):
+        if _cell(r.get("status")) in _REVIEW:
+            advice = _cell(r.get("recommendation"))
+            lines.append(f"{r['status']:<7}{r['channel']} {r['effect']} {r['refuter']}: {_cell(r.get('message'))}"
+                         + (f" {advice}" if advice and advice != "no action." else ""))
+    for r in tables.get("experiments", pd.DataFrame()).to_dict("records"):
+        if _cell(r.get("status")) in _REVIEW:
+            lines.append(f"{r['status']:<7}{r['channel']} lift test {_cell(r.get('start'))[:10]} to "
+                         f"{_cell(r.get('end'))[:10]}: {_cell(r.get('message'))}")
+    overlap = tables.get("overlap", pd.DataFrame())
+    if {"ok", "reason", "label"} <= set(overlap.columns):
+        for r in overlap[~overlap["ok"].astype(bool)].to_dict("records"):
+            lines.append(f"REVIEW {r['label']}: {_cell(r.get('reason')) or 'too few comparable weeks'}")
+    estimates = tables.get("estimates", pd.DataFrame())
+    if "reason" in estimates.columns:
+        for r in estimates.to_dict("records"):
+            if _cell(r.get("reason")):
+                lines.append(f"REVIEW {r['channel']} {r['effect']}: {_cell(r['reason'])}")
+    return list(dict.fromkeys(lines))
+
+
+def written_files(output_dir: str, warehouse_path: str) -> tuple[str, ...]:
+    """The published files: every CSV and report.html of the output folder, then the warehouse."""
+    from pathlib import Path
+
+    from cmmm_pipeline.publish.outputs import CHANGES_FILE, CSV_EXPORTS
+
+    names = [*CSV_EXPORTS.values(), CHANGES_FILE, "report.html"]
+    folder = Path(output_dir)
+    return (*(str(folder / n) for n in names if (folder / n).is_file()), warehouse_path)

@@ -10,7 +10,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from cmmm_pipeline.core.errors import ConfigError
+from cmmm_pipeline.core.errors import ConfigError, brief, combined
 
 SEASONALITY = "seasonality"
 TREND = "trend"
@@ -49,23 +49,57 @@ def _type_problem(value: Any, annotation: str) -> str | None:
     return None
 
 
-def require_field_types(section: Any, key: str) -> None:
-    """Thresholds built in code get the same type checks as those read from YAML."""
+def field_type_problems(section: Any, key: str) -> list[ConfigError]:
+    """Thresholds built in code get the same type checks as those read from YAML (every field)."""
+    problems = []
     for name, spec in section.__dataclass_fields__.items():
         value = getattr(section, name)
         problem = _type_problem(value, str(spec.type))
         if problem:
-            raise ConfigError("config-type", f"{key}.{name}", f"{problem}, got {value!r}.",
-                              f"write a value of type {spec.type}.")
+            problems.append(ConfigError("config-type", f"{key}.{name}", f"{problem}, got {brief(value)}.",
+                                        f"write a value of type {spec.type}."))
+    return problems
+
+
+def require_field_types(section: Any, key: str) -> None:
+    """Raise every type problem of a threshold section at once."""
+    error = combined(field_type_problems(section, key))
+    if error is not None:
+        raise error
+
+
+def _range_problems(section: Any, key: str, rules: list[tuple[str, bool, str, str]]) -> None:
+    """Raise every broken range rule (field, broken, detail, fix) at once; types are checked before."""
+    error = combined(ConfigError("threshold-range", f"{key}.{name}", detail, fix)
+                     for name, broken, detail, fix in rules if broken)
+    if error is not None:
+        raise error
 
 
 class AdstockType(Enum):
+    """Carryover families. AUTO (the default when the config names no type and no decay) lets the
+    data choose between geometric decay and a delayed-peak Weibull-PDF kernel."""
+
     GEOMETRIC = "geometric"
     WEIBULL = "weibull"
+    WEIBULL_PDF = "weibull_pdf"
+    AUTO = "auto"
 
 
 class SaturationType(Enum):
     HILL = "hill"
+
+
+class SelectionCriterion(Enum):
+    """How a channel's transform is chosen from its cross-validation errors (media/selection.py).
+
+    CV_MIN takes the smallest error. ONE_SE takes, among the points whose error is within one
+    paired standard error (across folds) of the smallest, the one nearest the reference transform
+    (geometric decay 0.5, half-saturation at the average week, slope 1): shrinkage toward the
+    reference, for data that cannot tell the curves apart (measured in docs/transforms.md)."""
+
+    CV_MIN = "cv_min"
+    ONE_SE = "one_se"
 
 
 class EffectType(Enum):
@@ -78,14 +112,19 @@ class EffectType(Enum):
 
 @dataclass(frozen=True)
 class AdstockConfig:
-    """Carryover. Geometric uses `decay`; Weibull uses `shape`, `scale`, `max_lag`.
-    A None parameter means: select it from the data."""
+    """Carryover. Geometric uses `decay`; Weibull (survival) and Weibull-PDF (delayed peak) use
+    `shape`, `scale`, `max_lag`. A None parameter means: select it from the data. AUTO with a
+    decay is geometric, so `adstock: {decay: 0.6}` reads as it always did."""
 
-    type: AdstockType = AdstockType.GEOMETRIC
+    type: AdstockType = AdstockType.AUTO
     decay: float | None = None
     shape: float | None = None
     scale: float | None = None
     max_lag: int = 12
+
+    def __post_init__(self) -> None:
+        if self.type is AdstockType.AUTO and self.decay is not None:
+            object.__setattr__(self, "type", AdstockType.GEOMETRIC)
 
 
 @dataclass(frozen=True)
@@ -139,29 +178,37 @@ class ExperimentConfig:
 @dataclass(frozen=True)
 class CheckConfig:
     """Thresholds of the data-quality, independence and overlap gates. `overlap_min_spread` is each
-    stratum's spend CV relative to the channel's overall CV."""
+    stratum's SD of transformed media relative to the channel's overall SD; `overlap_min_residual_share`
+    the SD of the media left after its adjustment set relative to its SD (calibrated by
+    benchmarks/overlap_calibration.py)."""
 
     min_weeks: int = 52
     independence_alpha: float = 0.05
     independence_blocking: bool = False
     overlap_bins: int = 3
     overlap_min_weeks: int = 8
-    overlap_min_spread: float = 0.5
+    overlap_min_spread: float = 0.1
+    overlap_min_residual_share: float = 0.1
+    max_data_age_days: int = 10
+    """The freshness check warns when the newest week is older than this many days at run time."""
 
     def __post_init__(self) -> None:
         require_field_types(self, "checks")
-        if self.min_weeks < 8:
-            raise ConfigError("threshold-range", "checks.min_weeks", f"is {self.min_weeks}.",
-                              "set at least 8 weeks; fewer cannot support any estimate.")
-        if not 0.0 < self.independence_alpha < 1.0:
-            raise ConfigError("threshold-range", "checks.independence_alpha",
-                              f"is {self.independence_alpha}.", "use a level in (0, 1), e.g. 0.05.")
-        if self.overlap_bins < 1 or self.overlap_min_weeks < 2:
-            raise ConfigError("threshold-range", "checks.overlap_bins / overlap_min_weeks",
-                              "must be >= 1 and >= 2.", "raise them.")
-        if self.overlap_min_spread < 0:
-            raise ConfigError("threshold-range", "checks.overlap_min_spread",
-                              "must be >= 0.", "use a share of the channel's spend variation (stratum CV / overall CV), e.g. 0.5.")
+        _range_problems(self, "checks", [
+            ("min_weeks", self.min_weeks < 8, f"is {self.min_weeks}.",
+             "set at least 8 weeks; fewer cannot support any estimate."),
+            ("independence_alpha", not 0.0 < self.independence_alpha < 1.0, f"is {self.independence_alpha}.",
+             "use a level in (0, 1), e.g. 0.05."),
+            ("overlap_bins", self.overlap_bins < 1, f"is {self.overlap_bins}.", "use at least 1 stratum."),
+            ("overlap_min_weeks", self.overlap_min_weeks < 2, f"is {self.overlap_min_weeks}.",
+             "use at least 2 weeks per stratum."),
+            ("overlap_min_spread", self.overlap_min_spread < 0, "must be >= 0.",
+             "use a share of the channel's media variation (stratum SD / overall SD), e.g. 0.1."),
+            ("overlap_min_residual_share", not 0 <= self.overlap_min_residual_share < 1, "must be in [0, 1).",
+             "use a share of the channel's media variation left after its adjustment set, e.g. 0.1."),
+            ("max_data_age_days", self.max_data_age_days < 1, f"is {self.max_data_age_days}.",
+             "use a number of days of at least 1, e.g. 10 for a weekly export."),
+        ])
 
 
 @dataclass(frozen=True)
@@ -169,7 +216,8 @@ class EstimationConfig:
     """Estimation settings. `seed` makes every random step (bootstrap, refuters) reproducible.
     `block_length` None: chosen from the data (Politis–White). Transform selection: `cv_folds`
     forward-chaining folds after an initial training window of `cv_initial_fraction` of the weeks,
-    at most `selection_passes` coordinate passes over the channels."""
+    at most `selection_passes` coordinate passes over the channels, points chosen by
+    `selection_criterion`."""
 
     ci_level: float = 0.95
     bootstrap_samples: int = 400
@@ -179,33 +227,30 @@ class EstimationConfig:
     cv_folds: int = 4
     cv_initial_fraction: float = 0.5
     selection_passes: int = 3
+    selection_criterion: SelectionCriterion = SelectionCriterion.CV_MIN
 
     def __post_init__(self) -> None:
+        if not isinstance(self.selection_criterion, SelectionCriterion):
+            try:  # as read from YAML
+                object.__setattr__(self, "selection_criterion", SelectionCriterion(self.selection_criterion))
+            except ValueError:
+                raise ConfigError("config-unknown-value", "estimation.selection_criterion",
+                                  f"is {brief(self.selection_criterion)}, not a known criterion.",
+                                  f"use one of: {', '.join(m.value for m in SelectionCriterion)}.") from None
         require_field_types(self, "estimation")
-        if not 0.5 < self.ci_level < 1.0:
-            raise ConfigError("threshold-range", "estimation.ci_level", f"is {self.ci_level}.",
-                              "use a level in (0.5, 1), e.g. 0.95.")
-        if self.bootstrap_samples < 50:
-            raise ConfigError("threshold-range", "estimation.bootstrap_samples",
-                              f"is {self.bootstrap_samples}.", "use at least 50 resamples.")
-        if self.block_length is not None and self.block_length < 1:
-            raise ConfigError("threshold-range", "estimation.block_length",
-                              f"is {self.block_length}.", "use a positive number of weeks or omit it.")
-        if self.refuter_simulations < 1:
-            raise ConfigError("threshold-range", "estimation.refuter_simulations",
-                              f"is {self.refuter_simulations}.", "use at least 1.")
-        if self.seed < 0:
-            raise ConfigError("threshold-range", "estimation.seed", f"is {self.seed}.",
-                              "use a non-negative integer seed.")
-        if self.cv_folds < 2:
-            raise ConfigError("threshold-range", "estimation.cv_folds", f"is {self.cv_folds}.",
-                              "use at least 2 forward-chaining folds, e.g. 4.")
-        if not 0.2 <= self.cv_initial_fraction <= 0.8:
-            raise ConfigError("threshold-range", "estimation.cv_initial_fraction", f"is {self.cv_initial_fraction}.",
-                              "use a share of the weeks in [0.2, 0.8], e.g. 0.5.")
-        if self.selection_passes < 1:
-            raise ConfigError("threshold-range", "estimation.selection_passes", f"is {self.selection_passes}.",
-                              "use at least 1 pass.")
+        _range_problems(self, "estimation", [
+            ("ci_level", not 0.5 < self.ci_level < 1.0, f"is {self.ci_level}.", "use a level in (0.5, 1), e.g. 0.95."),
+            ("bootstrap_samples", self.bootstrap_samples < 50, f"is {self.bootstrap_samples}.",
+             "use at least 50 resamples."),
+            ("block_length", self.block_length is not None and self.block_length < 1, f"is {self.block_length}.",
+             "use a positive number of weeks or omit it."),
+            ("refuter_simulations", self.refuter_simulations < 1, f"is {self.refuter_simulations}.", "use at least 1."),
+            ("seed", self.seed < 0, f"is {self.seed}.", "use a non-negative integer seed."),
+            ("cv_folds", self.cv_folds < 2, f"is {self.cv_folds}.", "use at least 2 forward-chaining folds, e.g. 4."),
+            ("cv_initial_fraction", not 0.2 <= self.cv_initial_fraction <= 0.8, f"is {self.cv_initial_fraction}.",
+             "use a share of the weeks in [0.2, 0.8], e.g. 0.5."),
+            ("selection_passes", self.selection_passes < 1, f"is {self.selection_passes}.", "use at least 1 pass."),
+        ])
 
 
 @dataclass(frozen=True)

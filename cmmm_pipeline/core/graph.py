@@ -5,17 +5,22 @@ from __future__ import annotations
 
 import difflib
 import re
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import networkx as nx
 
 from cmmm_pipeline.core.config import PipelineConfig
-from cmmm_pipeline.core.errors import ConfigError
+from cmmm_pipeline.core.errors import ConfigError, combined
 
 
 def read_graph_file(path: Path) -> list[tuple[str, str]]:
-    """Edges from a DOT (`digraph { a -> b -> c; }`) or GML (`directed 1`) file, parsed into plain
-    pairs without pygraphviz. Node names are the DOT IDs (quotes removed) or the GML labels."""
+    """Edges from a DOT (`digraph { a -> b -> c; }`, read by pydot) or GML (`directed 1`, read by
+    networkx) file, parsed into plain pairs without pygraphviz. Node names are the DOT IDs (quotes
+    removed) or the GML labels."""
     if not path.is_file():
         raise ConfigError("graph-file", str(path), "no such file.", "point graph.file at a .dot, .gv or .gml file.")
     suffix = path.suffix.lower()
@@ -45,217 +50,183 @@ def _read_gml(text: str) -> nx.Graph:
         return nx.relabel_nodes(nx.parse_gml(text, label="id"), str)
 
 
-_DOT_KEYWORDS = {"strict", "graph", "digraph", "node", "edge", "subgraph"}
-_DOT_TOKEN = re.compile(r"""
-    (?P<space>\s+)
-  | (?P<comment>//[^\n]*|/\*.*?\*/)
-  | (?P<hash>\#[^\n]*)
-  | (?P<edge_op>->|--)
-  | (?P<quoted>"(?:[^"\\]|\\.)*")
-  | (?P<number>-?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?))
-  | (?P<name>[A-Za-z_\x80-\uffff][A-Za-z0-9_\x80-\uffff]*)
-  | (?P<html><)
-  | (?P<punct>[{}\[\];,=:+])
-""", re.VERBOSE | re.DOTALL)
+_DOT_DEFAULTS = {"graph", "node", "edge"}
+"""Names pydot gives the default-attribute statements (`node [shape=box]`); a node so named is quoted."""
+_DOT_LEXEMES = re.compile(r"""(?P<skip>"(?:[^"\\]|\\.)*"|//[^\n]*|/\*.*?\*/|^[ \t]*\#[^\n]*)|(?P<op>->|--)""",
+                          re.DOTALL | re.MULTILINE)
+_HTML_INNERMOST = re.compile(r"<[^<>]*>")
 
 
-def _dot_tokens(text: str) -> list[tuple[str, str]]:
-    """(kind, value) tokens of a DOT text; quoted strings are unescaped, HTML strings kept whole."""
-    tokens: list[tuple[str, str]] = []
-    i = 0
-    while i < len(text):
-        m = _DOT_TOKEN.match(text, i)
-        if m is None:
-            line = text.count("\n", 0, i) + 1
-            raise ValueError(f"unexpected character {text[i]!r} on line {line}")
-        kind = m.lastgroup or ""
-        if kind == "html":
-            depth, j = 0, i
-            while j < len(text):
-                depth += {"<": 1, ">": -1}.get(text[j], 0)
-                j += 1
-                if depth == 0:
-                    break
-            if depth:
-                raise ValueError("unterminated HTML string '<...>'")
-            tokens.append(("id", text[i:j]))
-            i = j
-            continue
-        value = m.group()
-        i = m.end()
-        if kind == "hash" and text[text.rfind("\n", 0, m.start()) + 1:m.start()].strip():
-            raise ValueError(f"unexpected '#' on line {text.count(chr(10), 0, m.start()) + 1}")
-        if kind in {"space", "comment", "hash"}:
-            continue  # a line starting with '#' is preprocessor output, which DOT discards
-        if kind == "quoted":
-            value = re.sub(r"\\\r?\n", "", value[1:-1]).replace('\\"', '"')
-            if tokens and tokens[-1] == ("punct", "+") and len(tokens) > 1 and tokens[-2][0] == "quoted":
-                tokens.pop()
-                tokens[-1] = ("quoted", tokens[-1][1] + value)
-                continue
-        elif kind == "name" and value.lower() in _DOT_KEYWORDS:
-            kind = "keyword"
-            value = value.lower()
-        tokens.append(("id" if kind in {"name", "number"} else kind, value))
-    return [("id", v) if k == "quoted" else (k, v) for k, v in tokens]
+def _edge_operators(text: str) -> set[str]:
+    """The edge operators a DOT text uses, outside quoted and HTML strings and comments (pydot's
+    parser accepts either operator in either kind of graph and keeps no record of which)."""
+    bare = _DOT_LEXEMES.sub(lambda m: m.group("op") or " ", text).replace("->", "\0")  # no '>' left to pair
+    while (stripped := _HTML_INNERMOST.sub(" ", bare)) != bare:
+        bare = stripped
+    return {"->" if op == "\0" else "--" for op in re.findall("\0|--", bare)}
 
 
-class _DotParser:
-    """Recursive descent over the DOT grammar (graphviz.org/doc/info/lang.html); keeps only nodes and
-    edges, and expands edges between subgraphs into every pair of their nodes."""
+def _dot_name(raw: str) -> str:
+    """A DOT ID as the user meant it: quotes and escapes removed, a port (`tv:e`) dropped, an HTML
+    string kept whole."""
+    if raw.startswith("<"):
+        return raw
+    quoted = re.match(r'"((?:[^"\\]|\\.)*)"', raw)
+    if quoted:
+        return re.sub(r"\\\r?\n", "", quoted.group(1)).replace('\\"', '"')
+    return raw.split(":", 1)[0]
 
-    def __init__(self, tokens: list[tuple[str, str]]) -> None:
-        self.tokens = tokens
-        self.i = 0
-        self.graph: nx.Graph = nx.DiGraph()
 
-    def peek(self, offset: int = 0) -> tuple[str, str]:
-        j = self.i + offset
-        return self.tokens[j] if j < len(self.tokens) else ("end", "")
+def _collect(obj: Mapping[str, Any], g: nx.Graph) -> list[str]:
+    """Add the nodes and edges of a pydot (sub)graph's `obj_dict` to `g`; return the nodes it names.
+    An edge to or from a subgraph stands for an edge to or from each of its nodes."""
+    named: list[str] = []
 
-    def take(self, kind: str, value: str | None = None) -> str:
-        k, v = self.peek()
-        if k != kind or (value is not None and v != value):
-            expected = value or kind
-            raise ValueError(f"expected {expected!r} but found {v or 'the end of the file'!r}")
-        self.i += 1
-        return v
-
-    def accept(self, kind: str, value: str | None = None) -> bool:
-        k, v = self.peek()
-        if k == kind and (value is None or v == value):
-            self.i += 1
-            return True
-        return False
-
-    def parse(self) -> nx.Graph:
-        self.accept("keyword", "strict")
-        kind = self.take("keyword")
-        if kind not in {"graph", "digraph"}:
-            raise ValueError(f"expected 'digraph' but found {kind!r}")
-        self.graph = nx.DiGraph() if kind == "digraph" else nx.Graph()
-        self.accept("id")
-        self.take("punct", "{")
-        self.statements()
-        self.take("punct", "}")
-        if self.peek()[0] != "end":
-            raise ValueError(f"unexpected {self.peek()[1]!r} after the closing '}}'")
-        return self.graph
-
-    def statements(self) -> list[str]:
-        """Parse statements up to the closing brace; return the nodes they name, in order."""
-        named: list[str] = []
-        while self.peek() != ("punct", "}") and self.peek()[0] != "end":
-            named.extend(self.statement())
-            self.accept("punct", ";") or self.accept("punct", ",")
-        return list(dict.fromkeys(named))
-
-    def statement(self) -> list[str]:
-        kind, value = self.peek()
-        if kind == "keyword" and value in {"graph", "node", "edge"}:
-            self.i += 1
-            self.attributes()
-            return []
-        if kind == "id" and self.peek(1) == ("punct", "="):
-            self.i += 2
-            self.take("id")
-            return []
-        operands = [self.operand()]
-        while self.peek()[0] == "edge_op":
-            op = self.take("edge_op")
-            if op == "--" and self.graph.is_directed():
-                raise ValueError("undirected edge '--' in a digraph; write cause -> effect")
-            if op == "->" and not self.graph.is_directed():
-                raise ValueError("directed edge '->' in an undirected 'graph'; declare it as 'digraph'")
-            operands.append(self.operand())
-        for left, right in zip(operands, operands[1:]):
-            self.graph.add_edges_from((a, b) for a in left for b in right)
-        self.attributes()
-        return [n for operand in operands for n in operand]
-
-    def operand(self) -> list[str]:
-        """A node id (with an optional port) or a subgraph: the nodes it stands for."""
-        if self.peek() == ("keyword", "subgraph") or self.peek() == ("punct", "{"):
-            if self.accept("keyword", "subgraph") and self.peek()[0] == "id":
-                self.i += 1
-            self.take("punct", "{")
-            named = self.statements()
-            self.take("punct", "}")
-            return named
-        name = self.take("id")
-        if self.accept("punct", ":"):
-            self.take("id")
-            if self.accept("punct", ":"):
-                self.take("id")
-        self.graph.add_node(name)
+    def endpoint(point: object) -> list[str]:
+        if isinstance(point, Mapping):
+            return _collect(point, g)
+        name = _dot_name(str(point))
+        g.add_node(name)
         return [name]
 
-    def attributes(self) -> None:
-        while self.accept("punct", "["):
-            while not self.accept("punct", "]"):
-                self.take("id")
-                if self.accept("punct", "="):
-                    self.take("id")
-                self.accept("punct", ",") or self.accept("punct", ";")
+    for raw, entries in obj.get("nodes", {}).items():
+        if raw in _DOT_DEFAULTS:
+            continue
+        for entry in entries:
+            name = _dot_name(str(entry.get("name", raw)))
+            g.add_node(name)
+            named.append(name)
+    for entries in obj.get("edges", {}).values():
+        for entry in entries:
+            source, target = (endpoint(p) for p in entry["points"])
+            g.add_edges_from((a, b) for a in source for b in target)
+            named.extend([*source, *target])
+    for entries in obj.get("subgraphs", {}).values():
+        for entry in entries:
+            named.extend(_collect(entry, g))
+    return list(dict.fromkeys(named))
 
 
 def read_dot(text: str) -> nx.Graph:
-    """Nodes and edges of a DOT graph: attributes, comments, subgraphs, ports, chains `a -> b -> c`,
-    quoted and HTML names. A DiGraph for `digraph`, an (undirected) Graph for `graph`."""
-    return _DotParser(_dot_tokens(text)).parse()
+    """Nodes and edges of a DOT graph, parsed by pydot: attributes, comments, subgraphs, ports,
+    chains `a -> b -> c`, quoted and HTML names. A DiGraph for `digraph`, an (undirected) Graph for
+    `graph`. Raises ValueError with the place of a syntax error."""
+    with warnings.catch_warnings():  # pydot's grammar uses pyparsing names deprecated since pyparsing 3.3
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from pydot.dot_parser import GraphParser
+    from pyparsing import ParseException
+
+    try:
+        graphs = list(GraphParser.parser.parse_string(text, parse_all=True))
+    except ParseException as exc:
+        what = str(exc).split("  (at char")[0].replace("rbrace", "'}'").replace("lbrace", "'{'")
+        raise ValueError(f"{what} on line {exc.lineno}, column {exc.col}") from None
+    if len(graphs) != 1:
+        raise ValueError(f"holds {len(graphs)} graphs; put the DAG in one 'digraph {{ ... }}'")
+    directed = graphs[0].get_type() == "digraph"
+    operators = _edge_operators(text)
+    if directed and "--" in operators:
+        raise ValueError("undirected edge '--' in a digraph; write cause -> effect")
+    if not directed and "->" in operators:
+        raise ValueError("directed edge '->' in an undirected 'graph'; declare it as 'digraph'")
+    g: nx.Graph = nx.DiGraph() if directed else nx.Graph()
+    _collect(graphs[0].obj_dict, g)
+    return g
+
+
+@dataclass(frozen=True)
+class GraphSpec:
+    """What the graph rules need from a config: the nodes by role and the declared edges. Built from
+    a `PipelineConfig`, or while a config is still being validated (so graph problems are reported
+    together with the other config problems)."""
+
+    source: Path
+    channels: tuple[str, ...]
+    controls: tuple[str, ...]
+    kpi: str
+    latent: tuple[str, ...]
+    edges: tuple[tuple[str, str], ...]
+    graph_file: Path | None
+
+    @classmethod
+    def of(cls, config: PipelineConfig) -> GraphSpec:
+        return cls(config.source, config.channel_names, config.controls, config.kpi, config.latent, config.edges,
+                   config.graph_file)
 
 
 def build_graph(config: PipelineConfig) -> nx.DiGraph:
     """The DAG over graph nodes (channels, controls, KPI and latent nodes from `graph.latent`),
-    validated against the config."""
-    edges = read_graph_file(config.graph_file) if config.graph_file else list(config.edges)
-    where = str(config.graph_file) if config.graph_file else f"{config.source} key 'graph.edges'"
-    g = nx.DiGraph()
-    g.add_nodes_from(config.channel_names)
-    g.add_nodes_from(config.controls)
-    g.add_node(config.kpi)
-    g.add_nodes_from(config.latent)
-    known = set(g.nodes)
-    for i, (a, b) in enumerate(edges):
-        edge_place = f"{config.graph_file} edge '{a} -> {b}'" if config.graph_file else \
-            f"{config.source} key 'graph.edges[{i}]'"
-        for node in (a, b):
-            if node not in known:
-                close = difflib.get_close_matches(node, sorted(known), n=1)
-                hint = f"did you mean '{close[0]}'? " if close else ""
-                raise ConfigError("graph-unknown-node", edge_place,
-                                  f"edge [{a}, {b}] names '{node}', which is neither a channel "
-                                  f"({', '.join(config.channel_names)}), a control "
-                                  f"({', '.join(config.controls) or 'none'}) nor the KPI ({config.kpi}).",
-                                  f"{hint}Rename it to a known node, or declare it under channels, controls "
-                                  "or graph.latent.")
-        if a == b:
-            raise ConfigError("graph-self-loop", edge_place, f"edge [{a}, {b}] points '{a}' at itself; a variable "
-                              "cannot cause itself in a DAG.", "remove the edge.")
-        g.add_edge(a, b)
-    validate_graph(g, config, where)
+    validated against the config; every broken rule is raised at once."""
+    return check_graph(GraphSpec.of(config))
+
+
+def check_graph(spec: GraphSpec) -> nx.DiGraph:
+    """The declared DAG, or every problem with it raised at once (`ConfigErrors` for several)."""
+    g, problems = declared_graph(spec)
+    error = combined(problems)
+    if error is not None:
+        raise error
     return g
 
 
-def validate_graph(g: nx.DiGraph, config: PipelineConfig, where: str) -> None:
-    """The KPI a sink, acyclic, and every channel with a directed path to the KPI. The sink rule
-    comes first: an edge out of the KPI usually also closes a cycle, and names the cause better."""
-    children = sorted(g.successors(config.kpi))
+def declared_graph(spec: GraphSpec) -> tuple[nx.DiGraph, list[ConfigError]]:
+    """The graph with its usable edges, and every problem: unknown nodes and self-loops (their edges
+    left out), then the graph-wide rules."""
+    edges = read_graph_file(spec.graph_file) if spec.graph_file else list(spec.edges)
+    where = str(spec.graph_file) if spec.graph_file else f"{spec.source} key 'graph.edges'"
+    g = nx.DiGraph()
+    g.add_nodes_from(spec.channels)
+    g.add_nodes_from(spec.controls)
+    g.add_node(spec.kpi)
+    g.add_nodes_from(spec.latent)
+    known = set(g.nodes)
+    problems: list[ConfigError] = []
+    for i, (a, b) in enumerate(edges):
+        edge_place = f"{spec.graph_file} edge '{a} -> {b}'" if spec.graph_file else \
+            f"{spec.source} key 'graph.edges[{i}]'"
+        unknown = [node for node in dict.fromkeys((a, b)) if node not in known]
+        for node in unknown:
+            close = difflib.get_close_matches(node, sorted(known), n=1)
+            hint = f"did you mean '{close[0]}'? " if close else ""
+            problems.append(ConfigError(
+                "graph-unknown-node", edge_place,
+                f"edge [{a}, {b}] names '{node}', which is neither a channel ({', '.join(spec.channels)}), a control "
+                f"({', '.join(spec.controls) or 'none'}) nor the KPI ({spec.kpi}).",
+                f"{hint}Rename it to a known node, or declare it under channels, controls or graph.latent."))
+        if a == b:
+            problems.append(ConfigError("graph-self-loop", edge_place, f"edge [{a}, {b}] points '{a}' at itself; a "
+                                        "variable cannot cause itself in a DAG.", "remove the edge."))
+        if not unknown and a != b:
+            g.add_edge(a, b)
+    problems.extend(graph_rule_problems(g, spec.channels, spec.kpi, where))
+    return g, problems
+
+
+def graph_rule_problems(g: nx.DiGraph, channels: tuple[str, ...], kpi: str, where: str) -> list[ConfigError]:
+    """The KPI a sink, acyclic, and every channel with a directed path to the KPI. An edge out of the
+    KPI usually also closes a cycle: the sink rule names that cause better, so cycles are looked for
+    with the KPI's outgoing edges left out."""
+    problems: list[ConfigError] = []
+    children = sorted(g.successors(kpi))
     if children:
-        raise ConfigError("graph-kpi-has-children", where,
-                          f"the KPI '{config.kpi}' has outgoing edges to {', '.join(children)}.",
-                          f"the KPI is the outcome and must be a sink: remove the edges "
-                          f"{', '.join(f'[{config.kpi}, {c}]' for c in children)}.")
-    if not nx.is_directed_acyclic_graph(g):
-        cycle = nx.find_cycle(g)
+        problems.append(ConfigError(
+            "graph-kpi-has-children", where, f"the KPI '{kpi}' has outgoing edges to {', '.join(children)}.",
+            f"the KPI is the outcome and must be a sink: remove the edges "
+            f"{', '.join(f'[{kpi}, {c}]' for c in children)}."))
+    acyclic = g.copy()
+    acyclic.remove_edges_from([(kpi, c) for c in children])
+    if not nx.is_directed_acyclic_graph(acyclic):
+        cycle = nx.find_cycle(acyclic)
         loop = " -> ".join([*(str(a) for a, _ in cycle), str(cycle[0][0])])
-        raise ConfigError("graph-cycle", where, f"has a cycle: {loop}.",
-                          "a causal DAG cannot loop back on itself: remove the edge of the cycle that is not "
-                          "causal (often the one pointing back in time).")
-    for channel in config.channel_names:
-        if not nx.has_path(g, channel, config.kpi):
-            raise ConfigError("graph-channel-unreachable", where,
-                              f"channel '{channel}' has no directed path to the KPI '{config.kpi}', so its effect "
-                              "would be zero by assumption.",
-                              f"add the edge [{channel}, {config.kpi}] (or a path through a mediator), or drop "
-                              "the channel.")
+        problems.append(ConfigError(
+            "graph-cycle", where, f"has a cycle: {loop}.",
+            "a causal DAG cannot loop back on itself: remove the edge of the cycle that is not "
+            "causal (often the one pointing back in time)."))
+    for channel in channels:
+        if not nx.has_path(acyclic, channel, kpi):
+            problems.append(ConfigError(
+                "graph-channel-unreachable", where,
+                f"channel '{channel}' has no directed path to the KPI '{kpi}', so its effect would be zero by "
+                "assumption.",
+                f"add the edge [{channel}, {kpi}] (or a path through a mediator), or drop the channel."))
+    return problems

@@ -35,8 +35,8 @@ from cmmm_pipeline.core.config import (
     SaturationType,
     is_finite_number,
 )
-from cmmm_pipeline.core.errors import ConfigError
-from cmmm_pipeline.core.graph import build_graph
+from cmmm_pipeline.core.errors import ConfigError, Problems, brief, clip
+from cmmm_pipeline.core.graph import GraphSpec, check_graph
 
 _CHANNEL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _FOURIER_COLUMN = re.compile(rf"^{SEASONALITY}_(sin|cos)[0-9]+$")
@@ -54,25 +54,29 @@ def _mapping(value: Any, source: Path, key: str) -> Mapping[str, Any]:
 
 
 def _check_keys(value: Mapping[str, Any], allowed: set[str], required: set[str], source: Path,
-                key: str) -> None:
+                key: str, problems: Problems) -> None:
+    """Unknown keys (usually typos) and missing required keys. A missing key that an unknown key
+    resembles is the same typo, so it is not reported a second time."""
     unknown = sorted(str(k) for k in value if k not in allowed)
+    meant: set[str] = set()
     if unknown:
         close = difflib.get_close_matches(unknown[0], sorted(allowed), n=1)
         hint = f"did you mean '{close[0]}'? " if close else ""
-        raise _fail(source, f"{key}.{unknown[0]}" if key else unknown[0],
-                    f"is not a known key (unknown: {', '.join(unknown)}).",
-                    f"{hint}use only: {', '.join(sorted(allowed))}.", "config-unknown-key")
-    missing = sorted(required - set(value))
+        meant = {m for u in unknown for m in difflib.get_close_matches(u, sorted(allowed), n=1)}
+        problems.add(_fail(source, f"{key}.{unknown[0]}" if key else unknown[0],
+                           f"is not a known key (unknown: {clip(', '.join(unknown), 200)}).",
+                           f"{hint}use only: {', '.join(sorted(allowed))}.", "config-unknown-key"))
+    missing = sorted(required - set(value) - meant)
     if missing:
-        raise _fail(source, f"{key}.{missing[0]}" if key else missing[0],
-                    "is required but missing.", f"add {', '.join(missing)} under '{key or 'top level'}'.",
-                    "config-missing-key")
+        problems.add(_fail(source, f"{key}.{missing[0]}" if key else missing[0],
+                           "is required but missing.", f"add {', '.join(missing)} under '{key or 'top level'}'.",
+                           "config-missing-key"))
 
 
 def _number(value: Any, source: Path, key: str, *, low: float | None = None, high: float | None = None,
             low_open: bool = False, high_open: bool = False) -> float:
     if not is_finite_number(value):
-        raise _fail(source, key, f"must be a finite number, got {value!r}.", "write a number.", "config-type")
+        raise _fail(source, key, f"must be a finite number, got {brief(value)}.", "write a number.", "config-type")
     v = float(value)
     if low is not None and (v < low or (low_open and v == low)):
         raise _fail(source, key, f"is {v}, below the allowed range.",
@@ -89,26 +93,33 @@ def _optional_number(value: Any, source: Path, key: str, **bounds: Any) -> float
 
 def _string(value: Any, source: Path, key: str) -> str:
     if not isinstance(value, str) or not value.strip():
-        raise _fail(source, key, f"must be a non-empty string, got {value!r}.", "write a name.", "config-type")
+        raise _fail(source, key, f"must be a non-empty string, got {brief(value)}.", "write a name.", "config-type")
     return value.strip()
 
 
 def _integer(value: Any, source: Path, key: str, low: int, high: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise _fail(source, key, f"must be an integer, got {value!r}.", f"write an integer >= {low}.", "config-type")
+        raise _fail(source, key, f"must be an integer, got {brief(value)}.", f"write an integer >= {low}.",
+                    "config-type")
     if value < low or (high is not None and value > high):
         allowed = f"between {low} and {high}" if high is not None else f">= {low}"
-        raise _fail(source, key, f"is {value}, outside the allowed range.", f"write an integer {allowed}.",
+        raise _fail(source, key, f"is {brief(value)}, outside the allowed range.", f"write an integer {allowed}.",
                     "config-range")
+    return value
+
+
+def _boolean(value: Any, source: Path, key: str) -> bool:
+    if not isinstance(value, bool):
+        raise _fail(source, key, f"must be true or false, got {brief(value)}.", "write true or false.", "config-type")
     return value
 
 
 def _enum(enum: type[Enum], value: Any, source: Path, key: str) -> Any:
     try:
         return enum(value)
-    except ValueError:
+    except (ValueError, TypeError):
         options = ", ".join(m.value for m in enum)
-        raise _fail(source, key, f"is {value!r}, not a known type.", f"use one of: {options}.",
+        raise _fail(source, key, f"is {brief(value)}, not a known type.", f"use one of: {options}.",
                     "config-unknown-value") from None
 
 
@@ -116,28 +127,33 @@ def _adstock(raw: Any, source: Path, key: str) -> AdstockConfig:
     if raw is None:
         return AdstockConfig()
     m = _mapping(raw, source, key)
-    _check_keys(m, {"type", "decay", "shape", "scale", "max_lag"}, set(), source, key)
-    kind = _enum(AdstockType, m.get("type", "geometric"), source, f"{key}.type")
-    return AdstockConfig(
-        type=kind,
-        decay=_optional_number(m.get("decay"), source, f"{key}.decay", low=0.0, high=1.0, high_open=True),
-        shape=_optional_number(m.get("shape"), source, f"{key}.shape", low=0.0, low_open=True),
-        scale=_optional_number(m.get("scale"), source, f"{key}.scale", low=0.0, low_open=True),
-        max_lag=_integer(m.get("max_lag", 12), source, f"{key}.max_lag", 1, MAX_LAG_WEEKS),
-    )
+    p = Problems()
+    _check_keys(m, {"type", "decay", "shape", "scale", "max_lag"}, set(), source, key, p)
+    kind = p.check(_enum, AdstockType, m["type"], source, f"{key}.type") if "type" in m else _DEFAULT_ADSTOCK
+    decay = p.check(_optional_number, m.get("decay"), source, f"{key}.decay", low=0.0, high=1.0, high_open=True)
+    shape = p.check(_optional_number, m.get("shape"), source, f"{key}.shape", low=0.0, low_open=True)
+    scale = p.check(_optional_number, m.get("scale"), source, f"{key}.scale", low=0.0, low_open=True)
+    max_lag = p.check(_integer, m.get("max_lag", 12), source, f"{key}.max_lag", 1, MAX_LAG_WEEKS)
+    p.raise_if_any()
+    return AdstockConfig(type=kind, decay=decay, shape=shape, scale=scale, max_lag=max_lag)
+
+
+_DEFAULT_ADSTOCK = AdstockConfig.__dataclass_fields__["type"].default
+"""The adstock type when the config names none: whatever `AdstockConfig` defaults to."""
 
 
 def _saturation(raw: Any, source: Path, key: str) -> SaturationConfig:
     if raw is None:
         return SaturationConfig()
     m = _mapping(raw, source, key)
-    _check_keys(m, {"type", "half_saturation", "slope"}, set(), source, key)
-    return SaturationConfig(
-        type=_enum(SaturationType, m.get("type", "hill"), source, f"{key}.type"),
-        half_saturation=_optional_number(m.get("half_saturation"), source, f"{key}.half_saturation",
-                                         low=0.0, low_open=True),
-        slope=_optional_number(m.get("slope"), source, f"{key}.slope", low=0.0, low_open=True),
-    )
+    p = Problems()
+    _check_keys(m, {"type", "half_saturation", "slope"}, set(), source, key, p)
+    kind = p.check(_enum, SaturationType, m.get("type", "hill"), source, f"{key}.type")
+    half = p.check(_optional_number, m.get("half_saturation"), source, f"{key}.half_saturation",
+                   low=0.0, low_open=True)
+    slope = p.check(_optional_number, m.get("slope"), source, f"{key}.slope", low=0.0, low_open=True)
+    p.raise_if_any()
+    return SaturationConfig(type=kind, half_saturation=half, slope=slope)
 
 
 def _date(value: Any, source: Path, key: str) -> dt.date:
@@ -150,28 +166,30 @@ def _date(value: Any, source: Path, key: str) -> dt.date:
             raise ValueError(value)
         return dt.date.fromisoformat(value.strip())
     except ValueError:
-        raise _fail(source, key, f"is {value!r}, not a date.", "write it as YYYY-MM-DD.", "config-type") from None
+        raise _fail(source, key, f"is {brief(value)}, not a date.", "write it as YYYY-MM-DD.",
+                    "config-type") from None
+
+
+_EXPERIMENT_FIELDS = {"channel", "start", "end", "incremental_kpi", "ci_low", "ci_high"}
 
 
 def _experiment(raw: Any, source: Path, key: str) -> ExperimentConfig:
     m = _mapping(raw, source, key)
-    fields = {"channel", "start", "end", "incremental_kpi", "ci_low", "ci_high"}
-    _check_keys(m, fields, fields, source, key)
-    exp = ExperimentConfig(
-        channel=_string(m["channel"], source, f"{key}.channel"),
-        start=_date(m["start"], source, f"{key}.start"),
-        end=_date(m["end"], source, f"{key}.end"),
-        incremental_kpi=_number(m["incremental_kpi"], source, f"{key}.incremental_kpi"),
-        ci_low=_number(m["ci_low"], source, f"{key}.ci_low"),
-        ci_high=_number(m["ci_high"], source, f"{key}.ci_high"),
-    )
+    p = Problems()
+    _check_keys(m, _EXPERIMENT_FIELDS, _EXPERIMENT_FIELDS, source, key, p)
+    checks = {"channel": _string, "start": _date, "end": _date, "incremental_kpi": _number, "ci_low": _number,
+              "ci_high": _number}
+    values = {name: p.check(fn, m[name], source, f"{key}.{name}") for name, fn in checks.items() if name in m}
+    p.raise_if_any()
+    exp = ExperimentConfig(**values)
     if exp.end < exp.start:
-        raise _fail(source, f"{key}.end", f"({exp.end}) is before start ({exp.start}).",
-                    "swap or correct the dates.", "experiment-dates")
+        p.add(_fail(source, f"{key}.end", f"({exp.end}) is before start ({exp.start}).",
+                    "swap or correct the dates.", "experiment-dates"))
     if not exp.ci_low <= exp.incremental_kpi <= exp.ci_high:
-        raise _fail(source, key, f"has incremental_kpi {exp.incremental_kpi} outside [ci_low, ci_high] = "
+        p.add(_fail(source, key, f"has incremental_kpi {exp.incremental_kpi} outside [ci_low, ci_high] = "
                     f"[{exp.ci_low}, {exp.ci_high}].", "check the experiment's reported interval.",
-                    "experiment-interval")
+                    "experiment-interval"))
+    p.raise_if_any()
     return exp
 
 
@@ -179,13 +197,17 @@ def _edges(raw: Any, source: Path) -> tuple[tuple[str, str], ...]:
     if not isinstance(raw, list):
         raise _fail(source, "graph.edges", "must be a list of [cause, effect] pairs.",
                     "write e.g. edges: [[tv, sales], [seasonality, tv]].", "config-type")
+    p = Problems()
     edges: list[tuple[str, str]] = []
     for i, pair in enumerate(raw):
         if not isinstance(pair, (list, tuple)) or len(pair) != 2:
-            raise _fail(source, f"graph.edges[{i}]", f"is {pair!r}, not a [cause, effect] pair.",
-                        "write each edge as [cause, effect].", "config-type")
-        edges.append((_string(pair[0], source, f"graph.edges[{i}][0]"),
-                      _string(pair[1], source, f"graph.edges[{i}][1]")))
+            p.add(_fail(source, f"graph.edges[{i}]", f"is {brief(pair)}, not a [cause, effect] pair.",
+                        "write each edge as [cause, effect].", "config-type"))
+            continue
+        cause = p.check(_string, pair[0], source, f"graph.edges[{i}][0]")
+        effect = p.check(_string, pair[1], source, f"graph.edges[{i}][1]")
+        edges.append((cause, effect))
+    p.raise_if_any()
     return tuple(edges)
 
 
@@ -207,8 +229,54 @@ class UniqueKeyLoader(yaml.SafeLoader):
     silently, so two channels both named `tv` would become one and the first would vanish."""
 
     def construct_document(self, node: yaml.Node) -> Any:
+        _refuse_alias_expansion(node)
         _refuse_duplicate_keys(node)
         return super().construct_document(node)
+
+
+MAX_YAML_VALUES = 20_000
+"""The most values a config may hold once its aliases are expanded (the sample holds about 200).
+Anchors and merge keys stay usable; an alias bomb (`&a [*b, *b, ...]` nested ten deep) is refused
+before any value is built or rendered."""
+
+
+class _AliasExpansion(yaml.YAMLError):
+    def __init__(self, values: int | None) -> None:
+        super().__init__("alias expansion")
+        self.values = values
+        """The expanded count that passed the bound, or None for an alias inside its own anchor."""
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
+
+
+def _refuse_alias_expansion(root: yaml.Node) -> None:
+    """Count the values the document expands to, each composed node once (memoised, so the walk is
+    linear in the text even when the expansion is exponential); refuse a recursive alias."""
+    size: dict[int, int] = {}
+    open_nodes: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, closing = stack.pop()
+        key = id(node)
+        if closing:
+            open_nodes.discard(key)
+            size[key] = 1 + sum(size[id(child)] for child in _children(node))
+            if size[key] > MAX_YAML_VALUES:
+                raise _AliasExpansion(size[key])
+            continue
+        if key in size:
+            continue
+        if key in open_nodes:
+            raise _AliasExpansion(None)
+        open_nodes.add(key)
+        stack.append((node, True))
+        stack.extend((child, False) for child in _children(node) if id(child) not in size)
 
 
 def _refuse_duplicate_keys(root: yaml.Node) -> None:
@@ -246,13 +314,18 @@ def read_yaml(text: str, source: Path) -> Any:
                           f"appears twice in the same mapping (lines {exc.first_line} and {exc.line}); YAML "
                           "would silently keep only the last one.",
                           "remove or rename one of the two (channel names must be unique).") from None
+    except _AliasExpansion as exc:
+        detail = ("has an alias inside its own anchor, which expands without end" if exc.values is None else
+                  f"expands to more than {MAX_YAML_VALUES:,} values through its anchors and aliases (&name / *name)")
+        raise ConfigError("config-aliases", str(source), f"{detail}; no config needs that many.",
+                          "write the values out, or use anchors only for small repeated mappings.") from None
     except yaml.YAMLError as exc:
-        where = " ".join(str(exc).replace('"<unicode string>"', source.name).split())
+        where = clip(" ".join(str(exc).replace('"<unicode string>"', source.name).split()), 400)
         raise ConfigError("config-yaml", str(source), f"is not valid YAML ({where}).",
                           "fix the YAML syntax at the position shown.") from None
     except (ValueError, TypeError, OverflowError) as exc:
         # PyYAML builds dates and tagged scalars with Python constructors, which raise their own errors.
-        raise ConfigError("config-yaml", str(source), f"holds a value YAML cannot build ({exc}), such as an "
+        raise ConfigError("config-yaml", str(source), f"holds a value YAML cannot build ({clip(str(exc))}), such as an "
                           "impossible date or a mistagged number.", "correct the value (dates as YYYY-MM-DD).") from None
     except RecursionError:
         raise ConfigError("config-yaml", str(source), "nests too deeply to be a config.",
@@ -266,15 +339,18 @@ def _latent(raw: Any, source: Path, nodes: set[str]) -> tuple[str, ...]:
     if not isinstance(raw, list):
         raise _fail(source, "graph.latent", "must be a list of node names.",
                     "write e.g. latent: [brand_awareness].", "config-type")
-    latent = tuple(_string(name, source, f"graph.latent[{i}]") for i, name in enumerate(raw))
-    _no_duplicates(source, "graph.latent", latent)
+    p = Problems()
+    latent = tuple(p.check(_string, name, source, f"graph.latent[{i}]") for i, name in enumerate(raw))
+    p.raise_if_any()
+    _no_duplicates(source, "graph.latent", latent, p)
     for i, name in enumerate(latent):
         if name == RESERVED_COLUMN or _FOURIER_COLUMN.match(name):
-            raise _fail(source, f"graph.latent[{i}]", f"'{name}' is a name the pipeline gives to a data column.",
-                        "choose another name for the unobserved cause.", "reserved-column")
-        if name in nodes:
-            raise _fail(source, f"graph.latent[{i}]", f"'{name}' is a channel, a control or the KPI, which have data.",
-                        "list only causes without a data column as latent.", "duplicate-node")
+            p.add(_fail(source, f"graph.latent[{i}]", f"'{name}' is a name the pipeline gives to a data column.",
+                        "choose another name for the unobserved cause.", "reserved-column"))
+        elif name in nodes:
+            p.add(_fail(source, f"graph.latent[{i}]", f"'{name}' is a channel, a control or the KPI, which have "
+                        "data.", "list only causes without a data column as latent.", "duplicate-node"))
+    p.raise_if_any()
     return latent
 
 
@@ -298,49 +374,109 @@ TOP_LEVEL_KEYS = {"data", "channels", "controls", "graph", "features", "experime
 
 def parse_config(raw: Any, source: Path) -> PipelineConfig:
     """Validate an already-parsed YAML document; `source` anchors relative paths and messages.
-    The graph is built and validated too, so a bad DAG is refused before any run starts."""
+    Every problem is collected and raised at once (`ConfigErrors` when there are several), the
+    graph's included, so a user fixes a config in one pass and a bad DAG is refused before any run."""
     if raw is None:
         raise ConfigError("config-empty", str(source), "is empty.", "start from the bundled sample config.")
     top = _mapping(raw, source, "(top level)")
-    _check_keys(top, TOP_LEVEL_KEYS, {"data", "channels", "graph"}, source, "")
+    p = Problems()
+    _check_keys(top, TOP_LEVEL_KEYS, {"data", "channels", "graph"}, source, "", p)
 
-    data = _data(top["data"], source)
-    channels = _channels(top["channels"], source)
-    controls = _controls(top.get("controls"), source)
-    _check_roles(data, channels, controls, source)
+    data = p.check(_data, top["data"], source) if "data" in top else None
+    channels = p.check(_channels, top["channels"], source) if "channels" in top else None
+    controls = p.check(_controls, top.get("controls"), source)
+    roles = (data or _data_stand_in(top.get("data")), channels or _channel_stand_ins(top.get("channels")), controls)
+    if all(r is not None for r in roles):
+        _check_roles(*roles, source, p)
+    nodes = _node_names(top)
 
-    g = _mapping(top["graph"], source, "graph")
-    _check_keys(g, {"edges", "file", "latent"}, set(), source, "graph")
+    graph = p.check(_graph, top["graph"], source, nodes) if "graph" in top else None
+    features = p.check(_features, top.get("features"), source)
+    experiments = p.check(_experiments, top.get("experiments"), source, nodes)
+    checks = p.check(_section, top.get("checks"), source, "checks", CheckConfig)
+    estimation = p.check(_section, top.get("estimation"), source, "estimation", EstimationConfig)
+    if graph is not None and nodes is not None:
+        edges, graph_file, latent = graph
+        channel_names, control_names, kpi = nodes
+        p.check(check_graph, GraphSpec(source, channel_names, control_names, kpi, latent, edges, graph_file))
+    p.raise_if_any()
+    edges, graph_file, latent = graph
+    return PipelineConfig(source=source, data=data, channels=channels, controls=controls, edges=edges,
+                          features=features, experiments=experiments, checks=checks, estimation=estimation,
+                          graph_file=graph_file, latent=latent)
+
+
+def _node_names(top: Mapping[str, Any]) -> tuple[tuple[str, ...], tuple[str, ...], str] | None:
+    """The graph's observed nodes (channels, controls, KPI) when the config names them clearly enough
+    to check the graph against them, even if other keys of those sections are wrong; else None."""
+    data, channels, controls = top.get("data"), top.get("channels"), top.get("controls") or []
+    if not isinstance(data, Mapping) or not isinstance(data.get("kpi"), str) or not data["kpi"].strip():
+        return None
+    if not isinstance(channels, Mapping) or not channels or not isinstance(controls, list):
+        return None
+    names = [n.strip() if isinstance(n, str) else None for n in (*channels, *controls)]
+    if any(n is None or not _CHANNEL_NAME.match(n) for n in names[:len(channels)]) or None in names or "" in names:
+        return None
+    return tuple(names[:len(channels)]), tuple(names[len(channels):]), data["kpi"].strip()
+
+
+def _data_stand_in(raw: Any) -> DataConfig | None:
+    """The date and KPI columns of a `data` section with other problems, so column roles are still
+    checked (and reported with them)."""
+    if isinstance(raw, Mapping) and all(isinstance(raw.get(k), str) for k in ("date_column", "kpi")):
+        return DataConfig(Path(), raw["date_column"].strip(), raw["kpi"].strip())
+    return None
+
+
+def _channel_stand_ins(raw: Any) -> tuple[ChannelConfig, ...] | None:
+    """Name and spend column of every channel that gives them, for the role checks of a config whose
+    channels have other problems."""
+    if not isinstance(raw, Mapping):
+        return None
+    return tuple(ChannelConfig(name.strip(), spec["spend_column"].strip()) for name, spec in raw.items()
+                 if isinstance(name, str) and isinstance(spec, Mapping) and isinstance(spec.get("spend_column"), str))
+
+
+def _graph(raw: Any, source: Path, nodes: tuple[tuple[str, ...], tuple[str, ...], str] | None
+           ) -> tuple[tuple[tuple[str, str], ...], Path | None, tuple[str, ...]]:
+    """`graph`: edges or a file (exactly one), and the latent nodes."""
+    g = _mapping(raw, source, "graph")
+    p = Problems()
+    _check_keys(g, {"edges", "file", "latent"}, set(), source, "graph", p)
     if ("edges" in g) == ("file" in g):
-        raise _fail(source, "graph", "must give exactly one of 'edges' or 'file'.",
-                    "list the edges, or point 'file' at a DOT or GML drawing.", "config-missing-key")
-    graph_file = None if "file" not in g else (source.parent / _string(g["file"], source, "graph.file")).resolve()
-    edges = _edges(g["edges"], source) if "edges" in g else ()
-    latent = _latent(g.get("latent"), source, {c.name for c in channels} | set(controls) | {data.kpi})
+        p.add(_fail(source, "graph", "must give exactly one of 'edges' or 'file'.",
+                    "list the edges, or point 'file' at a DOT or GML drawing.", "config-missing-key"))
+    name = p.check(_string, g["file"], source, "graph.file") if "file" in g else None
+    edges = p.check(_edges, g["edges"], source) if "edges" in g else ()
+    known = set() if nodes is None else {*nodes[0], *nodes[1], nodes[2]}
+    latent = p.check(_latent, g.get("latent"), source, known)
+    p.raise_if_any()
+    return edges, None if name is None else (source.parent / name).resolve(), latent
 
-    f = _mapping(_or_empty(top.get("features")), source, "features")
-    _check_keys(f, {"fourier_order"}, set(), source, "features")
-    features = FeatureConfig(fourier_order=_integer(f.get("fourier_order", 2), source, "features.fourier_order", 1,
-                                                    MAX_FOURIER_ORDER))
 
-    exp_raw = top.get("experiments")
-    exp_raw = [] if exp_raw is None else exp_raw
-    if not isinstance(exp_raw, list):
+def _features(raw: Any, source: Path) -> FeatureConfig:
+    f = _mapping(_or_empty(raw), source, "features")
+    p = Problems()
+    _check_keys(f, {"fourier_order"}, set(), source, "features", p)
+    order = p.check(_integer, f.get("fourier_order", 2), source, "features.fourier_order", 1, MAX_FOURIER_ORDER)
+    p.raise_if_any()
+    return FeatureConfig(fourier_order=order)
+
+
+def _experiments(raw: Any, source: Path, nodes: tuple[tuple[str, ...], tuple[str, ...], str] | None
+                 ) -> tuple[ExperimentConfig, ...]:
+    raw = [] if raw is None else raw
+    if not isinstance(raw, list):
         raise _fail(source, "experiments", "must be a list.", "write one mapping per lift test.", "config-type")
-    experiments = tuple(_experiment(e, source, f"experiments[{i}]") for i, e in enumerate(exp_raw))
-    names = [c.name for c in channels]
+    p = Problems()
+    experiments = [p.check(_experiment, e, source, f"experiments[{i}]") for i, e in enumerate(raw)]
+    names = () if nodes is None else nodes[0]
     for i, e in enumerate(experiments):
-        if e.channel not in names:
-            raise _fail(source, f"experiments[{i}].channel", f"'{e.channel}' is not a configured channel.",
-                        f"use one of: {', '.join(names)}.", "experiment-channel")
-
-    checks = _section(top.get("checks"), source, "checks", CheckConfig)
-    estimation = _section(top.get("estimation"), source, "estimation", EstimationConfig)
-    config = PipelineConfig(source=source, data=data, channels=channels, controls=controls, edges=edges,
-                            features=features, experiments=experiments, checks=checks, estimation=estimation,
-                            graph_file=graph_file, latent=latent)
-    build_graph(config)
-    return config
+        if e is not None and nodes is not None and e.channel not in names:
+            p.add(_fail(source, f"experiments[{i}].channel", f"'{e.channel}' is not a configured channel.",
+                        f"use one of: {', '.join(names)}.", "experiment-channel"))
+    p.raise_if_any()
+    return tuple(experiments)
 
 
 def _or_empty(value: Any) -> Any:
@@ -349,45 +485,54 @@ def _or_empty(value: Any) -> Any:
 
 def _data(raw: Any, source: Path) -> DataConfig:
     d = _mapping(raw, source, "data")
+    p = Problems()
     _check_keys(d, {"path", "table", "date_column", "kpi", "kpi_must_be_positive"},
-                {"path", "date_column", "kpi"}, source, "data")
-    positive = d.get("kpi_must_be_positive", False)
-    if not isinstance(positive, bool):
-        raise _fail(source, "data.kpi_must_be_positive", f"must be true or false, got {positive!r}.",
-                    "write true or false.", "config-type")
-    return DataConfig(
-        path=(source.parent / _string(d["path"], source, "data.path")).resolve(),
-        date_column=_string(d["date_column"], source, "data.date_column"),
-        kpi=_string(d["kpi"], source, "data.kpi"),
-        table=None if d.get("table") is None else _string(d["table"], source, "data.table"),
-        kpi_must_be_positive=positive,
-    )
+                {"path", "date_column", "kpi"}, source, "data", p)
+    values = {key: p.check(_string, d[key], source, f"data.{key}") for key in ("path", "date_column", "kpi")
+              if key in d}
+    table = None if d.get("table") is None else p.check(_string, d["table"], source, "data.table")
+    positive = p.check(_boolean, d.get("kpi_must_be_positive", False), source, "data.kpi_must_be_positive")
+    p.raise_if_any()
+    return DataConfig(path=(source.parent / values["path"]).resolve(), date_column=values["date_column"],
+                      kpi=values["kpi"], table=table, kpi_must_be_positive=positive)
 
 
 def _channels(raw: Any, source: Path) -> tuple[ChannelConfig, ...]:
     ch_raw = _mapping(raw, source, "channels")
     if not ch_raw:
         raise _fail(source, "channels", "is empty.", "name at least one media channel.", "config-missing-key")
+    p = Problems()
     channels: list[ChannelConfig] = []
     spend_columns: dict[str, str] = {}
     for name, spec in ch_raw.items():
-        key = f"channels.{name}"
-        name = _string(name, source, key)
-        if not _CHANNEL_NAME.match(name) or name == RESERVED_COLUMN or _FOURIER_COLUMN.match(name):
-            raise _fail(source, key, f"'{name}' is not a usable channel name.",
-                        "use letters, digits and '_' (starting with a letter), other than 'week' and the "
-                        "generated 'seasonality_sin1'-style names.", "channel-name")
-        spec = _mapping(spec, source, key)
-        _check_keys(spec, {"spend_column", "adstock", "saturation"}, {"spend_column"}, source, key)
-        column = _string(spec["spend_column"], source, f"{key}.spend_column")
-        if column in spend_columns:
-            raise _fail(source, f"{key}.spend_column", f"'{column}' is already the spend of channel "
-                        f"'{spend_columns[column]}'.", "give each channel its own spend column.",
-                        "duplicate-spend-column")
-        spend_columns[column] = name
-        channels.append(ChannelConfig(name, column, _adstock(spec.get("adstock"), source, f"{key}.adstock"),
-                                      _saturation(spec.get("saturation"), source, f"{key}.saturation")))
+        channel = p.check(_channel, name, spec, source)
+        if channel is None:
+            continue
+        if channel.spend_column in spend_columns:
+            p.add(_fail(source, f"channels.{channel.name}.spend_column", f"'{channel.spend_column}' is already the "
+                        f"spend of channel '{spend_columns[channel.spend_column]}'.",
+                        "give each channel its own spend column.", "duplicate-spend-column"))
+        spend_columns.setdefault(channel.spend_column, channel.name)
+        channels.append(channel)
+    p.raise_if_any()
     return tuple(channels)
+
+
+def _channel(name: Any, spec: Any, source: Path) -> ChannelConfig:
+    key = f"channels.{brief(name) if not isinstance(name, str) else name}"
+    name = _string(name, source, key)
+    p = Problems()
+    if not _CHANNEL_NAME.match(name) or name == RESERVED_COLUMN or _FOURIER_COLUMN.match(name):
+        p.add(_fail(source, key, f"{brief(name)} is not a usable channel name.",
+                    "use letters, digits and '_' (starting with a letter), other than 'week' and the "
+                    "generated 'seasonality_sin1'-style names.", "channel-name"))
+    spec = _mapping(spec, source, key)
+    _check_keys(spec, {"spend_column", "adstock", "saturation"}, {"spend_column"}, source, key, p)
+    column = p.check(_string, spec["spend_column"], source, f"{key}.spend_column") if "spend_column" in spec else None
+    adstock = p.check(_adstock, spec.get("adstock"), source, f"{key}.adstock")
+    saturation = p.check(_saturation, spec.get("saturation"), source, f"{key}.saturation")
+    p.raise_if_any()
+    return ChannelConfig(name, column, adstock, saturation)
 
 
 def _controls(raw: Any, source: Path) -> tuple[str, ...]:
@@ -395,13 +540,16 @@ def _controls(raw: Any, source: Path) -> tuple[str, ...]:
     if not isinstance(controls_raw, list):
         raise _fail(source, "controls", "must be a list of column names.", "write e.g. [seasonality, price].",
                     "config-type")
-    controls = tuple(_string(c, source, f"controls[{i}]") for i, c in enumerate(controls_raw))
-    _no_duplicates(source, "controls", controls)
+    p = Problems()
+    controls = tuple(p.check(_string, c, source, f"controls[{i}]") for i, c in enumerate(controls_raw))
+    p.raise_if_any()
+    _no_duplicates(source, "controls", controls, p)
+    p.raise_if_any()
     return controls
 
 
 def _check_roles(data: DataConfig, channels: tuple[ChannelConfig, ...], controls: tuple[str, ...],
-                 source: Path) -> None:
+                 source: Path, p: Problems) -> None:
     """Each graph node has one role, and each data column one use: a column read as both a
     control and a spend (or the date and the KPI) would silently model a variable against itself."""
     nodes = [*((c.name, f"channels.{c.name}", "a channel") for c in channels),
@@ -410,9 +558,9 @@ def _check_roles(data: DataConfig, channels: tuple[ChannelConfig, ...], controls
     seen: dict[str, str] = {}
     for name, key, role in nodes:
         if name in seen:
-            raise _fail(source, key, f"'{name}' is already {seen[name]}.", "give each graph node one role: rename "
-                        "one of them.", "duplicate-node")
-        seen[name] = role
+            p.add(_fail(source, key, f"'{name}' is already {seen[name]}.", "give each graph node one role: rename "
+                        "one of them.", "duplicate-node"))
+        seen.setdefault(name, role)
     observed = [c for c in controls if c not in GENERATED_CONTROLS]
     columns = [(data.date_column, "data.date_column", "the date column"),
                *((c.spend_column, f"channels.{c.name}.spend_column", f"the spend of channel '{c.name}'")
@@ -422,20 +570,20 @@ def _check_roles(data: DataConfig, channels: tuple[ChannelConfig, ...], controls
     used: dict[str, str] = {}
     for column, key, role in columns:
         if column in used:
-            raise _fail(source, key, f"reads the data column '{column}', which is already {used[column]}.",
-                        "point each role at its own column.", "duplicate-column")
-        if column == RESERVED_COLUMN and key != "data.date_column":
-            raise _fail(source, key, f"names the column '{RESERVED_COLUMN}', which the pipeline reserves for the "
+            p.add(_fail(source, key, f"reads the data column '{column}', which is already {used[column]}.",
+                        "point each role at its own column.", "duplicate-column"))
+        elif column == RESERVED_COLUMN and key != "data.date_column":
+            p.add(_fail(source, key, f"names the column '{RESERVED_COLUMN}', which the pipeline reserves for the "
                         "normalised date.", "rename the data column, or make it data.date_column.",
-                        "reserved-column")
-        used[column] = role
+                        "reserved-column"))
+        used.setdefault(column, role)
 
 
-def _no_duplicates(source: Path, key: str, names: tuple[str, ...]) -> None:
+def _no_duplicates(source: Path, key: str, names: tuple[str, ...], p: Problems) -> None:
     seen: set[str] = set()
     for n in names:
         if n in seen:
-            raise _fail(source, key, f"names '{n}' twice.", "list each name once.", "duplicate-node")
+            p.add(_fail(source, key, f"names '{n}' twice.", "list each name once.", "duplicate-node"))
         seen.add(n)
 
 
@@ -443,8 +591,12 @@ def _section(raw: Any, source: Path, key: str, cls: type) -> Any:
     """Build a flat threshold dataclass from a mapping: unknown keys and wrong types refused, and
     range errors from the dataclass's own validation re-anchored on the config file."""
     m = _mapping(_or_empty(raw), source, key)
-    _check_keys(m, set(cls.__dataclass_fields__), set(), source, key)
+    p = Problems()
+    _check_keys(m, set(cls.__dataclass_fields__), set(), source, key, p)
     try:
-        return cls(**dict(m))
+        section = cls(**{k: v for k, v in m.items() if k in cls.__dataclass_fields__})
     except ConfigError as exc:
-        raise ConfigError(exc.rule, f"{source} key '{exc.place}'", exc.detail, exc.fix) from None
+        for problem in exc.problems:
+            p.add(ConfigError(problem.rule, f"{source} key '{problem.place}'", problem.detail, problem.fix))
+    p.raise_if_any()
+    return section

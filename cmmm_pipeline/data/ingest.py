@@ -6,7 +6,9 @@ job, so that they are reported with all failing rows at once."""
 
 from __future__ import annotations
 
+import csv
 import difflib
+import math
 import warnings
 from pathlib import Path
 
@@ -14,28 +16,66 @@ import numpy as np
 import pandas as pd
 
 from cmmm_pipeline.core.config import GENERATED_CONTROLS, PipelineConfig
-from cmmm_pipeline.core.errors import DataError, format_rows
+from cmmm_pipeline.core.config import RESERVED_COLUMN as WEEK  # media.features.WEEK, without importing scipy
+from cmmm_pipeline.core.errors import CmmmError, DataError, brief, clip, format_rows
 from cmmm_pipeline.data.validation import check_experiment_dates
-from cmmm_pipeline.media.features import WEEK
+
+MAX_ABS_VALUE = 1e12
+"""The largest magnitude a spend, control or KPI value may take. Beyond it the fit's sums of squares
+lose all precision (a KPI of 1e300 overflows them to inf and yields NaN intervals); no weekly
+business figure comes near it, so a larger value is a unit or export error."""
+
+CSV_SUFFIXES = {".csv", ".txt"}
+
+
+def raw_header(path: Path) -> list[str]:
+    """The CSV header line as written, before pandas renames a repeated name (`tv_spend.1`)."""
+    with path.open(encoding="utf-8-sig", errors="replace", newline="") as handle:
+        return [name.strip() for name in next(csv.reader([handle.readline()]), [])]
+
+
+def _check_raw_header(path: Path, used: list[str]) -> None:
+    """Refuse a used column (any column when none is named yet) that appears twice in the header:
+    pandas would keep the first and silently rename the second, so a re-exported column would be
+    ignored (or the wrong one read)."""
+    header = raw_header(path)
+    duplicated = [c for c in dict.fromkeys(header) if header.count(c) > 1 and (not used or c in used)]
+    if duplicated:
+        positions = "; ".join(f"'{clip(c)}' at positions "
+                              f"{', '.join(str(i + 1) for i, h in enumerate(header) if h == c)}" for c in duplicated)
+        raise DataError("column-duplicated", f"{path} column '{clip(duplicated[0])}'",
+                        f"appears more than once in the header line ({positions}); only one can be read.",
+                        "keep one column of each name in the export.")
 
 
 def read_table(config: PipelineConfig) -> pd.DataFrame:
-    path: Path = config.data.path
+    return read_data_file(config.data.path, config.data.table, used_columns(config))
+
+
+def read_data_file(path: Path, table: str | None = None, used: list[str] | None = None) -> pd.DataFrame:
+    """The weekly table as stored (CSV, Parquet or a DuckDB table); any failure is one refusal.
+    For a CSV, the used columns' names are first checked in the raw header line."""
     if not path.is_file():
         raise DataError("data-missing", str(path), "no such file.", "fix data.path in the config.")
     suffix = path.suffix.lower()
+    if not table and suffix in CSV_SUFFIXES:
+        try:
+            _check_raw_header(path, used or [])
+        except OSError as exc:
+            raise DataError("data-unreadable", str(path), f"could not be read ({type(exc).__name__}).",
+                            "check that the file is a valid CSV/Parquet file or that the DuckDB table exists.") from None
     try:
-        if config.data.table:
+        if table:
             import duckdb
 
             with duckdb.connect(str(path), read_only=True) as con:
-                return con.execute("SELECT * FROM query_table(?)", [config.data.table]).df()
+                return con.execute("SELECT * FROM query_table(?)", [table]).df()
         if suffix == ".parquet":
             return pd.read_parquet(path)
-        if suffix in {".csv", ".txt"}:
+        if suffix in CSV_SUFFIXES:
             return pd.read_csv(path)
     except Exception as exc:  # noqa: BLE001 - any reader failure becomes one clear refusal
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        reason = clip(str(exc).strip().splitlines()[0], 200) if str(exc).strip() else ""
         raise DataError("data-unreadable", str(path), f"could not be read ({type(exc).__name__}: {reason}).",
                         "check that the file is a valid CSV/Parquet file or that the DuckDB table exists.") from None
     raise DataError("data-format", str(path), f"has the unsupported extension '{suffix}'.",
@@ -74,7 +114,7 @@ def _check_columns(table: pd.DataFrame, columns: list[str], config: PipelineConf
 def _parse_dates(values: pd.Series, config: PipelineConfig) -> pd.Series:
     where = _where(config, config.data.date_column)
     if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
-        raise DataError("date-parse", where, f"holds numbers (e.g. {values.iloc[0]!r}), not dates; spreadsheet "
+        raise DataError("date-parse", where, f"holds numbers (e.g. {brief(values.iloc[0])}), not dates; spreadsheet "
                         "serial numbers are the usual cause.", "write every date as YYYY-MM-DD.")
     try:
         with warnings.catch_warnings():
@@ -83,7 +123,7 @@ def _parse_dates(values: pd.Series, config: PipelineConfig) -> pd.Series:
             dates = pd.to_datetime(values, errors="coerce")
     except (ValueError, TypeError, OverflowError) as exc:
         raise DataError("date-parse", where, f"holds dates that cannot be read together ({type(exc).__name__}: "
-                        f"{str(exc).splitlines()[0] if str(exc) else ''}); mixed time zones or formats are the "
+                        f"{clip(str(exc).splitlines()[0]) if str(exc) else ''}); mixed time zones or formats are the "
                         "usual cause.", "write every date as YYYY-MM-DD.") from None
     if not pd.api.types.is_datetime64_any_dtype(dates):
         raise DataError("date-parse", where, "could not be read as dates.", "write every date as YYYY-MM-DD.")
@@ -91,7 +131,7 @@ def _parse_dates(values: pd.Series, config: PipelineConfig) -> pd.Series:
     if bad:
         raise DataError("date-parse", where,
                         f"has {len(bad)} value(s) that are not dates, at data row(s) {format_rows([i + 1 for i in bad])} "
-                        f"(e.g. {values.iloc[bad[0]]!r}).", "write every date as YYYY-MM-DD; no empty dates.")
+                        f"(e.g. {brief(values.iloc[bad[0]])}).", "write every date as YYYY-MM-DD; no empty dates.")
     if getattr(dates.dt, "tz", None) is not None:
         dates = dates.dt.tz_localize(None)  # keep the local calendar day the export meant
     return dates.dt.normalize()
@@ -116,8 +156,8 @@ def _to_float(value: object) -> float:
         return float("nan")
 
 
-def normalise(table: pd.DataFrame, config: PipelineConfig) -> pd.DataFrame:
-    """Keep the used columns, rename the date to `week`, parse dates and numbers, sort by week."""
+def _selected(table: pd.DataFrame, config: PipelineConfig) -> pd.DataFrame:
+    """The used columns (generated controls included when the data provides them)."""
     if len(table) == 0:
         raise DataError("data-empty", str(config.data.path), "has no data rows.",
                         "export the weekly table with its rows, not only the header.")
@@ -127,26 +167,81 @@ def normalise(table: pd.DataFrame, config: PipelineConfig) -> pd.DataFrame:
     for control in config.controls:
         if control in GENERATED_CONTROLS and control in table.columns:
             columns.append(control)
-    out = table[columns].reset_index(drop=True)
-    dates = _parse_dates(out[config.data.date_column], config)
-    out = out.drop(columns=[config.data.date_column])
-    problems: list[tuple[str, list[int], object]] = []
+    return table[columns].reset_index(drop=True)
+
+
+def _numeric_problems(out: pd.DataFrame, dates: pd.Series | None,
+                      config: PipelineConfig) -> list[tuple[str, DataError]]:
+    """Convert every non-date column to floats in place; one refusal per column holding text, then
+    one per column holding a value beyond `MAX_ABS_VALUE` (in weeks when the dates are known)."""
+    def label(rows: list[int]) -> str:
+        return (f"week(s) {format_rows([str(dates.iloc[i].date()) for i in rows])}" if dates is not None
+                else f"data row(s) {format_rows([i + 1 for i in rows])}")
+
+    text_problems: list[tuple[str, DataError]] = []
+    size_problems: list[tuple[str, DataError]] = []
     for column in out.columns:
         numbers, text = _to_numbers(out[column])
         if text:
-            problems.append((column, text, out[column].iloc[text[0]]))
+            text_problems.append((column, DataError(
+                "numeric-type", _where(config, column),
+                f"holds {len(text)} value(s) that are not numbers, in {label(text)} "
+                f"(e.g. {brief(out[column].iloc[text[0]])}).",
+                "clean the export: numbers only, '.' as the decimal mark, no currency signs, thousands "
+                "separators or text such as 'n/a'.")))
+        values = numbers.to_numpy(dtype=float)
+        huge = [i for i, v in enumerate(values) if math.isfinite(v) and abs(v) > MAX_ABS_VALUE]
+        if huge:
+            size_problems.append((column, DataError(
+                "value-too-large", _where(config, column),
+                f"holds {len(huge)} value(s) beyond +-{MAX_ABS_VALUE:.0e}, in {label(huge)} "
+                f"(e.g. {values[huge[0]]:.3g}); the fit cannot be computed in floating point at that size.",
+                "check the export's units (cents, a missing decimal point) or rescale the column, e.g. to "
+                "thousands.")))
         out[column] = numbers
+    return text_problems + size_problems
+
+
+def normalise(table: pd.DataFrame, config: PipelineConfig) -> pd.DataFrame:
+    """Keep the used columns, rename the date to `week`, parse dates and numbers, sort by week."""
+    out = _selected(table, config)
+    dates = _parse_dates(out[config.data.date_column], config)
+    out = out.drop(columns=[config.data.date_column])
+    problems = _numeric_problems(out, dates, config)
     if problems:
-        column, rows, example = problems[0]
-        weeks = [str(dates.iloc[i].date()) for i in rows]
-        others = f" Other columns with text: {', '.join(c for c, _, _ in problems[1:])}." if problems[1:] else ""
-        raise DataError("numeric-type", _where(config, column),
-                        f"holds {len(rows)} value(s) that are not numbers, in week(s) {format_rows(weeks)} "
-                        f"(e.g. {example!r}).{others}",
-                        "clean the export: numbers only, '.' as the decimal mark, no currency signs, thousands "
-                        "separators or text such as 'n/a'.")
+        _, first = problems[0]
+        others = [column for column, p in problems[1:] if p.rule == first.rule]
+        kind = "with text" if first.rule == "numeric-type" else "too large"
+        more = f" Other columns {kind}: {', '.join(others)}." if others else ""
+        raise DataError(first.rule, first.place, first.detail + more, first.fix)
     out.insert(0, WEEK, dates.to_numpy())
     return out.sort_values(WEEK, kind="stable").reset_index(drop=True)
+
+
+def schema_problems(config: PipelineConfig) -> list[CmmmError]:
+    """Every problem of the data file against the config that can be seen without running the
+    pipeline: unreadable file, duplicated or missing columns, no rows, dates that are not dates,
+    text in number columns, values beyond the fit's range, experiments outside the data's weeks.
+    Value rules over rows (gaps, negatives, nulls) stay with the data-quality suite of the run."""
+    try:
+        table = read_table(config)
+        out = _selected(table, config)
+    except CmmmError as exc:
+        return [exc]
+    problems: list[CmmmError] = []
+    try:
+        dates: pd.Series | None = _parse_dates(out[config.data.date_column], config)
+    except CmmmError as exc:
+        problems.append(exc)
+        dates = None
+    out = out.drop(columns=[config.data.date_column])
+    problems.extend(p for _, p in _numeric_problems(out, dates, config))
+    if dates is not None:
+        try:
+            check_experiment_dates(pd.DataFrame({WEEK: dates}), WEEK, config)
+        except CmmmError as exc:
+            problems.append(exc)
+    return problems
 
 
 def load_raw(config: PipelineConfig) -> pd.DataFrame:

@@ -66,14 +66,21 @@ def test_dot_attribute_values_are_not_nodes() -> None:
     assert set(g.nodes) == {"a", "b", "c"}
 
 
+def test_edge_operators_inside_names_labels_and_comments_do_not_count() -> None:
+    g = read_dot('digraph { a [label=<x -- y>]; "q--r" -> a // c -- d\n /* e -- f */ }')
+    assert set(g.edges) == {("q--r", "a")}
+    assert read_dot('graph { "a->b" -- c }').edges == nx.Graph([("a->b", "c")]).edges
+
+
 @pytest.mark.parametrize("text, detail", [
     ("graph { tv -- sales }", "undirected"),
     ("digraph { tv -- sales }", "'--'"),
-    ("digraph { tv -> sales ", "'}'"),
-    ("digraph { tv -> ; }", "expected 'id'"),
-    ("digraph { tv-spend -> sales }", "unexpected character '-'"),
-    ("digraph { tv -> sales } extra", "after the closing"),
-    ("dag { tv -> sales }", "expected 'keyword'"),
+    ("digraph { tv -> sales ", "Expected '}', found end of text on line 1, column 23"),
+    ("digraph { tv -> ; }", "on line 1, column 14"),
+    ("digraph {\n tv-spend -> sales }", "found '-' on line 2, column 4"),
+    ("digraph { tv -> sales } extra", "Expected end of text, found 'extra'"),
+    ("dag { tv -> sales }", "found 'dag' on line 1, column 1"),
+    ('digraph { a -> b }\ndigraph { c -> d }', "holds 2 graphs"),
 ])
 def test_malformed_or_undirected_dot_is_refused_with_the_reason(tmp_path: Path, text: str, detail: str) -> None:
     with pytest.raises(ConfigError) as err:
