@@ -2,13 +2,13 @@
 
 
 import pandas as pd
-from dagster import MaterializeResult, MetadataValue, asset
-from dagster_duckdb import DuckDBResource
+from dagster import MetadataValue, Output, asset
 
-from assets.common import OWNERS, markdown_image, markdown_table
-from assets.resources import CmmmSettings
 from cmmm_pipeline.dag.audit import audit_dag
-from cmmm_pipeline.data import warehouse
+from cmmm_pipeline.dag.diagnostics import DiagnosticSettings, diagnose_missing_drivers
+from resources.metadata import OWNERS, markdown_image, markdown_table, rule_failures
+from resources.settings import CmmmSettings
+from resources.values import CausalDag, TransformedMedia
 
 
 def _mermaid(edges: pd.DataFrame) -> str:
@@ -16,24 +16,27 @@ def _mermaid(edges: pd.DataFrame) -> str:
     return "```mermaid\n" + "\n".join(lines) + "\n```"
 
 
-@asset(group_name="cmmm", kinds={"duckdb", "networkx", "dowhy"}, owners=OWNERS, deps=["transformed_media"])
-def causal_dag(settings: CmmmSettings, duckdb: DuckDBResource) -> MaterializeResult:
+@asset(group_name="cmmm", kinds={"duckdb", "networkx", "dowhy"}, owners=OWNERS)
+def causal_dag(settings: CmmmSettings, raw_spend: pd.DataFrame,
+               transformed_media: TransformedMedia) -> Output[CausalDag]:
     """The causal assumptions written down and audited: a DAG over channels, controls, latent causes
     and the KPI (acyclic, known nodes, the KPI a sink, every channel with a path to it); each
     conditional independence it implies tested on the transformed media (`dag_tests`); DoWhy
     identification per channel (`identification`); and overlap of spend within strata of each
-    channel's adjustment set (`overlap`). The checks `dag_overlap`, `dag_independence` and
-    `dag_identification` judge these tables."""
-    config = settings.load()
-    with duckdb.get_connection() as con:
-        raw = warehouse.read_table(con, "raw_spend")
-        features = warehouse.read_table(con, "transformed_media")
-        audit = audit_dag(config, raw, features)
-        tables = audit.tables()
-        warehouse.write_tables(con, tables)
+    channel's adjustment set (`overlap`); and drivers the DAG leaves out, as a trend, seasonality or
+    autocorrelation in the KPI's residual given its parents (`missing_drivers`). The checks
+    `dag_overlap`, `dag_independence`, `dag_identification` and `missing_drivers` judge these tables."""
+    config = settings.config
+    with rule_failures():
+        audit = audit_dag(config, raw_spend, transformed_media.transformed_media)
+        drivers = diagnose_missing_drivers(transformed_media.transformed_media, audit.expanded, config.kpi,
+                                           DiagnosticSettings())
+    tables = audit.tables()
+    value = CausalDag(graph=audit.graph, expanded=audit.expanded, **tables, missing_drivers=drivers.table(),
+                      missing_drivers_summary=drivers.description())
     tests, identification, overlap = tables["dag_tests"], tables["identification"], tables["overlap"]
     rejected = tests[tests["rejected"].astype(bool)]
-    return MaterializeResult(metadata={
+    return Output(value, metadata={
         "nodes": audit.graph.number_of_nodes(),
         "edges": audit.graph.number_of_edges(),
         "latent_nodes": ", ".join(sorted(config.latent)) or "none",

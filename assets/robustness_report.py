@@ -2,51 +2,53 @@
 
 
 import datetime as dt
+from pathlib import Path
 
+import pandas as pd
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
-from dagster_duckdb import DuckDBResource
 
-from assets.common import OWNERS, markdown_image, markdown_table
-from assets.resources import CmmmSettings
-from cmmm_pipeline.dag.graph import expand_graph, graph_from_table
 from cmmm_pipeline.data import warehouse
 from cmmm_pipeline.effects.robustness import assess
-from cmmm_pipeline.media.features import node_columns
 from cmmm_pipeline.publish import outputs
+from resources.metadata import OWNERS, file_link, markdown_image, markdown_table, roi_metadata, rule_failures
+from resources.settings import CmmmSettings, WarehouseResource
+from resources.values import AteEstimates, TransformedMedia
 
 
-@asset(group_name="cmmm", kinds={"duckdb", "html"}, owners=OWNERS, deps=["ate_estimates"])
-def robustness_report(context: AssetExecutionContext, settings: CmmmSettings,
-                      duckdb: DuckDBResource) -> MaterializeResult:
+@asset(group_name="cmmm", kinds={"duckdb", "html"}, owners=OWNERS)
+def robustness_report(context: AssetExecutionContext, settings: CmmmSettings, duckdb: WarehouseResource,
+                      raw_spend: pd.DataFrame, transformed_media: TransformedMedia,
+                      ate_estimates: AteEstimates) -> MaterializeResult:
     """Trust in every estimate: intervals from a block bootstrap that re-selects the transforms in
     every resample, p-values, DoWhy refuters with a PASS / REVIEW / FAIL status per channel, and
-    the lift tests reconciled with the model. Then the run is published: staging tables copied to
-    `published`, estimates appended to the history, and the output files (estimates.csv,
-    refutations.csv, experiments.csv, report.html) replaced, all only after every gate passed."""
-    config = settings.load()
-    with duckdb.get_connection() as con:
-        raw = warehouse.read_table(con, "raw_spend")
-        features = warehouse.read_table(con, "transformed_media")
-        point = warehouse.read_table(con, "ate_estimates")
-        columns = node_columns(raw, config)
-        expanded = expand_graph(graph_from_table(warehouse.read_table(con, "dag_edges"), columns), columns)
-        assessment = assess(raw, features, config, point, warehouse.read_table(con, "transform_parameters"),
-                            warehouse.read_table(con, "transform_selection"), expanded)
+    the lift tests reconciled with the model. Then the run is published, the one step that does:
+    the run's staging tables copied to `published`, estimates appended to the history, and the
+    output files (estimates.csv, refutations.csv, experiments.csv, report.html) replaced, all only
+    after every gate passed."""
+    config = settings.config
+    run_id = context.run.run_id
+    staging = warehouse.staging_schema(run_id)
+    point = ate_estimates.ate_estimates
+    with rule_failures():
+        assessment = assess(raw_spend, transformed_media.transformed_media, config, point, ate_estimates.specs,
+                            ate_estimates.expanded, transformed_media.candidates, transformed_media.selected_index)
         estimates = outputs.final_estimates(point, assessment.intervals, assessment.robustness)
-        warehouse.write_tables(con, {"estimates": estimates, "refutations": assessment.refutations,
-                                     "experiments": assessment.experiments})
-        run_time = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
-        warehouse.publish(con, context.run.run_id, run_time, "estimates")
-        written = outputs.write_outputs(con, settings.output_path(), config, context.run.run_id)
+        with duckdb.get_connection() as con:
+            warehouse.write_tables(con, {"estimates": estimates, "refutations": assessment.refutations,
+                                         "experiments": assessment.experiments}, staging)
+            run_time = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+            written = outputs.publish_run(con, Path(settings.output_dir), config, run_id, run_time, staging=staging)
     shown = estimates[[c for c in ("channel", "effect", "roi", "roi_ci_low", "roi_ci_high", "p_value", "naive_roi",
                                    "robustness") if c in estimates.columns]]
     changes = written.changes
     return MaterializeResult(metadata={
+        **roi_metadata(estimates),
         "estimates": markdown_table(shown),
         "forest_plot": markdown_image(written.forest_png, "ROI by channel: causal interval beside the naive ROI"),
         "previous_run": changes.previous.run_id if changes.previous else "none (first run)",
         "outside_previous_interval": len(changes.flagged),
         "change_since_previous_run": markdown_table(changes.table),
-        "report": MetadataValue.path(str(written.report)),
-        "estimates_csv": MetadataValue.path(str(written.estimates)),
+        "report": file_link(written.report),
+        "report_path": MetadataValue.path(str(written.report.resolve())),
+        "estimates_csv": MetadataValue.path(str(written.estimates.resolve())),
     })

@@ -5,14 +5,14 @@ Each result carries, as metadata, the failed rules with their column, failing we
 and fix, so the Dagster UI and the CLI show the same refusal."""
 
 
+import pandas as pd
 from dagster import AssetCheckResult, AssetCheckSeverity, MetadataValue, asset_check
-from dagster_duckdb import DuckDBResource
 
-from assets.common import markdown_table
-from assets.resources import CmmmSettings
-from cmmm_pipeline.data import warehouse
 from data_checks.gx_runner import SuiteResult
 from data_checks.suites import validate_raw_spend, validate_transformed_media
+from resources.metadata import markdown_table
+from resources.settings import CmmmSettings
+from resources.values import TransformedMedia
 
 
 def check_result(result: SuiteResult) -> AssetCheckResult:
@@ -30,24 +30,18 @@ def check_result(result: SuiteResult) -> AssetCheckResult:
 
 
 @asset_check(asset="raw_spend", blocking=True)
-def raw_spend_quality(settings: CmmmSettings, duckdb: DuckDBResource) -> AssetCheckResult:
+def raw_spend_quality(settings: CmmmSettings, raw_spend: pd.DataFrame) -> AssetCheckResult:
     """Great Expectations suite on the raw weekly table: columns present and numeric, no empty cells
     or infinities, spend >= 0, no all-zero or constant channel, KPI finite (and > 0 if configured),
     one row per week, no gaps in the weekly calendar, at least `checks.min_weeks` weeks."""
-    config = settings.load()
-    with duckdb.get_connection() as con:
-        raw = warehouse.read_table(con, "raw_spend")
-    return check_result(validate_raw_spend(raw, config))
+    return check_result(validate_raw_spend(raw_spend, settings.config))
 
 
 @asset_check(asset="transformed_media", blocking=True)
-def transformed_media_quality(settings: CmmmSettings, duckdb: DuckDBResource) -> AssetCheckResult:
+def transformed_media_quality(settings: CmmmSettings, transformed_media: TransformedMedia) -> AssetCheckResult:
     """Great Expectations suite on the model table: a column for every graph node, numeric and
     finite, transformed media >= 0, no constant channel or control, one row per week, enough weeks."""
-    config = settings.load()
-    with duckdb.get_connection() as con:
-        features = warehouse.read_table(con, "transformed_media")
-    return check_result(validate_transformed_media(features, config))
+    return check_result(validate_transformed_media(transformed_media.transformed_media, settings.config))
 
 
 ALL_CHECKS = [raw_spend_quality, transformed_media_quality]

@@ -1,9 +1,9 @@
 """Asset checks on the causal DAG, each a Great Expectations suite on a table the `causal_dag`
 asset wrote:
 
-- `dag_overlap` (blocking, ERROR): every stratum of every identifiable channel's adjustment set
-  has enough weeks and spread in spend; a thin stratum stops the estimates, naming the channel
-  and the strata.
+- `dag_overlap` (blocking): per identifiable channel, enough variation left after its adjustment
+  set, and in every stratum of it. A channel that fails is withheld (WARN: no estimate, its reason
+  published) and the others go on; only when every channel fails is it an ERROR that stops the run.
 - `dag_independence` (blocking, WARN by default): every implication of the DAG survives its tests.
   WARN reports without stopping anything; `checks.independence_blocking: true` raises it to ERROR,
   and then a rejected implication stops the estimates. (Dagster's `blocking` is fixed when the
@@ -17,16 +17,15 @@ from enum import Enum
 
 import pandas as pd
 from dagster import AssetCheckResult, AssetCheckSeverity, MetadataValue, asset_check
-from dagster_duckdb import DuckDBResource
 
-from assets.common import markdown_table
-from assets.resources import CmmmSettings
 from cmmm_pipeline.dag.audit import overlap_thresholds
 from cmmm_pipeline.dag.independence import rejection_message
-from cmmm_pipeline.dag.overlap import OverlapThresholds, overlap_message
-from cmmm_pipeline.data import warehouse
+from cmmm_pipeline.dag.overlap import OverlapThresholds, overlap_message, withheld_channels
 from data_checks.checks import check_result
 from data_checks.gx_runner import Rule, SuiteResult, run_suite
+from resources.metadata import markdown_table
+from resources.settings import CmmmSettings
+from resources.values import CausalDag
 
 
 class DagRule(Enum):
@@ -34,14 +33,14 @@ class DagRule(Enum):
 
     OVERLAP_MIN_WEEKS = "overlap-min-weeks"
     OVERLAP_MIN_SPREAD = "overlap-min-spread"
-    OVERLAP_LOW_SPEND_WEEKS = "overlap-low-spend-weeks"
-    OVERLAP_HIGH_SPEND_WEEKS = "overlap-high-spend-weeks"
+    OVERLAP_RESIDUAL_VARIATION = "overlap-residual-variation"
     IMPLICATION_HOLDS = "dag-implication-holds"
     CHANNEL_IDENTIFIABLE = "channel-identifiable"
 
 
-_OVERLAP_FIX = ("vary the channel's spend across comparable weeks (or run a lift test); coarser strata "
-                "(checks.overlap_bins) or a lower checks.overlap_min_spread accept more extrapolation.")
+_OVERLAP_FIX = ("the channel is withheld, the others are estimated. Vary the channel's spend across comparable "
+                "weeks (or run a lift test); lower checks.overlap_min_spread / overlap_min_residual_share only "
+                "knowingly: the thresholds are calibrated to refuse few identifiable channels.")
 
 
 def overlap_rules(thresholds: OverlapThresholds) -> list[Rule]:
@@ -54,14 +53,12 @@ def overlap_rules(thresholds: OverlapThresholds) -> list[Rule]:
              f"each stratum needs at least {thresholds.min_weeks} weeks (checks.overlap_min_weeks)", _OVERLAP_FIX),
         Rule(DagRule.OVERLAP_MIN_SPREAD.value, e.ExpectColumnValuesToBeBetween(column="spread",
                                                                               min_value=thresholds.min_spread),
-             f"spend in each stratum must vary at least {thresholds.min_spread} times as much (coefficient of "
-             "variation) as over all weeks (checks.overlap_min_spread)", _OVERLAP_FIX),
-        Rule(DagRule.OVERLAP_LOW_SPEND_WEEKS.value,
-             e.ExpectColumnValuesToBeBetween(column="low_spend_weeks", min_value=1),
-             "each stratum needs weeks at or below the channel's median spend", _OVERLAP_FIX),
-        Rule(DagRule.OVERLAP_HIGH_SPEND_WEEKS.value,
-             e.ExpectColumnValuesToBeBetween(column="high_spend_weeks", min_value=1),
-             "each stratum needs weeks above the channel's median spend", _OVERLAP_FIX),
+             f"the channel's media in each stratum must vary at least {thresholds.min_spread} times as much (SD) "
+             "as over all weeks (checks.overlap_min_spread)", _OVERLAP_FIX),
+        Rule(DagRule.OVERLAP_RESIDUAL_VARIATION.value,
+             e.ExpectColumnValuesToBeBetween(column="residual_share", min_value=thresholds.min_residual_share),
+             f"the channel's media must keep at least {thresholds.min_residual_share} of its SD after regressing it "
+             "on its adjustment set (checks.overlap_min_residual_share)", _OVERLAP_FIX),
     ]
 
 
@@ -115,30 +112,38 @@ def _with(suite: SuiteResult, severity: AssetCheckSeverity, description: str,
 
 
 @asset_check(asset="causal_dag", blocking=True)
-def dag_overlap(settings: CmmmSettings, duckdb: DuckDBResource) -> AssetCheckResult:
-    """Overlap (positivity): per identifiable channel, the weeks cut into strata of its adjustment set
-    (propensity-score quantiles) must each hold `checks.overlap_min_weeks` weeks, spend spread of at
-    least `checks.overlap_min_spread` (CV relative to all weeks), and both low- and high-spend weeks."""
-    config = settings.load()
-    with duckdb.get_connection() as con:
-        table = warehouse.read_table(con, "overlap")
+def dag_overlap(settings: CmmmSettings, causal_dag: CausalDag) -> AssetCheckResult:
+    """Overlap (positivity), per identifiable channel: the media's SD left after its adjustment set
+    (`checks.overlap_min_residual_share`) and, in each stratum of the adjustment set
+    (propensity-score quantiles), `checks.overlap_min_weeks` weeks and a media SD of at least
+    `checks.overlap_min_spread` of its overall SD. A channel that fails is withheld and the check
+    WARNs; only when no channel is left to estimate is it an ERROR, which stops the run."""
+    config = settings.config
+    table = causal_dag.overlap
     suite = validate_overlap(table, overlap_thresholds(config))
-    shown = table[["channel", "stratum", "weeks", "spend_min", "spend_max", "cv", "spread", "low_spend_weeks",
-                   "high_spend_weeks", "ok", "reason"]]
+    shown = table[["channel", "stratum", "weeks", "spend_min", "spend_max", "spread", "floor", "residual_share",
+                   "extrapolated_share", "ok", "reason"]]
     message = overlap_message(table)
-    return _with(suite, AssetCheckSeverity.ERROR, message if suite.success else
-                 f"{message}\n{suite.message()}", {"strata": markdown_table(shown),
-                                                    "thin_strata": int((~table["ok"].astype(bool)).sum())})
+    withheld = withheld_channels(table)
+    channels = list(dict.fromkeys(table["channel"]))
+    severity = AssetCheckSeverity.ERROR if channels and len(withheld) == len(channels) else AssetCheckSeverity.WARN
+    first = table.drop_duplicates("channel")
+    support = {r.channel: (f"{'withheld' if r.channel in withheld else 'estimated'}; residual share "
+                           f"{r.residual_share:.2f}; extrapolated share {r.extrapolated_share:.2f}")
+               for r in first.itertuples()}
+    return _with(suite, severity, message if suite.success else f"{message}\n{suite.message()}", {
+        "strata": markdown_table(shown), "thin_strata": int((~table["ok"].astype(bool)).sum()),
+        "withheld_channels": MetadataValue.text(", ".join(withheld) or "none"),
+        "channels": MetadataValue.json(support)})
 
 
 @asset_check(asset="causal_dag", blocking=True)
-def dag_independence(settings: CmmmSettings, duckdb: DuckDBResource) -> AssetCheckResult:
+def dag_independence(settings: CmmmSettings, causal_dag: CausalDag) -> AssetCheckResult:
     """The conditional independences the DAG implies, tested on the data (Fisher z and chi-squared
     on prewhitened residuals, Holm-adjusted). WARN by default; ERROR, which blocks the estimates,
     with `checks.independence_blocking: true`."""
-    config = settings.load()
-    with duckdb.get_connection() as con:
-        table = warehouse.read_table(con, "dag_tests")
+    config = settings.config
+    table = causal_dag.dag_tests
     suite = validate_independence(table, config.checks.independence_alpha)
     severity = AssetCheckSeverity.ERROR if config.checks.independence_blocking else AssetCheckSeverity.WARN
     rejected = table[table["rejected"].astype(bool)]
@@ -151,11 +156,10 @@ def dag_independence(settings: CmmmSettings, duckdb: DuckDBResource) -> AssetChe
 
 
 @asset_check(asset="causal_dag")
-def dag_identification(duckdb: DuckDBResource) -> AssetCheckResult:
+def dag_identification(causal_dag: CausalDag) -> AssetCheckResult:
     """Every channel's effect identifiable by adjustment under the DAG (latent nodes included). A
     channel that is not gets no estimate, with the reason; the others go on."""
-    with duckdb.get_connection() as con:
-        table = warehouse.read_table(con, "identification")
+    table = causal_dag.identification
     suite = validate_identification(table)
     missing = table[~table["identifiable"].astype(bool)]
     description = ("Every channel's effect is identified by adjustment." if missing.empty else

@@ -196,7 +196,7 @@ def test_the_code_location_loads_without_errors_or_warnings(dagster_dev: Dagster
     assert problems == []
 
 
-def test_the_instance_queues_runs_one_at_a_time_with_the_schedule_and_sensor_on(dagster_dev: DagsterDev) -> None:
+def test_the_instance_queues_runs_one_at_a_time_and_nothing_starts_on_the_sample(dagster_dev: DagsterDev) -> None:
     data = dagster_dev.graphql("""{ instance { runQueuingSupported runQueueConfig { maxConcurrentRuns } }
       repositoriesOrError { ... on RepositoryConnection { nodes { name
         schedules { name cronSchedule executionTimezone scheduleState { status } }
@@ -205,8 +205,11 @@ def test_the_instance_queues_runs_one_at_a_time_with_the_schedule_and_sensor_on(
     assert data["instance"]["runQueueConfig"]["maxConcurrentRuns"] == 1
     repo = data["repositoriesOrError"]["nodes"][0]
     assert repo["schedules"] == [{"name": "cmmm_weekly_schedule", "cronSchedule": "0 6 * * 1", "executionTimezone": "UTC",
-                                  "scheduleState": {"status": "RUNNING"}}]
-    assert repo["sensors"] == [{"name": "cmmm_run_failure_alert", "sensorState": {"status": "RUNNING"}}]
+                                  "scheduleState": {"status": "STOPPED"}}]  # no CMMM_CONFIG: the sample
+    assert sorted(repo["sensors"], key=lambda s: s["name"]) == [
+        {"name": "cmmm_data_arrival_sensor", "sensorState": {"status": "STOPPED"}},
+        {"name": "cmmm_freshness_checks_sensor", "sensorState": {"status": "STOPPED"}},
+        {"name": "cmmm_run_failure_alert", "sensorState": {"status": "RUNNING"}}]
 
 
 def test_every_asset_says_what_it_is(dagster_dev: DagsterDev) -> None:
@@ -230,7 +233,7 @@ def test_the_queue_runs_the_two_launches_one_after_the_other(weekly_runs: list[F
 MATERIALIZATION = """query($path: [String!]!) { assetOrError(assetKey: {path: $path}) { ... on Asset {
   assetMaterializations(limit: 2) { runId metadataEntries { label __typename
     ... on MarkdownMetadataEntry { mdStr } ... on PathMetadataEntry { path } ... on IntMetadataEntry { intValue }
-    ... on TextMetadataEntry { text } } } } } }"""
+    ... on TextMetadataEntry { text } ... on UrlMetadataEntry { url } ... on FloatMetadataEntry { floatValue } } } } } }"""
 
 
 def _metadata(dagster_dev: DagsterDev, asset: str) -> dict[str, dict[str, object]]:
@@ -240,7 +243,8 @@ def _metadata(dagster_dev: DagsterDev, asset: str) -> dict[str, dict[str, object
     for event in events:
         values = {}
         for entry in event["metadataEntries"]:
-            value = next((entry[k] for k in ("mdStr", "path", "intValue", "text") if k in entry), None)
+            value = next((entry[k] for k in ("mdStr", "path", "intValue", "text", "url", "floatValue") if k in entry),
+                         None)
             values[entry["label"]] = value
         out[event["runId"]] = values
     return out
@@ -261,8 +265,13 @@ def test_materialisations_carry_readable_metadata(dagster_dev: DagsterDev, weekl
     assert re.search(r"\| tv \| total \| \d+\.\d{3} \|", latest["estimates"])
     image = re.fullmatch(r"!\[[^\]]+\]\(data:image/png;base64,([A-Za-z0-9+/=]+)\)", latest["forest_plot"])
     assert image and base64.b64decode(image.group(1)).startswith(b"\x89PNG")
-    assert latest["report"] == str(dagster_dev.output / "report.html")
-    assert Path(latest["report"]).is_file()
+    # Each materialisation links its own run's report (inside the run folder the publication made),
+    # as a clickable file:// URL with the path beside it; the ROI per channel is float metadata.
+    report_file = Path(latest["report_path"])
+    assert report_file.is_file() and report_file.parent == dagster_dev.output / "runs" / second.run_id
+    assert latest["report"] == report_file.as_uri()
+    assert report_file.read_bytes() == (dagster_dev.output / "report.html").read_bytes()
+    assert 1.0 < latest["roi/tv/total"] < 3.0 and latest["roi/tv/total"] == pytest.approx(earlier["roi/tv/total"])
     assert earlier["previous_run"] == "none (first run)"
     assert latest["previous_run"] == first.run_id
     assert latest["outside_previous_interval"] == 0  # same data, same seed: nothing moved
@@ -276,8 +285,14 @@ def test_asset_checks_ran_and_recorded_their_results(dagster_dev: DagsterDev, we
     checks = {f"{n['assetKey']['path'][-1]}.{c['name']}": c for n in nodes["assetNodes"]
               for c in n["assetChecksOrError"]["checks"]}
     assert "raw_spend.raw_spend_quality" in checks
+    # Dagster's freshness checks judge time since the last update: their own sensor evaluates them
+    # (STOPPED here, with no CMMM_CONFIG), never the job.
+    freshness = {name for name in checks if name.endswith(".freshness_check")}
+    assert {name.split(".")[0] for name in freshness} == set(ASSETS)
     latest = weekly_runs[-1].run_id
     for name, check in checks.items():
+        if name in freshness:
+            continue
         execution = check["executionForLatestMaterialization"]
         assert execution is not None and execution["runId"] == latest, name
         blocking_failed = check["blocking"] and execution["status"] != "SUCCEEDED"

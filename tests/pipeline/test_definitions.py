@@ -1,13 +1,18 @@
-"""The one Definitions: what the UI loads, and an in-process materialisation that lands rows in DuckDB."""
+"""The one Definitions: what the UI loads, and an in-process materialisation that lands rows in DuckDB,
+parses the config once, stages in its own schema and shows ROI and the report in the UI."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import duckdb
-from dagster import AssetKey, DagsterInstance
+import pytest
+import yaml
+from dagster import AssetKey, DagsterEventType, DagsterInstance, materialize
 
-from cmmm_pipeline.definitions import JOB_NAME, build_definitions, defs
+from cmmm_pipeline.core import loading
+from cmmm_pipeline.data.warehouse import run_staging_schemas
+from cmmm_pipeline.definitions import JOB_NAME, WAREHOUSE_TAG, build_definitions, defs
 
 ASSETS = ["raw_spend", "transformed_media", "causal_dag", "ate_estimates", "robustness_report"]
 
@@ -24,18 +29,40 @@ def test_definitions_expose_the_five_assets_job_schedule_and_sensor() -> None:
         assert node.group_name == "cmmm" and node.description and node.owners, key
 
 
-def test_in_process_materialisation_writes_every_step_to_duckdb(tmp_path: Path) -> None:
+def test_the_job_runs_in_process_and_is_tagged_for_the_run_queue() -> None:
+    job = build_definitions(warehouse_path="/data/w.duckdb").resolve_job_def(JOB_NAME)
+    assert job.executor_def.name == "in_process"  # one set-up of the run's resources serves every step
+    assert job.run_tags[WAREHOUSE_TAG] == "/data/w.duckdb"  # one run in progress per warehouse (dagster.yaml)
+
+
+@pytest.mark.slow
+def test_in_process_materialisation_writes_every_step_to_duckdb(tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    parses: list[Path] = []
+    parse = loading.parse_config
+
+    def counted(raw: object, source: Path, *args: object, **kwargs: object) -> object:
+        parses.append(source)
+        return parse(raw, source, *args, **kwargs)
+
+    monkeypatch.setattr(loading, "parse_config", counted)
     warehouse = tmp_path / "w.duckdb"
     local = build_definitions(output_dir=str(tmp_path / "out"), warehouse_path=str(warehouse))
     with DagsterInstance.ephemeral(settings={"telemetry": {"enabled": False}}) as instance:
         result = local.resolve_job_def(JOB_NAME).execute_in_process(
             instance=instance, run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}})
         materialised = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+        report = next(e for e in result.get_asset_materialization_events()
+                      if e.asset_key.to_user_string() == "robustness_report").materialization.metadata
         run_id = result.run_id
     assert result.success
     assert set(ASSETS) <= materialised
+    assert len(parses) == 1, parses  # every asset and check of the run read the one parsed config
+    # ROI per channel and effect as top-level floats (plotted across runs), the report as a link
+    assert report["roi/tv/total"].value > 0 and {"roi/search/total", "roi/tv/direct"} <= set(report)
+    assert report["report"].value == (tmp_path / "out" / "report.html").resolve().as_uri()
     with duckdb.connect(str(warehouse), read_only=True) as con:
-        count = lambda table: con.execute(f"SELECT count(*) FROM published.{table}").fetchall()[0][0]  # noqa: E731
+        count = lambda table: con.execute(f"SELECT count(*) FROM published.{table}").fetchall()[0][0]
         assert count("raw_spend") == 156
         assert count("transformed_media") == 156
         assert count("dag_edges") == 10
@@ -43,5 +70,29 @@ def test_in_process_materialisation_writes_every_step_to_duckdb(tmp_path: Path) 
         assert con.execute("SELECT DISTINCT run_id FROM published.estimates_history").fetchall() == [(run_id,)]
         tv = con.execute("SELECT roi, roi_ci_low, roi_ci_high FROM published.estimates "
                          "WHERE channel = 'tv' AND effect = 'total'").fetchall()[0]
+        staged = run_staging_schemas(con)
+        steps = [r[0] for r in con.execute("SELECT step FROM published.step_values ORDER BY step").fetchall()]
     assert tv[1] < tv[0] < tv[2]
+    assert tv[0] == pytest.approx(report["roi/tv/total"].value)
+    assert staged == []  # the run's own staging schema is gone once it published
+    assert steps == ["ate_estimates", "causal_dag", "raw_spend", "transformed_media"]
     assert (tmp_path / "out" / "estimates.csv").is_file() and (tmp_path / "out" / "report.html").is_file()
+
+
+def test_a_refusal_heads_the_failed_step_with_its_rule_paragraph(tmp_path: Path) -> None:
+    """In the UI a failed run is headed by the rule paragraph, not a stack trace."""
+    from assets.raw_spend import raw_spend
+    from resources.io_manager import StagingIOManager
+    from resources.settings import CmmmSettings
+
+    config = yaml.safe_load((Path(loading.__file__).parents[1] / "sample" / "config.yaml").read_text(encoding="utf-8"))
+    config["data"]["path"] = str(Path(loading.__file__).parents[1] / "sample" / "weekly.csv")
+    config["data"]["kpi"] = "revenue"
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
+    result = materialize([raw_spend], raise_on_error=False, resources={
+        "settings": CmmmSettings(config_path=str(tmp_path / "config.yaml"), output_dir=str(tmp_path)),
+        "io_manager": StagingIOManager(database=str(tmp_path / "w.duckdb"))})
+    failure = next(e for e in result.all_events if e.event_type == DagsterEventType.STEP_FAILURE)
+    description = failure.step_failure_data.user_failure_data.description
+    assert description.startswith("[") and "revenue" in description and "Fix:" in description
+    assert failure.step_failure_data.user_failure_data.metadata["rule"].value == description[1:].split("]")[0]

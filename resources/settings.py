@@ -1,0 +1,135 @@
+"""The run's resources: the parsed config (parsed and validated once per run) and the warehouse,
+whose file lock is held and whose staging schema lives for exactly one run.
+
+Both rely on the job's in-process executor: Dagster sets a resource up once per run there, so one
+parse, one lock and one staging schema serve every step and check of the run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import duckdb
+from dagster import ConfigurableResource, Failure, InitResourceContext
+from dagster_duckdb import DuckDBResource
+from pydantic import PrivateAttr
+
+from cmmm_pipeline.core.config import PipelineConfig
+from cmmm_pipeline.core.errors import CmmmError
+from cmmm_pipeline.core.loading import load_config
+from cmmm_pipeline.data import warehouse
+from cmmm_pipeline.publish.outputs import RepairAction, repair_publication
+from resources.lock import WarehouseLock
+
+CONNECTION_CONFIG = {"custom_user_agent": "dagster"}
+
+
+def _is_file(database: str) -> bool:
+    return database not in ("", ":memory:") and not database.startswith("md:")
+
+
+@contextmanager
+def connect(database: str) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A connection to the warehouse file; its folder is created on first use (a fresh checkout has
+    no cmmm_output/)."""
+    if _is_file(database):
+        Path(database).parent.mkdir(parents=True, exist_ok=True)
+    # DuckDB shares one database instance per file within a process and refuses a second
+    # configuration: connect exactly as DuckDBResource does.
+    con = duckdb.connect(database, config=CONNECTION_CONFIG)
+    try:
+        yield con
+    finally:
+        con.close()
+
+
+class CmmmSettings(ConfigurableResource):
+    """The run's config file, parsed and validated once when the run starts, and the output folder
+    (report.html, estimates.csv, ...)."""
+
+    config_path: str
+    output_dir: str
+    _parsed: PipelineConfig | None = PrivateAttr(default=None)
+    _config_error: CmmmError | None = PrivateAttr(default=None)
+
+    def setup_for_execution(self, context: InitResourceContext) -> None:
+        # A bad config is kept, not raised: the first step that needs it fails with the rule
+        # paragraph as its headline instead of a resource-initialisation stack trace.
+        try:
+            self._parsed = load_config(self.config_path)
+        except CmmmError as error:
+            self._config_error = error
+
+    @property
+    def config(self) -> PipelineConfig:
+        """The parsed config (parsed on first use outside a run, e.g. a direct call in a test)."""
+        if self._config_error is not None:
+            raise Failure(description=str(self._config_error), metadata={"rule": self._config_error.rule}) from self._config_error
+        if self._parsed is None:
+            self._parsed = load_config(self.config_path)
+        return self._parsed
+
+    def output_path(self) -> Path:
+        path = Path(self.output_dir)
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+
+class WarehouseResource(DuckDBResource):
+    """The DuckDB warehouse, locked for the whole run (one run at a time per warehouse file; a
+    second run waits `lock_timeout_seconds`, then is refused with `[warehouse-locked]`), with the
+    run's own staging schema, which is dropped when the run ends (published or failed) unless
+    `keep_staging` asks to keep it for inspection. Staging schemas of runs that died are dropped by
+    the next run that takes the lock."""
+
+    lock_timeout_seconds: float = 0.0
+    keep_staging: bool = False
+    output_dir: str | None = None
+    """The output folder whose files must show the warehouse's published run: a crash between the
+    warehouse commit and the switch of `current` is repaired as soon as the next run holds the lock,
+    whether or not that run gets as far as publishing."""
+    _run_lock: WarehouseLock | None = PrivateAttr(default=None)
+    _run_schema: str | None = PrivateAttr(default=None)
+
+    def setup_for_execution(self, context: InitResourceContext) -> None:
+        run_id = context.run.run_id if context.run is not None else None
+        if not run_id or not _is_file(self.database):
+            return
+        lock = WarehouseLock(self.database, self.lock_timeout_seconds)
+        lock.acquire(run_id)
+        self._run_lock = lock
+        self._run_schema = warehouse.staging_schema(run_id)
+        try:
+            with connect(self.database) as con:
+                for stale in warehouse.run_staging_schemas(con):
+                    if stale != self._run_schema:
+                        warehouse.drop_schema(con, stale)
+                if self.output_dir:
+                    repair = repair_publication(con, Path(self.output_dir))
+                    if repair.action is not RepairAction.NONE and repair.action is not RepairAction.NOT_PUBLISHED:
+                        context.log.warning(f"output folder repaired at start ({repair.action.value}): current was "
+                                            f"{repair.pointer_before}, the warehouse published {repair.warehouse_run}")
+        except BaseException:
+            lock.release()
+            raise
+
+    def teardown_after_execution(self, context: InitResourceContext) -> None:
+        try:
+            if self._run_schema is not None and not self.keep_staging:
+                with connect(self.database) as con:
+                    warehouse.drop_schema(con, self._run_schema)
+        finally:
+            if self._run_lock is not None:
+                self._run_lock.release()
+
+    @contextmanager
+    def get_connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        if _is_file(self.database):
+            Path(self.database).parent.mkdir(parents=True, exist_ok=True)
+        with super().get_connection() as con:
+            try:
+                yield con
+            finally:
+                con.close()  # dagster-duckdb closes only on success: a failed step would keep the file open

@@ -1,0 +1,58 @@
+"""The typed values the steps hand each other through the IO manager. A DataFrame field is stored as
+the warehouse table of the same name (the names the report, the CSVs and the docs use); every other
+field is stored as typed JSON and comes back as the same type."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import networkx as nx
+import pandas as pd
+
+from cmmm_pipeline.effects.estimation import EffectSpec, NotEstimated
+from cmmm_pipeline.media.features import ChannelTransform
+
+
+@dataclass(frozen=True)
+class TransformedMedia:
+    """The model table and the transforms that made it."""
+
+    transformed_media: pd.DataFrame
+    transform_parameters: pd.DataFrame
+    """The applied transforms as rows (with the selection's CV error), for the report."""
+    transform_selection: pd.DataFrame
+    """The selection grid and its CV errors (empty when every transform was configured)."""
+    transforms: dict[str, ChannelTransform]
+    """Channel → the transform applied: what the estimates reuse, exactly."""
+    candidates: dict[str, tuple[ChannelTransform, ...]]
+    """Channel → every candidate the selection searched (one for a configured channel): what the
+    bootstrap re-selects from in every resample."""
+    selected_index: dict[str, int]
+    """Channel → the index of the applied transform among its candidates."""
+
+
+@dataclass(frozen=True)
+class CausalDag:
+    """The audited DAG: the graph itself, its expansion to model columns and the audit's tables."""
+
+    graph: nx.DiGraph
+    expanded: nx.DiGraph
+    """One node per model column (Fourier seasonality is several)."""
+    dag_edges: pd.DataFrame
+    dag_tests: pd.DataFrame
+    identification: pd.DataFrame
+    overlap: pd.DataFrame
+    missing_drivers: pd.DataFrame
+    """Trend, seasonality and autocorrelation left in the KPI's residual given its DAG parents."""
+    missing_drivers_summary: str
+    """One readable line: the fixes, or that nothing is missing."""
+
+
+@dataclass(frozen=True)
+class AteEstimates:
+    """The point estimates and what the robustness step must repeat: the specs behind them."""
+
+    ate_estimates: pd.DataFrame
+    specs: tuple[EffectSpec, ...]
+    failures: tuple[NotEstimated, ...]
+    expanded: nx.DiGraph
