@@ -1,54 +1,71 @@
-"""The self-contained HTML report of a published run: one file, plots inline as PNG (matplotlib,
-Agg), no scripts and no network, readable on a laptop and a phone.
+"""The self-contained HTML report of a published run: one file, plots inline as PNG, no scripts and
+no network, readable on a laptop and a phone.
+
+This module is the report's view-model: it decides what the page says (sections of typed blocks:
+paragraphs, tables of formatted cells, images, cards) from the published tables. The page itself is
+laid out by the jinja2 template `templates/report.html.j2` and styled by `templates/report.css`.
 
 Order: what needs attention, a plain-language summary per channel, then the evidence (DAG and its
-tested implications, ROI intervals beside the naive regression, contributions over time, response
-curves), the check tables (refuters, independence tests, overlap, identification, lift
-experiments), the change since the previous run, and the run's inputs. A section whose table this
-run did not produce says so instead of disappearing.
+tested implications, ROI intervals beside the naive regression with the reason they differ,
+contributions over time, response curves), the check tables (refuters, independence tests, overlap,
+identification, lift experiments), the change since the previous run, and the run's inputs. A
+section whose table this run did not produce says so instead of disappearing.
 """
 
 from __future__ import annotations
 
 import base64
 import datetime as dt
-import html
-import io
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any
+from functools import lru_cache
+from importlib import resources
+from typing import Any, ClassVar
 
 import networkx as nx
 import numpy as np
 import pandas as pd
 
-from cmmm_pipeline.dag.drawing import draw_dag_png
+from cmmm_pipeline.core.status import Status
+from cmmm_pipeline.dag.drawing import draw_dag_png, implications
+from cmmm_pipeline.dag.graph import graph_from_table
 from cmmm_pipeline.data.history import UNCHANGED, EstimateChanges
-from cmmm_pipeline.media.features import WEEK, transforms_from_table
-from cmmm_pipeline.media.transforms import hill_saturation
+from cmmm_pipeline.media.features import WEEK
+from cmmm_pipeline.publish.plots import (
+    DIRECT,
+    TOTAL,
+    ResponseCurve,
+    contribution_parts,
+    contributions_png,
+    forest_plot_png,
+    response_curve,
+    response_curves_png,
+    smoothing_scale,
+)
+
+__all__ = [
+    "NOT_AVAILABLE",
+    "ReportInputs",
+    "ResponseCurve",
+    "RunInfo",
+    "Status",
+    "attention_items",
+    "channel_summaries",
+    "dag_graph",
+    "forest_plot_png",
+    "html_table",
+    "naive_comparisons",
+    "render_report",
+    "response_curve",
+    "smoothing_scale",
+]
 
 NOT_AVAILABLE = "Not available in this run."
-DPI = 110
-TOTAL = "total"
-STEADY_WEEKS = 400
-"""Weeks of constant spend after which adstock has reached its steady state (decay < 1)."""
-COLOURS = ("#1f5fa8", "#e67e22", "#2e8b57", "#8e44ad", "#c0392b", "#16a085", "#7f8c8d", "#d4ac0d")
-ROLE_COLOURS = {"channel": "#cfe0f5", "control": "#e8e8e8", "kpi": "#d5f0dd"}
-
-
-class Status(Enum):
-    """Robustness status of an estimate, worst last."""
-
-    PASS = "PASS"
-    REVIEW = "REVIEW"
-    FAIL = "FAIL"
-
-    @staticmethod
-    def worst(values: Iterable[str]) -> Status | None:
-        found = [Status(v) for v in values if v in Status._value2member_map_]
-        order = list(Status)
-        return max(found, key=order.index) if found else None
+INDIRECT = "indirect"
+NEGLIGIBLE_ROI = 0.005
+"""A part of a difference between two ROIs smaller than this prints as 0.00 and is not a reason."""
+EXTRAPOLATED = "extrapolated"
 
 
 class Level(Enum):
@@ -89,6 +106,7 @@ class ReportInputs:
     refutations: pd.DataFrame | None = None
     experiments: pd.DataFrame | None = None
     transform_selection: pd.DataFrame | None = None
+    missing_drivers: pd.DataFrame | None = None
     changes: EstimateChanges | None = None
     roi_history: pd.DataFrame | None = None
 
@@ -103,7 +121,7 @@ class ReportInputs:
             dag_tests=tables.get("dag_tests"), overlap=tables.get("overlap"),
             identification=tables.get("identification"), refutations=tables.get("refutations"),
             experiments=tables.get("experiments"), transform_selection=tables.get("transform_selection"),
-            changes=changes, roi_history=roi_history)
+            missing_drivers=tables.get("missing_drivers"), changes=changes, roi_history=roi_history)
 
     @property
     def alpha(self) -> float:
@@ -120,6 +138,71 @@ class ReportInputs:
     def total_rows(self) -> pd.DataFrame:
         return self.estimates[self.estimates["effect"] == TOTAL].reset_index(drop=True)
 
+    def roles(self) -> dict[str, str]:
+        """Node → role from the DAG table (empty when the run has none)."""
+        return dag_graph(self.dag_edges)[1] if _available(self.dag_edges) else {}
+
+    def controls(self) -> list[str]:
+        """This config's control nodes, as the DAG names them."""
+        return [n for n, r in self.roles().items() if r == "control"]
+
+
+# --- blocks: what a section shows, for the template to lay out ------------------------------------
+
+@dataclass(frozen=True)
+class Paragraph:
+    kind: ClassVar[str] = "paragraph"
+    text: str
+    css: str = ""
+    link_text: str = ""
+    link_anchor: str = ""
+
+
+@dataclass(frozen=True)
+class Cell:
+    text: str
+    css: str = ""
+
+
+@dataclass(frozen=True)
+class Table:
+    kind: ClassVar[str] = "table"
+    columns: tuple[str, ...]
+    rows: tuple[tuple[Cell, ...], ...]
+    caption: str = ""
+
+
+@dataclass(frozen=True)
+class Image:
+    kind: ClassVar[str] = "image"
+    src: str
+    alt: str
+
+
+@dataclass(frozen=True)
+class Heading:
+    kind: ClassVar[str] = "heading"
+    text: str
+
+
+@dataclass(frozen=True)
+class Preformatted:
+    kind: ClassVar[str] = "pre"
+    text: str
+
+
+@dataclass(frozen=True)
+class Card:
+    css: str
+    title: str
+    text: str
+
+
+@dataclass(frozen=True)
+class Cards:
+    kind: ClassVar[str] = "cards"
+    cards: tuple[Card, ...]
+
 
 @dataclass(frozen=True)
 class AttentionItem:
@@ -129,10 +212,39 @@ class AttentionItem:
 
 
 @dataclass(frozen=True)
+class AttentionList:
+    kind: ClassVar[str] = "attention"
+    items: tuple[AttentionItem, ...]
+
+
+@dataclass(frozen=True)
+class Reasons:
+    kind: ClassVar[str] = "reasons"
+    items: tuple[tuple[str, str], ...]
+    """(lead, text) pairs shown as a list."""
+
+
+@dataclass(frozen=True)
+class Fact:
+    term: str
+    text: str
+    code: bool = False
+
+
+@dataclass(frozen=True)
+class Facts:
+    kind: ClassVar[str] = "facts"
+    items: tuple[Fact, ...]
+
+
+Block = Paragraph | Table | Image | Heading | Preformatted | Cards | AttentionList | Reasons | Facts
+
+
+@dataclass(frozen=True)
 class Section:
     id: str
     title: str
-    body: str
+    blocks: tuple[Block, ...] = ()
     intro: str = ""
 
 
@@ -154,166 +266,23 @@ class ChannelSummary:
     recommendation: str = ""
 
 
-# --- plots -----------------------------------------------------------------------------------------
-
-def _figure(width: float, height: float) -> Any:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def _png(fig: Any) -> bytes:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    return buffer.getvalue()
-
-
-def _channel_colours(channels: Sequence[str]) -> dict[str, str]:
-    return {c: COLOURS[i % len(COLOURS)] for i, c in enumerate(channels)}
-
-
-def forest_plot_png(estimates: pd.DataFrame, ci_level: float = 0.95) -> bytes:
-    """ROI with its interval per channel and effect; the naive all-in-one OLS ROI beside each total."""
-    rows = estimates[np.isfinite(estimates["roi"].astype(float))].reset_index(drop=True)
-    labels = [c if e == TOTAL else f"{c} ({e})" for c, e in zip(rows["channel"], rows["effect"])]
-    fig = _figure(7.2, 0.55 * len(rows) + 1.5)
-    ax = fig.add_subplot()
-    y = np.arange(len(rows), dtype=float)
-    total = (rows["effect"] == TOTAL).to_numpy()
-    roi = rows["roi"].to_numpy(dtype=float)
-    err = np.vstack([roi - rows["roi_ci_low"].to_numpy(dtype=float), rows["roi_ci_high"].to_numpy(dtype=float) - roi])
-    level = f"{ci_level * 100:g}%"
-    ax.errorbar(roi[total], y[total] - 0.1, xerr=err[:, total], fmt="o", color="#1f5fa8", capsize=4,
-                label=f"causal ROI (DAG), {level} interval")
-    if (~total).any():
-        ax.errorbar(roi[~total], y[~total], xerr=err[:, ~total], fmt="o", color="#8fb3dc", capsize=3,
-                    label=f"direct / indirect part, {level} interval")
-    if "naive_roi" in rows:
-        naive = rows["naive_roi"].to_numpy(dtype=float)
-        shown = total & np.isfinite(naive)
-        ax.scatter(naive[shown], y[shown] + 0.18, marker="x", s=45, color="#c0392b", zorder=3,
-                   label="naive ROI (one OLS, no DAG)")
-    ax.axvline(0, color="grey", lw=0.8)
-    ax.set_yticks(y, labels)
-    ax.invert_yaxis()
-    ax.set_xlabel("ROI: incremental KPI per unit of spend")
-    ax.grid(axis="x", alpha=0.3)
-    ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, fontsize=8, frameon=False)
-    return _png(fig)
-
-
-def contributions_png(transformed: pd.DataFrame, estimates: pd.DataFrame, kpi: str) -> bytes:
-    """Weekly contribution of each channel (total-effect ATE × transformed media) stacked under the KPI."""
-    total = estimates[(estimates["effect"] == TOTAL) & np.isfinite(estimates["ate"].astype(float))]
-    channels = [c for c in total["channel"] if c in transformed.columns]
-    ate = {r["channel"]: float(r["ate"]) * smoothing_scale(r) for r in total.to_dict("records")}
-    weeks = pd.to_datetime(transformed[WEEK])
-    parts = np.vstack([ate[c] * transformed[c].to_numpy(dtype=float) for c in channels])
-    colours = _channel_colours(channels)
-    fig = _figure(8.0, 3.8)
-    ax = fig.add_subplot()
-    ax.stackplot(weeks, np.clip(parts, 0, None), labels=channels, colors=[colours[c] for c in channels], alpha=0.85)
-    ax.plot(weeks, transformed[kpi].to_numpy(dtype=float), color="#222", lw=1.0, label=f"{kpi} (observed)")
-    ax.set_ylabel(kpi)
-    ax.set_ylim(bottom=0)
-    ax.grid(alpha=0.3)
-    ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=min(len(channels) + 1, 5), fontsize=8, frameon=False)
-    return _png(fig)
-
-
-@dataclass(frozen=True)
-class ResponseCurve:
-    """Weekly incremental KPI at a constant weekly spend, with its interval and the observed range."""
-
-    channel: str
-    spend: np.ndarray
-    response: np.ndarray
-    low: np.ndarray
-    high: np.ndarray
-    observed_min: float
-    observed_max: float
-    observed_mean: float
-
-
-def smoothing_scale(estimate: pd.Series | dict) -> float:
-    """Published ROI ÷ ROI at the applied transform: rescales a curve drawn at the applied transform
-    to the published (smoothed) estimate; 1 where nothing was smoothed."""
-    roi, applied = float(estimate.get("roi", np.nan)), float(estimate.get("applied_transform_roi", np.nan))
-    return roi / applied if np.isfinite(roi) and np.isfinite(applied) and applied != 0 else 1.0
-
-
-def response_curve(channel: str, spend: np.ndarray, transforms: pd.DataFrame, estimate: pd.Series,
-                   points: int = 200) -> ResponseCurve:
-    """ATE × Hill(steady-state adstock of a constant weekly spend ÷ the run's reference scale).
-
-    The interval scales the curve by the ROI interval over the ROI (the curve is linear in the ATE)."""
-    transform = transforms_from_table(transforms)[channel]
-    observed = np.asarray(spend, dtype=float)
-    reference = transform.reference(observed)
-    carry = float(transform.adstocked(np.ones(STEADY_WEEKS))[-1])
-    grid = np.linspace(0.0, max(float(observed.max()), 1e-9) * 1.5, points)
-    response = float(estimate["ate"]) * smoothing_scale(estimate) * hill_saturation(
-        grid * carry / reference, transform.half_saturation, transform.slope)
-    roi = float(estimate["roi"])
-    scale_low = float(estimate["roi_ci_low"]) / roi if roi else np.nan
-    scale_high = float(estimate["roi_ci_high"]) / roi if roi else np.nan
-    return ResponseCurve(channel, grid, response, response * scale_low, response * scale_high,
-                         float(observed.min()), float(observed.max()), float(observed.mean()))
-
-
-def response_curves_png(curves: Sequence[ResponseCurve], kpi: str) -> bytes:
-    """Small multiples: solid where the weekly spend was observed (shaded), dashed beyond it."""
-    columns = 2 if len(curves) > 1 else 1
-    rows = int(np.ceil(len(curves) / columns))
-    fig = _figure(8.0, 2.9 * rows + 0.3)
-    colours = _channel_colours([c.channel for c in curves])
-    for i, curve in enumerate(curves):
-        ax = fig.add_subplot(rows, columns, i + 1)
-        colour = colours[curve.channel]
-        inside = (curve.spend >= curve.observed_min) & (curve.spend <= curve.observed_max)
-        ax.axvspan(curve.observed_min, curve.observed_max, color=colour, alpha=0.10, lw=0,
-                   label="observed weekly spend")
-        ax.fill_between(curve.spend, curve.low, curve.high, color=colour, alpha=0.18, lw=0, label="interval")
-        ax.plot(curve.spend, np.where(inside, curve.response, np.nan), color=colour, lw=2, label="supported by data")
-        ax.plot(curve.spend, np.where(inside, np.nan, curve.response), color=colour, lw=1.3, ls="--",
-                label="extrapolated")
-        mean_response = float(np.interp(curve.observed_mean, curve.spend, curve.response))
-        ax.plot([curve.observed_mean], [mean_response], "o", color="#222", ms=4, label="average week")
-        ax.set_title(curve.channel, fontsize=10)
-        ax.set_xlabel("weekly spend (held constant)", fontsize=8)
-        ax.set_ylabel(f"weekly incremental {kpi}", fontsize=8)
-        ax.tick_params(labelsize=7)
-        ax.set_xlim(0, float(curve.spend.max()))
-        ax.set_ylim(bottom=0)
-        ax.grid(alpha=0.3)
-        if i == 0:
-            ax.legend(fontsize=7, loc="upper left", frameon=False)
-    return _png(fig)
+def dag_graph(edges: pd.DataFrame) -> tuple[nx.DiGraph, dict[str, str]]:
+    """The DAG and each node's role from the published edge table."""
+    roles: dict[str, str] = {}
+    for r in edges.itertuples(index=False):
+        roles[str(r.source)] = str(r.source_role)
+        roles[str(r.target)] = str(r.target_role)
+    table = pd.DataFrame({"source": edges["source"].astype(str), "target": edges["target"].astype(str)})
+    return graph_from_table(table, roles), roles
 
 
 def _pair_verdicts(dag_tests: pd.DataFrame | None) -> dict[frozenset[str], bool]:
     """Tested node pair → rejected by any of its tests."""
-    if dag_tests is None or dag_tests.empty:
-        return {}
     out: dict[frozenset[str], bool] = {}
-    for x, y, rejected in zip(dag_tests["x"], dag_tests["y"], dag_tests["rejected"]):
-        key = frozenset((str(x), str(y)))
-        out[key] = out.get(key, False) or bool(rejected)
+    for i in implications(dag_tests):
+        key = frozenset((i.x, i.y))
+        out[key] = out.get(key, False) or i.rejected
     return out
-
-
-def dag_graph(edges: pd.DataFrame) -> tuple[nx.DiGraph, dict[str, str]]:
-    """The DAG and each node's role from the published edge table."""
-    g = nx.DiGraph()
-    roles: dict[str, str] = {}
-    for r in edges.itertuples(index=False):
-        g.add_edge(str(r.source), str(r.target))
-        roles[str(r.source)] = str(r.source_role)
-        roles[str(r.target)] = str(r.target_role)
-    return g, roles
 
 
 # --- formatting ------------------------------------------------------------------------------------
@@ -323,22 +292,16 @@ LONG_TEXT = 40
 """Text cells longer than this wrap (messages, recommendations) instead of widening the table."""
 STATUS_CLASS = {Status.PASS.value: "pass", Status.REVIEW.value: "review", Status.FAIL.value: "fail"}
 FLAG_COLUMNS: dict[str, tuple[bool, str]] = {
-    "rejected": (True, "fail"), "ok": (False, "fail"), "agrees": (False, "fail"),
+    "rejected": (True, "fail"), "ok": (False, "fail"), "agrees": (False, "fail"), "identifiable": (False, "fail"),
     "outside_previous_interval": (True, "review"), "significant": (False, "review"), "selected": (True, "pass")}
 """Boolean column → (the value that signals something, the class it is shown with)."""
-
-
-def _esc(value: object) -> str:
-    return html.escape(str(value))
+SIGNED_COLUMNS = {"change"}
 
 
 def format_p(value: float) -> str:
     if value is None or not np.isfinite(value):
         return "—"
     return "< 0.001" if value < 0.001 else f"{value:.3f}"
-
-
-SIGNED_COLUMNS = {"change"}
 
 
 def _decimals(values: pd.Series) -> int:
@@ -376,28 +339,26 @@ def _cell(column: str, value: object, decimals: int = 3) -> tuple[str, str]:
     return text, "long" if len(text) > LONG_TEXT else ""
 
 
-def html_table(df: pd.DataFrame, caption: str = "") -> str:
-    """A table in a horizontally scrolling box, with PASS/REVIEW/FAIL and warning flags coloured."""
-    head = "".join(f"<th>{_esc(str(c).replace('_', ' '))}</th>" for c in df.columns)
+def table_block(df: pd.DataFrame, caption: str = "") -> Table:
+    """A frame as a table of formatted cells; PASS/REVIEW/FAIL and warning flags get their class."""
     decimals = {c: _decimals(df[c]) if pd.api.types.is_float_dtype(df[c]) else 3 for c in df.columns}
-    body = []
-    for row in df.itertuples(index=False):
-        cells = []
-        for column, value in zip(df.columns, row):
-            text, css = _cell(str(column), value, decimals[column])
-            cells.append(f'<td class="{css}">{_esc(text)}</td>' if css else f"<td>{_esc(text)}</td>")
-        body.append("<tr>" + "".join(cells) + "</tr>")
-    cap = f"<caption>{_esc(caption)}</caption>" if caption else ""
-    return f'<div class="scroll"><table>{cap}<thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div>'
+    rows = tuple(tuple(Cell(*_cell(str(column), value, decimals[column])) for column, value in zip(df.columns, row))
+                 for row in df.itertuples(index=False))
+    return Table(tuple(str(c).replace("_", " ") for c in df.columns), rows, caption)
 
 
-def _img(png: bytes, alt: str) -> str:
-    return f'<img alt="{_esc(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
+def html_table(df: pd.DataFrame, caption: str = "") -> str:
+    """One table as HTML, exactly as the report lays it out."""
+    return str(_environment().get_template("blocks.html.j2").module.table(table_block(df, caption)))
 
 
-def _na(what: str = "") -> str:
+def _image(png: bytes, alt: str) -> Image:
+    return Image(f"data:image/png;base64,{base64.b64encode(png).decode()}", alt)
+
+
+def _na(what: str = "") -> Paragraph:
     text = f"{what}: {NOT_AVAILABLE[0].lower()}{NOT_AVAILABLE[1:]}" if what else NOT_AVAILABLE
-    return f'<p class="na">{_esc(text)}</p>'
+    return Paragraph(text, "na")
 
 
 def _available(frame: pd.DataFrame | None) -> bool:
@@ -417,6 +378,30 @@ def _interval(low: float, high: float) -> str:
 
 def _when(value: dt.datetime | None) -> str:
     return "" if value is None else value.strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _listing(items: Sequence[str]) -> str:
+    """"a", "a and b", "a, b and c"."""
+    items = list(items)
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1] if items else ""
+
+
+def _split(value: object) -> list[str]:
+    """A `|`-joined cell as a list (empty cells and NaN as none)."""
+    return [] if value is None or (isinstance(value, float) and np.isnan(value)) else \
+        [v for v in str(value).split("|") if v]
+
+
+def _float(row: Mapping[str, Any], key: str) -> float:
+    try:
+        return float(row.get(key, np.nan))
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def _text(row: Mapping[str, Any], key: str) -> str:
+    value = row.get(key, "")
+    return "" if value is None or (isinstance(value, float) and np.isnan(value)) else str(value).strip()
 
 
 # --- the summary -----------------------------------------------------------------------------------
@@ -439,8 +424,8 @@ def channel_status(inputs: ReportInputs, channel: str, effect: str = TOTAL) -> R
     status: Status | None = None
     est = inputs.estimates
     if "robustness" in est.columns:
-        match = est[(est["channel"] == channel) & (est["effect"] == effect)]["robustness"].dropna()
-        status = Status.worst(str(v).upper() for v in match)
+        status = Status.worst_of_values(est[(est["channel"] == channel) & (est["effect"] == effect)]["robustness"]
+                                        .dropna())
     ref = inputs.refutations
     if not _available(ref) or not {"channel", "status"} <= set(ref.columns):
         return Robustness(status)
@@ -448,7 +433,7 @@ def channel_status(inputs: ReportInputs, channel: str, effect: str = TOTAL) -> R
     if "effect" in mine.columns:
         mine = mine[mine["effect"] == effect]
     statuses = [str(v).upper() for v in mine["status"]]
-    worst = Status.worst(statuses)
+    worst = Status.worst_of_values(statuses)
     names = mine["refuter"] if "refuter" in mine.columns else mine["status"]
     concerns = tuple(str(r) if worst is not None and v == worst.value else f"{r} ({v.lower()})"
                      for r, v in zip(names, statuses) if v != Status.PASS.value)
@@ -484,38 +469,165 @@ def _change_phrase(changes: EstimateChanges | None, channel: str, effect: str, l
     return text, change, outside
 
 
+def withheld_reason(row: Mapping[str, Any]) -> str:
+    """Why a channel's estimate was withheld or could not be made ('' when it was made)."""
+    return _text(row, "withheld_reason") or _text(row, "reason")
+
+
+def _headline(inputs: ReportInputs, r: Mapping[str, Any], parts: str) -> str:
+    """The estimate the sentence leads with: ROI where zero spend is within the data's support,
+    marginal ROI (the next unit) where ROI against zero spend is extrapolated."""
+    kpi, level = inputs.run.kpi, inputs.level_label
+    roi = (f"{_fmt_roi(r['roi'])} {kpi} per unit spent ({level} interval "
+           f"{_interval(_float(r, 'roi_ci_low'), _float(r, 'roi_ci_high'))}){parts}")
+    mroi = _float(r, "mroi")
+    if _text(r, "roi_support").lower() != EXTRAPOLATED or not np.isfinite(mroi):
+        return f"{r['channel']} returned {roi}"
+    share = _float(r, "extrapolated_share")
+    how = (f" ({share:.0%} of its incremental {kpi} comes from spend levels below any that comparable weeks show)"
+           if np.isfinite(share) else "")
+    return (f"{r['channel']}'s next unit of spend returns {_fmt_roi(mroi)} {kpi} (marginal ROI, {level} interval "
+            f"{_interval(_float(r, 'mroi_ci_low'), _float(r, 'mroi_ci_high'))}); its ROI against zero spend, "
+            f"{roi}, is extrapolated by the response curve{how}")
+
+
 def channel_summaries(inputs: ReportInputs) -> list[ChannelSummary]:
     """One headline per channel (total effect), e.g. "tv returned 1.82 sales per unit spent (95%
     interval 1.64–1.91); significant (p < 0.001); robust to all refuters; up 0.03 since ..."."""
     out = []
     est = inputs.estimates
-    for r in inputs.total_rows().itertuples(index=False):
-        if not np.isfinite(float(r.roi)):
-            reason = str(getattr(r, "reason", "") or "").strip()
-            out.append(ChannelSummary(str(r.channel), float("nan"), float("nan"), float("nan"), None, Status.FAIL,
-                                      None, False, f"{r.channel} could not be estimated in this run"
-                                      f"{': ' + reason if reason else ''}.", ("not estimated",)))
+    for r in inputs.total_rows().to_dict("records"):
+        channel = str(r["channel"])
+        if not np.isfinite(_float(r, "roi")):
+            reason = withheld_reason(r)
+            verb = "was withheld" if _text(r, "withheld_reason") else "could not be estimated"
+            out.append(ChannelSummary(channel, float("nan"), float("nan"), float("nan"), None, Status.FAIL,
+                                      None, False, f"{channel} {verb} in this run{': ' + reason if reason else ''}.",
+                                      ("not estimated",)))
             continue
-        p = float(r.p_value) if pd.notna(r.p_value) else float("nan")
+        p = _float(r, "p_value")
         significant = None if not np.isfinite(p) else p < inputs.alpha
         sig = ("significance not computed" if significant is None else
                f"{'significant' if significant else 'not significant'} (p {format_p(p) if p < 0.001 else '= ' + format_p(p)})")
-        robustness = channel_status(inputs, r.channel)
-        change_text, change, outside = _change_phrase(inputs.changes, r.channel, TOTAL, inputs.level_label)
-        split = est[(est["channel"] == r.channel) & est["effect"].isin(["direct", "indirect"])].set_index("effect")
+        robustness = channel_status(inputs, channel)
+        change_text, change, outside = _change_phrase(inputs.changes, channel, TOTAL, inputs.level_label)
+        split = est[(est["channel"] == channel) & est["effect"].isin([DIRECT, INDIRECT])].set_index("effect")
         parts = ""
-        if {"direct", "indirect"} <= set(split.index):
-            through = str(split.loc["direct", "mediators"]).replace("|", ", ") if "mediators" in split.columns else ""
-            parts = (f" — {_fmt_roi(split.loc['direct', 'roi'])} directly and {_fmt_roi(split.loc['indirect', 'roi'])}"
+        if {DIRECT, INDIRECT} <= set(split.index):
+            through = ", ".join(_split(split.loc[DIRECT, "mediators"])) if "mediators" in split.columns else ""
+            parts = (f" — {_fmt_roi(split.loc[DIRECT, 'roi'])} directly and {_fmt_roi(split.loc[INDIRECT, 'roi'])}"
                      f" through {through or 'its mediators'}")
-        sentence = (f"{r.channel} returned {_fmt_roi(r.roi)} {inputs.run.kpi} per unit spent ({inputs.level_label} "
-                    f"interval {_interval(r.roi_ci_low, r.roi_ci_high)}){parts}; {sig}; "
+        sentence = (f"{_headline(inputs, r, parts)}; {sig}; "
                     f"{_robustness_phrase(robustness.status, robustness.concerns)}; {change_text}.")
-        out.append(ChannelSummary(str(r.channel), float(r.roi), float(r.roi_ci_low), float(r.roi_ci_high),
+        out.append(ChannelSummary(channel, float(r["roi"]), _float(r, "roi_ci_low"), _float(r, "roi_ci_high"),
                                   significant, robustness.status, change, outside, sentence, robustness.concerns,
                                   robustness.recommendation))
     return out
 
+
+# --- why causal and naive differ -------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class NaiveComparison:
+    """A channel's causal ROI against the naive one (one OLS of the KPI on every channel and
+    control), the difference split into its sources, and the sentence that names them."""
+
+    channel: str
+    roi: float
+    naive_roi: float
+    smoothing: float
+    """Published ROI − ROI at the applied transform: the selection's smoothing, not the DAG."""
+    dag: float
+    """ROI at the applied transform − naive ROI: what the DAG's adjustment changed."""
+    mediated: float
+    """Of `dag`, the ROI that flows through mediators the naive regression holds fixed (0 if none)."""
+    mediators: tuple[str, ...]
+    extra_adjustment: tuple[str, ...]
+    """Nodes the naive regression holds fixed that the DAG leaves out, mediators aside."""
+    sentence: str
+
+
+def _node_of(column: str, nodes: Iterable[str]) -> str:
+    """The DAG node a model column belongs to (`seasonality_sin1` → `seasonality`)."""
+    matches = [n for n in nodes if column == n or column.startswith(f"{n}_")]
+    return max(matches, key=len) if matches else column
+
+
+def _naive_set(inputs: ReportInputs, channel: str, nodes: Sequence[str]) -> set[str]:
+    """What the naive regression holds fixed for `channel`: every other channel and every control."""
+    columns = {c for value in inputs.estimates.get("adjustment", pd.Series(dtype=object)) for c in _split(value)}
+    columns |= set(inputs.estimates["channel"].astype(str))
+    return {_node_of(c, nodes) for c in columns} - {channel}
+
+
+def naive_comparisons(inputs: ReportInputs) -> list[NaiveComparison]:
+    """Per channel, why the causal ROI differs from the naive one: a mediator the naive regression
+    holds fixed (the halo it misses), another adjustment set, or the smoothing of a selected
+    transform — each with its share of the difference, so a difference that is all smoothing is
+    never credited to the DAG."""
+    est = inputs.estimates
+    roles = inputs.roles()
+    nodes = sorted(set(roles) | set(est["channel"].astype(str)), key=len, reverse=True)
+    out = []
+    for r in inputs.total_rows().to_dict("records"):
+        channel, roi, naive = str(r["channel"]), _float(r, "roi"), _float(r, "naive_roi")
+        if not (np.isfinite(roi) and np.isfinite(naive)):
+            continue
+        applied = _float(r, "applied_transform_roi")
+        applied = applied if np.isfinite(applied) else roi
+        smoothing, dag = roi - applied, applied - naive
+        mine = est[est["channel"] == channel].set_index("effect")
+        mediators: tuple[str, ...] = ()
+        mediated = 0.0
+        if DIRECT in mine.index:
+            mediators = tuple(_split(mine.loc[DIRECT].get("mediators", "")))
+            direct = mine.loc[DIRECT]
+            direct_applied = _float(direct, "applied_transform_roi")
+            direct_applied = direct_applied if np.isfinite(direct_applied) else _float(direct, "roi")
+            if np.isfinite(direct_applied):
+                mediated = applied - direct_applied
+        causal = {_node_of(c, nodes) for c in _split(r.get("adjustment", ""))}
+        extra = tuple(sorted(_naive_set(inputs, channel, nodes) - causal - set(mediators)))
+        rest = dag - mediated
+        out.append(NaiveComparison(channel, roi, naive, smoothing, dag, mediated, mediators, extra,
+                                   _comparison_sentence(channel, roi, naive, applied, smoothing, rest, mediated,
+                                                        mediators, extra, _text(r, "estimator"))))
+    return out
+
+
+def _comparison_sentence(channel: str, roi: float, naive: float, applied: float, smoothing: float, rest: float,
+                         mediated: float, mediators: Sequence[str], extra: Sequence[str], estimator: str) -> str:
+    gap = roi - naive
+    head = f"causal ROI {_fmt_roi(roi)} against naive {_fmt_roi(naive)}" + (
+        f" ({gap:+.2f})" if abs(gap) >= NEGLIGIBLE_ROI else ", the same to two decimals")
+    reasons = []
+    if mediators:
+        through = _listing(mediators)
+        reasons.append(f"the naive regression holds {through} fixed, a mediator of {channel}, so it misses the "
+                       f"{_fmt_roi(mediated)} per unit that flows through {through} (the halo)")
+    if extra and abs(rest) >= NEGLIGIBLE_ROI:
+        reasons.append(f"a different adjustment set: the naive regression also holds {_listing(extra)} fixed, "
+                       f"which the DAG leaves out ({rest:+.2f})")
+    elif abs(rest) >= NEGLIGIBLE_ROI:
+        how = f" ({estimator.replace('_', '-')} against one OLS)" if estimator else ""
+        reasons.append(f"the same adjustment, a different estimator{how} ({rest:+.2f})")
+    if abs(smoothing) >= NEGLIGIBLE_ROI:
+        reasons.append(f"{smoothing:+.2f} comes from the selected transform's smoothing: the published ROI averages "
+                       f"over resamples that repeat the selection, the naive one uses the selected transform "
+                       f"(ROI there {_fmt_roi(applied)})")
+    dag_matters = bool(mediators) or abs(rest) >= NEGLIGIBLE_ROI
+    if not dag_matters:
+        same = ("adjusts for the same nodes as the naive regression (every other channel and control)" if not extra
+                else f"leaves {_listing(extra)} out of the adjustment set, which moves the ROI by less than 0.01")
+        if abs(smoothing) >= NEGLIGIBLE_ROI:
+            return (f"{head}: the whole difference comes from the selected transform's smoothing "
+                    f"(ROI at the selected transform {_fmt_roi(applied)}); the DAG {same}, so it does not "
+                    "change this answer.")
+        return f"{head}: the DAG {same}, so it does not change this answer."
+    return f"{head}: " + "; ".join(reasons) + "."
+
+
+# --- attention -------------------------------------------------------------------------------------
 
 def flagged_rows(frame: pd.DataFrame | None, flag: str, bad: bool) -> list[tuple[Level, dict[str, Any]]]:
     """Rows of a check table that need attention: by their PASS/REVIEW/FAIL `status` when the table
@@ -567,6 +679,10 @@ def attention_items(inputs: ReportInputs) -> list[AttentionItem]:
         items.append(AttentionItem(Level.FAIL, f"{len(rejected)} of {len(verdicts)} independences implied by the DAG "
                                    f"are rejected by the data ({'; '.join(rejected)}): the DAG may miss an edge.",
                                    "independence"))
+    if inputs.missing_drivers is not None and "status" in inputs.missing_drivers.columns:
+        for row in inputs.missing_drivers[inputs.missing_drivers["status"] != Status.PASS.value].itertuples():
+            items.append(AttentionItem(Level.REVIEW, f"Missing driver ({row.driver}): {row.message}: "
+                                       f"{row.recommendation}", "dag"))
     thin: dict[tuple[Level, str], int] = {}
     for level, row in flagged_rows(inputs.overlap, "ok", bad=False):
         key = (level, str(row.get("channel", "?")))
@@ -597,20 +713,28 @@ def _status_text(status: Status | None) -> str:
 
 def _summary_section(inputs: ReportInputs) -> Section:
     summaries = channel_summaries(inputs)
-    cards = "".join(
-        f'<li class="{STATUS_CLASS.get(s.status.value, "") if s.status else ""}">'
-        f"<strong>{_esc(s.channel)}</strong> {_esc(s.sentence.removeprefix(s.channel))}</li>" for s in summaries)
+    cards = Cards(tuple(Card(STATUS_CLASS.get(s.status.value, "") if s.status else "", s.channel,
+                             s.sentence.removeprefix(s.channel)) for s in summaries))
     est = inputs.estimates
     table = pd.DataFrame({
         "channel": est["channel"], "effect": est["effect"], "ROI": est["roi"].astype(float),
         f"{inputs.level_label} interval": [_interval(lo, hi) for lo, hi in
                                            zip(est["roi_ci_low"], est["roi_ci_high"])],
-        "p_value": est["p_value"].astype(float),
-        "significant": [bool(p < inputs.alpha) if pd.notna(p) else None for p in est["p_value"]],
-        "naive ROI": est["naive_roi"].astype(float) if "naive_roi" in est.columns else np.nan,
-        "incremental KPI": est["incremental_kpi"].astype(float),
-        "robustness": [_status_text(channel_status(inputs, c, e).status) for c, e in zip(est["channel"], est["effect"])],
     })
+    if "mroi" in est.columns:
+        table["mROI"] = pd.to_numeric(est["mroi"], errors="coerce")
+        if {"mroi_ci_low", "mroi_ci_high"} <= set(est.columns):
+            table[f"mROI {inputs.level_label} interval"] = [
+                _interval(float(lo), float(hi)) for lo, hi in zip(pd.to_numeric(est["mroi_ci_low"], errors="coerce"),
+                                                                  pd.to_numeric(est["mroi_ci_high"], errors="coerce"))]
+    if "roi_support" in est.columns:
+        table["ROI support"] = est["roi_support"].fillna("").astype(str)
+    table["p_value"] = est["p_value"].astype(float)
+    table["significant"] = [bool(p < inputs.alpha) if pd.notna(p) else None for p in est["p_value"]]
+    if "naive_roi" in est.columns:
+        table["naive ROI"] = est["naive_roi"].astype(float)
+    table["incremental KPI"] = est["incremental_kpi"].astype(float)
+    table["robustness"] = [_status_text(channel_status(inputs, c, e).status) for c, e in zip(est["channel"], est["effect"])]
     if inputs.changes is not None and inputs.changes.previous is not None:
         changes = inputs.changes.table.set_index(["channel", "effect"])
         keys = list(zip(est["channel"], est["effect"]))
@@ -619,99 +743,244 @@ def _summary_section(inputs: ReportInputs) -> Section:
     intro = (f"ROI is the incremental {inputs.run.kpi} per unit of spend over the modelled weeks; the total effect "
              "flows through every path of the DAG. Significant: the test of “no effect” rejects at "
              f"{inputs.alpha * 100:g}%.")
-    return Section("summary", "Summary", f'<ul class="cards">{cards}</ul>' + html_table(table), intro)
+    if "mroi" in est.columns:
+        intro += (" mROI (marginal ROI) is the return on the next unit of spend at the spend levels the data show; "
+                  "where ROI against zero spend is extrapolated, the sentence leads with it.")
+    return Section("summary", "Summary", (cards, table_block(table)), intro)
 
 
 def _attention_section(inputs: ReportInputs) -> Section:
     items = attention_items(inputs)
+    blocks: list[Block] = []
     if not [i for i in items if i.level is not Level.INFO]:
-        lead = '<p class="pass banner">Nothing failed and nothing needs review in what this run assessed.</p>'
-    else:
-        lead = ""
-    rows = "".join(f'<li class="{i.level.value}"><a href="#{i.anchor}">{_esc(i.text)}</a></li>' for i in items)
-    return Section("attention", "What needs attention", lead + (f'<ul class="attention">{rows}</ul>' if rows else ""))
+        blocks.append(Paragraph("Nothing failed and nothing needs review in what this run assessed.", "pass banner"))
+    if items:
+        blocks.append(AttentionList(tuple(items)))
+    return Section("attention", "What needs attention", tuple(blocks))
 
 
 def _dag_section(inputs: ReportInputs) -> Section:
     if not _available(inputs.dag_edges):
-        return Section("dag", "Causal DAG", _na("The DAG table"))
+        return Section("dag", "Causal DAG", (_na("The DAG table"),))
     g, roles = dag_graph(inputs.dag_edges)
     png = draw_dag_png(g, inputs.dag_tests, roles)
     verdicts = _pair_verdicts(inputs.dag_tests)
     if inputs.dag_tests is None:
-        caption = "The independences this DAG implies were not tested in this run."
+        caption = Paragraph("The independences this DAG implies were not tested in this run.")
     else:
         rejected = sum(verdicts.values())
-        caption = (f"{len(verdicts)} independences implied by the DAG were tested: {len(verdicts) - rejected} consistent "
-                   f"with the data, {rejected} rejected (see <a href=\"#independence\">the tests</a>).")
+        verdict = (f"{rejected} rejected (red dashed lines, the pairs named under the drawing)" if rejected
+                   else "none rejected")
+        caption = Paragraph(f"{len(verdicts)} independences implied by the DAG were tested: "
+                            f"{len(verdicts) - rejected} consistent with the data (green dotted lines), {verdict}. See",
+                            link_text="the tests", link_anchor="independence")
     intro = ("The causal assumptions: an arrow means “can cause”. Effects are identified from this graph; "
              "a rejected implied independence is evidence of a missing arrow.")
-    return Section("dag", "Causal DAG and its tested implications", _img(png, "causal DAG") + f"<p>{caption}</p>", intro)
+    return Section("dag", "Causal DAG and its tested implications", (_image(png, "causal DAG"), caption), intro)
 
 
 def _forest_section(inputs: ReportInputs) -> Section:
     intro = ("Each channel's causal ROI with its interval (block bootstrap), beside the naive ROI of one regression of "
-             "the KPI on every channel without the DAG. Where they differ, the DAG changed the answer (for example by "
-             "crediting a channel with the effect it has through a mediator). Where a channel's adstock and saturation "
-             "were selected from the data, its ROI is averaged over bootstrap resamples that each repeat the selection "
-             "(interval method “smoothed”): an estimate at the one selected setting jumps with that choice.")
-    return Section("forest", "ROI by channel: causal vs naive",
-                   _img(forest_plot_png(inputs.estimates, inputs.run.ci_level), "forest plot of ROI intervals"), intro)
+             "the KPI on every channel and control without the DAG. Below, per channel, what makes them differ: a "
+             "mediator the naive regression holds fixed, a different adjustment set, or a selected transform's "
+             "smoothing (its ROI is averaged over bootstrap resamples that each repeat the selection).")
+    blocks: list[Block] = [_image(forest_plot_png(inputs.estimates, inputs.run.ci_level),
+                                  "forest plot of ROI intervals")]
+    comparisons = naive_comparisons(inputs)
+    if comparisons:
+        blocks += [Heading("Why causal and naive differ"), Reasons(tuple((c.channel, c.sentence) for c in comparisons))]
+    return Section("forest", "ROI by channel: causal vs naive", tuple(blocks), intro)
 
 
 def _contributions_section(inputs: ReportInputs) -> Section:
+    title = "Contributions over time"
     if not _available(inputs.transformed) or "ate" not in inputs.estimates.columns:
-        return Section("contributions", "Contributions over time", _na("The transformed media table"))
-    intro = (f"Weekly {inputs.run.kpi} attributed to each channel (total effect × the channel's transformed media that "
-             f"week), stacked under the observed {inputs.run.kpi}; the rest is baseline, season, trend, price and noise.")
-    return Section("contributions", "Contributions over time",
-                   _img(contributions_png(inputs.transformed, inputs.estimates, inputs.run.kpi),
-                        "stacked weekly contributions"), intro)
+        return Section("contributions", title, (_na("The transformed media table"),))
+    parts = contribution_parts(inputs.estimates, [c for c in inputs.transformed.columns if c != WEEK])
+    if not parts:
+        return Section("contributions", title, (Paragraph("No channel has an estimated effect to attribute.", "na"),))
+    kpi = inputs.run.kpi
+    rest = _listing(["baseline", *inputs.controls(), "noise"])
+    intro = (f"Weekly {kpi} attributed to each channel (its effect × the channel's transformed media that week), "
+             f"stacked under the observed {kpi}; the rest is {rest}.")
+    blocks: list[Block] = [_image(contributions_png(inputs.transformed, parts, kpi), "stacked weekly contributions")]
+    direct = [p.channel for p in parts if p.label != p.channel]
+    if direct:
+        est = inputs.estimates
+        notes = []
+        for channel in direct:
+            row = est[(est["channel"] == channel) & (est["effect"] == DIRECT)].iloc[0]
+            through = _listing(_split(row.get("mediators", "")))
+            indirect = est[(est["channel"] == channel) & (est["effect"] == INDIRECT)]["roi"]
+            share = f" (ROI {_fmt_roi(float(indirect.iloc[0]))})" if len(indirect) else ""
+            notes.append(f"{channel} is stacked with its direct effect only: what it adds through {through}{share} is "
+                         f"inside {through}'s area, which counts every unit of {through}, the ones {channel} drives "
+                         f"included. Stacking {channel}'s total on top would count that part twice; its total is in "
+                         "the summary.")
+        blocks.append(Paragraph(" ".join(notes)))
+    return Section("contributions", title, tuple(blocks), intro)
 
 
 def _response_section(inputs: ReportInputs) -> Section:
     curves = []
     for r in inputs.total_rows().to_dict("records"):
         column = inputs.run.spend_columns.get(r["channel"])
-        if not np.isfinite(float(r["ate"])) or not np.isfinite(float(r["roi"])) or column is None or column not in inputs.raw.columns or r["channel"] not in set(inputs.transforms["channel"]):
+        if (not np.isfinite(_float(r, "ate")) or not np.isfinite(_float(r, "roi")) or column is None
+                or column not in inputs.raw.columns or r["channel"] not in set(inputs.transforms["channel"])):
             continue
         curves.append(response_curve(r["channel"], inputs.raw[column].to_numpy(dtype=float), inputs.transforms,
                                      pd.Series(r)))
     if not curves:
-        return Section("response", "Response curves", _na("Spend and transform parameters"))
-    ranges = html_table(pd.DataFrame([{"channel": c.channel, "lowest week": c.observed_min,
-                                       "average week": c.observed_mean, "highest week": c.observed_max}
-                                      for c in curves]), "Observed weekly spend")
+        return Section("response", "Response curves", (_na("Spend and transform parameters"),))
+    ranges = table_block(pd.DataFrame([{"channel": c.channel, "lowest week": c.observed_min,
+                                        "average week": c.observed_mean, "highest week": c.observed_max}
+                                       for c in curves]), "Observed weekly spend")
     intro = (f"Weekly incremental {inputs.run.kpi} if a channel ran at the same weekly spend every week (adstock at its "
              "steady state, then saturation), with its interval. The solid part lies inside the weekly spend the data "
              "cover (shaded): trust it there; the dashed part extrapolates.")
-    return Section("response", "Response curves", _img(response_curves_png(curves, inputs.run.kpi),
-                                                       "response curves per channel") + ranges, intro)
+    return Section("response", "Response curves",
+                   (_image(response_curves_png(curves, inputs.run.kpi), "response curves per channel"), ranges), intro)
 
 
 def _table_section(section_id: str, title: str, frame: pd.DataFrame | None, intro: str,
-                   first: Sequence[str] = ()) -> Section:
+                   first: Sequence[str] = (), shown: Sequence[str] = (), csv: str = "") -> Section:
+    """A check table; with `shown`, only those of its columns (the rest are in the `csv` file)."""
     if frame is None:
-        return Section(section_id, title, _na(), intro)
+        return Section(section_id, title, (_na(),), intro)
     if frame.empty:
-        return Section(section_id, title, '<p class="na">The run produced this table, with no rows.</p>', intro)
+        return Section(section_id, title, (Paragraph("The run produced this table, with no rows.", "na"),), intro)
     order = [c for c in first if c in frame.columns] + [c for c in frame.columns if c not in first]
-    return Section(section_id, title, html_table(frame[order]), intro)
+    if shown and set(shown) & set(frame.columns):
+        hidden = [c for c in order if c not in shown]
+        order = [c for c in order if c in shown]
+        if hidden and csv:
+            intro += f" Every column is in {csv}."
+    return Section(section_id, title, (table_block(frame[order]),), intro)
+
+
+def _overlap_section(inputs: ReportInputs) -> Section:
+    frame = inputs.overlap
+    if _available(frame) and {"stratum", "strata"} <= set(frame.columns):
+        frame = frame.assign(stratum=[f"{a} of {b}" for a, b in zip(frame["stratum"], frame["strata"])])
+    return _table_section("overlap", "Overlap (positivity)", frame,
+                          "For each channel and stratum of its adjustment set: enough weeks, with both low and high "
+                          "spend. Where overlap is thin the estimate extrapolates.", ["channel", "stratum", "ok"],
+                          ["channel", "stratum", "ok", "weeks", "spend_min", "spend_max", "low_spend_weeks",
+                           "high_spend_weeks", "spread", "extrapolated_share", "reason"], "overlap.csv")
+
+
+def _experiments_section(inputs: ReportInputs) -> Section:
+    frame = inputs.experiments
+    if _available(frame):
+        for name in ("measured", "model"):
+            point, low, high = f"{name}_incremental_kpi", f"{name}_ci_low", f"{name}_ci_high"
+            if {point, low, high} <= set(frame.columns):
+                frame = frame.assign(**{point: [
+                    f"{_number(float(p), 0)} ({_number(float(lo), 0)}–{_number(float(hi), 0)})"
+                    for p, lo, hi in zip(frame[point], frame[low], frame[high])]}).drop(columns=[low, high])
+        frame = frame.rename(columns={"measured_incremental_kpi": "measured lift (interval)",
+                                      "model_incremental_kpi": "model (interval)"})
+    return _table_section("experiments", "Lift experiments vs the model", frame,
+                          "Each configured lift test beside the model's incremental KPI over the same weeks; a test "
+                          "whose measured lift the model's interval does not support is flagged.",
+                          ["channel", "start", "end", "status", "agrees"],
+                          ["channel", "start", "end", "status", "agrees", "weeks", "measured lift (interval)",
+                           "model (interval)", "measured_lift", "measured_low", "measured_high", "model_incremental",
+                           "model_low", "model_high", "message", "recommendation"], "experiments.csv")
+
+
+def refutations_in_roi(refutations: pd.DataFrame, estimates: pd.DataFrame) -> pd.DataFrame:
+    """The refuters' estimates (ATE per unit of transformed media) in ROI units: × the estimate's
+    ROI per unit of ATE at the applied transform, so they read beside the summary."""
+    if not {"estimate", "new_effect", "channel"} <= set(refutations.columns):
+        return refutations
+    est = estimates.set_index(["channel", "effect"]) if "effect" in estimates.columns else None
+    factors = []
+    for r in refutations.to_dict("records"):
+        row = est.loc[(r["channel"], r.get("effect", TOTAL))] if est is not None and \
+            (r["channel"], r.get("effect", TOTAL)) in est.index else None
+        ate = np.nan if row is None else float(row["ate"])
+        roi = np.nan if row is None else float(row.get("applied_transform_roi", row["roi"]))
+        roi = roi if np.isfinite(roi) else (np.nan if row is None else float(row["roi"]))
+        factors.append(roi / ate if np.isfinite(ate) and ate != 0 else np.nan)
+    factor = np.asarray(factors, dtype=float)
+    out = refutations.copy()
+    out["estimate"] = refutations["estimate"].astype(float) * factor
+    out["new_effect"] = refutations["new_effect"].astype(float) * factor
+    return out.rename(columns={"estimate": "ROI", "new_effect": "ROI after refutation"})
+
+
+def _refuters_section(inputs: ReportInputs) -> Section:
+    frame = inputs.refutations
+    if _available(frame):
+        frame = refutations_in_roi(frame, inputs.estimates)
+        if "refuter" in frame.columns:  # "unobserved common cause" wraps where "unobserved_common_cause" cannot
+            frame = frame.assign(refuter=frame["refuter"].astype(str).str.replace("_", " "))
+    return _table_section("refuters", "Refutation tests", frame,
+                          "Each estimate re-run under a perturbation that should (placebo treatment, random common "
+                          "cause, data subset) or may (unobserved common cause) leave it unchanged, in ROI units "
+                          "(the refuted ROI beside the estimate's). FAIL: the estimate moved when it should not have.",
+                          ["channel", "effect", "refuter", "status", "ROI", "ROI after refutation"])
+
+
+def _constant(frame: pd.DataFrame, column: str) -> object | None:
+    values = frame[column].dropna().unique() if column in frame.columns else []
+    return values[0] if len(values) == 1 else None
+
+
+def _independence_section(inputs: ReportInputs) -> Section:
+    frame = inputs.dag_tests
+    intro = ("Each row tests “x is independent of y given the listed nodes”, which the DAG implies. "
+             "Rejected (after multiple-testing adjustment) means the data contradict the DAG there.")
+    if _available(frame):
+        alpha, correction = _constant(frame, "alpha"), _constant(frame, "correction")
+        if alpha is not None and correction is not None:
+            intro += f" Adjustment: {correction}, at α = {float(alpha):g}."
+            frame = frame.drop(columns=["alpha", "correction"])
+        if "implication" in frame.columns:
+            frame = frame.drop(columns=[c for c in ("x", "y", "given") if c in frame.columns])
+    return _table_section("independence", "Independence tests implied by the DAG", frame, intro,
+                          ["implication", "x", "y", "given", "test", "rejected"])
+
+
+def _adjustment_text(value: object, nodes: Sequence[str]) -> str:
+    """An adjustment set by node (`seasonality_sin1|seasonality_cos1` → `seasonality (2 terms)`)."""
+    counts: dict[str, int] = {}
+    for column in _split(value):
+        node = _node_of(column, nodes)
+        counts[node] = counts.get(node, 0) + 1
+    return ", ".join(n if k == 1 else f"{n} ({k} terms)" for n, k in counts.items()) or "none"
+
+
+def _identification_section(inputs: ReportInputs) -> Section:
+    frame = inputs.identification
+    if _available(frame) and "adjustment" in frame.columns:
+        nodes = sorted(set(inputs.roles()) | set(inputs.estimates["channel"].astype(str)), key=len, reverse=True)
+        frame = frame.assign(adjustment=[_adjustment_text(v, nodes) for v in frame["adjustment"]])
+        if "reason" in frame.columns:  # "identified by adjustment for <the set> (criterion)": the set is shown
+            frame = frame.assign(reason=[str(r).split(" (", 1)[1].rstrip(")") if str(r).startswith(
+                "identified by adjustment for") and " (" in str(r) else r for r in frame["reason"]])
+    return _table_section("identification", "Identification", frame,
+                          "How each effect is identified from the DAG: the estimand and the adjustment set.",
+                          ["channel"])
 
 
 def _history_section(inputs: ReportInputs) -> Section:
+    title = "Change since the previous run"
     changes = inputs.changes
     if changes is None:
-        return Section("history", "Change since the previous run", _na("The estimates history"))
+        return Section("history", title, (_na("The estimates history"),))
+    blocks: list[Block] = []
     if changes.previous is None:
-        body = "<p>This is the first run published to this warehouse: there is nothing to compare with yet.</p>"
+        blocks.append(Paragraph("This is the first run published to this warehouse: there is nothing to compare "
+                                "with yet."))
     else:
         prev = changes.previous
         flagged = len(changes.flagged)
-        verdict = (f'<p class="review banner">{flagged} estimate(s) moved outside the previous run’s interval.</p>'
-                   if flagged else '<p class="pass banner">Every estimate is inside the previous run’s interval.</p>')
-        body = (f"<p>Compared with run <code>{_esc(prev.run_id)}</code> published {_esc(_when(prev.run_time))}.</p>"
-                + verdict + html_table(changes.table))
+        blocks.append(Paragraph(f"Compared with run {prev.run_id} published {_when(prev.run_time)}."))
+        blocks.append(Paragraph(f"{flagged} estimate(s) moved outside the previous run’s interval.", "review banner")
+                      if flagged else Paragraph("Every estimate is inside the previous run’s interval.", "pass banner"))
+        blocks.append(table_block(changes.table))
     history = inputs.roi_history
     if _available(history) and history["run_id"].nunique() > 1:
         labels = {rid: f"{pd.Timestamp(t):%Y-%m-%d %H:%M} ({str(rid)[:8]})"
@@ -719,40 +988,89 @@ def _history_section(inputs: ReportInputs) -> Section:
         pivot = (history.assign(run=history["run_id"].map(labels))
                  .pivot_table(index="channel", columns="run", values="roi", sort=False).reset_index())
         pivot.columns = [str(c) for c in pivot.columns]
-        body += html_table(pivot, f"Total-effect ROI over the last {history['run_id'].nunique()} runs")
-    return Section("history", "Change since the previous run", body)
+        blocks.append(table_block(pivot, f"Total-effect ROI over the last {history['run_id'].nunique()} runs"))
+    return Section("history", title, tuple(blocks))
+
+
+def _adstock_text(row: Mapping[str, Any]) -> str:
+    """A channel's own adstock parameters: decay for geometric, shape/scale/max lag for Weibull."""
+    kind = _text(row, "adstock")
+    if kind == "geometric":
+        return f"geometric, decay {_float(row, 'decay'):.2f}"
+    if kind.startswith("weibull"):
+        label = "Weibull PDF" if kind == "weibull_pdf" else "Weibull CDF"
+        return (f"{label}, shape {_float(row, 'weibull_shape'):.2f}, scale {_float(row, 'weibull_scale'):.2f}, "
+                f"max lag {int(_float(row, 'max_lag'))} weeks")
+    return kind or "—"
+
+
+SOURCE_TEXT = {"config": "config", "default": "default", "selected": "selected from the data"}
+
+
+def transform_parameters_table(transforms: pd.DataFrame) -> pd.DataFrame:
+    """One row per channel with only the parameters its own transforms use."""
+    rows = []
+    for r in transforms.to_dict("records"):
+        row = {"channel": r["channel"], "adstock": _adstock_text(r),
+               "saturation": f"Hill, half-saturation {_float(r, 'half_saturation'):.2f}, slope {_float(r, 'slope'):.2f}",
+               "source": SOURCE_TEXT.get(_text(r, "source"), _text(r, "source"))}
+        rows.append(row)
+    out = pd.DataFrame(rows)
+    if "cv_error" in transforms.columns and transforms["cv_error"].notna().any():
+        out["cv_error"] = transforms["cv_error"].astype(float).to_numpy()
+    if "grid_edge" in transforms.columns and transforms["grid_edge"].fillna("").astype(str).str.len().gt(0).any():
+        out["on a grid edge"] = transforms["grid_edge"].fillna("").astype(str).replace("", "—").to_numpy()
+    return out
+
+
+def grid_edge_note(transforms: pd.DataFrame) -> list[Block]:
+    """A selected parameter on the edge of its grid: the truth may lie beyond it, or the data cannot
+    tell the values apart, so the ROI against zero spend rests on the curve's assumed shape."""
+    if "grid_edge" not in transforms.columns:
+        return []
+    edges = transforms[transforms["grid_edge"].fillna("").astype(str).str.len() > 0]
+    if edges.empty:
+        return []
+    named = "; ".join(f"{r.channel}: {r.grid_edge}" for r in edges.itertuples())
+    return [Paragraph(f"Selected on the edge of the search grid ({named}). The data may not tell these values "
+                      "apart; lean on the marginal ROI, which stays within the spend the data show, or configure "
+                      "the parameter from a lift test.")]
+
+
+def _selection(frame: pd.DataFrame | None) -> list[Block]:
+    """The candidate chosen per channel (lowest out-of-sample error) and how many were compared;
+    the full grid is in transform_selection.csv."""
+    if frame is None:
+        return [_na("Transform selection")]
+    if frame.empty:
+        return [Paragraph("No transform was selected from the data: every channel's adstock and saturation come "
+                          "from the config.")]
+    if not {"channel", "selected"} <= set(frame.columns):
+        return [table_block(frame)]
+    chosen = frame[frame["selected"].astype(bool)].drop(columns=["selected"])
+    chosen = chosen.dropna(axis=1, how="all")  # parameters no chosen candidate uses
+    counts = frame.groupby("channel").size().rename("candidates")
+    table = chosen.merge(counts, left_on="channel", right_index=True, how="left")
+    return [Paragraph("Chosen by time-series cross-validation (one objective: out-of-sample error); every candidate "
+                      "is in transform_selection.csv."), table_block(table)]
 
 
 def _inputs_section(inputs: ReportInputs) -> Section:
     first, last = inputs.data_range()
     run = inputs.run
-    facts = [("Run", f"<code>{_esc(run.run_id)}</code>"), ("Published", _esc(_when(run.run_time) or "—")),
-             ("Data", f"{len(inputs.raw)} weeks, {first} to {last}"), ("KPI", f"<code>{_esc(run.kpi)}</code>"),
-             ("Config", f"<code>{_esc(run.config_path)}</code>"), ("Interval level", inputs.level_label)]
+    facts = Facts((Fact("Run", run.run_id, code=True), Fact("Published", _when(run.run_time) or "—"),
+                   Fact("Data", f"{len(inputs.raw)} weeks, {first} to {last}"), Fact("KPI", run.kpi, code=True),
+                   Fact("Config", run.config_path, code=True), Fact("Interval level", inputs.level_label)))
     spend = pd.DataFrame([{"channel": channel, "spend column": column,
                            "total spend": float(inputs.raw[column].sum()), "mean weekly spend": float(inputs.raw[column].mean()),
                            "weeks with spend": int((inputs.raw[column] > 0).sum())}
                           for channel, column in run.spend_columns.items() if column in inputs.raw.columns])
-    body = ('<dl class="facts">' + "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in facts) + "</dl>"
-            + "<h3>Spend</h3>" + (html_table(spend) if not spend.empty else _na())
-            + "<h3>Transform parameters used</h3>" + html_table(inputs.transforms)
-            + "<h3>Transform selection</h3>" + _selection(inputs.transform_selection)
-            + f"<h3>Config</h3><pre>{_esc(run.config_text)}</pre>")
-    return Section("inputs", "Run inputs", body)
-
-
-def _selection(frame: pd.DataFrame | None) -> str:
-    """The candidate chosen per channel (lowest out-of-sample error) and how many were compared;
-    the full grid is in transform_selection.csv."""
-    if frame is None:
-        return _na("Transform selection")
-    if frame.empty or not {"channel", "selected"} <= set(frame.columns):
-        return html_table(frame)
-    chosen = frame[frame["selected"].astype(bool)].drop(columns=["selected"])
-    counts = frame.groupby("channel").size().rename("candidates")
-    table = chosen.merge(counts, left_on="channel", right_index=True, how="left")
-    return ("<p>Chosen by time-series cross-validation (one objective: out-of-sample error); "
-            "every candidate is in <code>transform_selection.csv</code>.</p>" + html_table(table))
+    blocks: list[Block] = [facts, Heading("Spend"), table_block(spend) if not spend.empty else _na(),
+                           Heading("Transform parameters used"),
+                           table_block(transform_parameters_table(inputs.transforms)) if not inputs.transforms.empty
+                           else _na(), *grid_edge_note(inputs.transforms), Heading("Transform selection"), *_selection(inputs.transform_selection),
+                           Heading("Config"), Preformatted(run.config_text)]
+    return Section("inputs", "Run inputs", tuple(blocks))
 
 
 def sections(inputs: ReportInputs) -> list[Section]:
@@ -763,85 +1081,40 @@ def sections(inputs: ReportInputs) -> list[Section]:
         _forest_section(inputs),
         _contributions_section(inputs),
         _response_section(inputs),
-        _table_section("refuters", "Refutation tests", inputs.refutations,
-                       "Each estimate re-run under a perturbation that should (placebo treatment, random common cause, "
-                       "data subset) or may (unobserved common cause) leave it unchanged. FAIL: the estimate moved when "
-                       "it should not have.", ["channel", "effect", "refuter", "status"]),
-        _table_section("independence", "Independence tests implied by the DAG", inputs.dag_tests,
-                       "Each row tests “x is independent of y given the listed nodes”, which the DAG implies. "
-                       "Rejected (after multiple-testing adjustment) means the data contradict the DAG there.",
-                       ["x", "y", "given", "test", "rejected"]),
-        _table_section("overlap", "Overlap (positivity)", inputs.overlap,
-                       "For each channel and stratum of its adjustment set: enough weeks, with both low and high spend. "
-                       "Where overlap is thin the estimate extrapolates.", ["channel", "stratum", "ok"]),
-        _table_section("identification", "Identification", inputs.identification,
-                       "How each effect is identified from the DAG: the estimand and the adjustment set.", ["channel"]),
-        _table_section("experiments", "Lift experiments vs the model", inputs.experiments,
-                       "Each configured lift test beside the model's incremental KPI over the same weeks; a test whose "
-                       "measured lift the model's interval does not support is flagged.",
-                       ["channel", "start", "end", "status", "agrees"]),
+        _refuters_section(inputs),
+        _independence_section(inputs),
+        _overlap_section(inputs),
+        _identification_section(inputs),
+        _experiments_section(inputs),
         _history_section(inputs),
         _inputs_section(inputs),
     ]
 
 
-STYLE = """
-*{box-sizing:border-box}
-body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,"DejaVu Sans",sans-serif;margin:0 auto;max-width:1000px;
-padding:1rem;color:#1d232b;line-height:1.45;background:#fff}
-header p{margin:.2rem 0;color:#4a5563}
-h1{font-size:1.45rem;margin:.2rem 0 .4rem}
-h2{font-size:1.15rem;margin:2rem 0 .6rem;padding-bottom:.25rem;border-bottom:2px solid #e3e8ef}
-h3{font-size:.95rem;margin:1.2rem 0 .4rem}
-nav{display:flex;flex-wrap:wrap;gap:.3rem .8rem;font-size:.85rem;padding:.5rem 0;border-bottom:1px solid #e3e8ef}
-a{color:#1f5fa8}
-.intro{color:#4a5563;font-size:.9rem;margin:.2rem 0 .6rem}
-ul.cards{list-style:none;padding:0;margin:0 0 1rem;display:grid;gap:.5rem}
-ul.cards li{border:1px solid #e3e8ef;border-left:5px solid #9aa5b1;border-radius:6px;padding:.55rem .75rem}
-ul.cards li.pass{border-left-color:#2e8b57} ul.cards li.review{border-left-color:#d4a017}
-ul.cards li.fail{border-left-color:#c0392b}
-ul.attention{padding-left:1.1rem} ul.attention li{margin:.25rem 0}
-ul.attention li.fail a{color:#a93226;font-weight:600} ul.attention li.review a{color:#8a6d00}
-ul.attention li.info a{color:#4a5563}
-.banner{padding:.45rem .7rem;border-radius:6px;display:inline-block}
-p.pass{background:#e6f4ea;color:#1e6b3a} p.review{background:#fff5d6;color:#6b5300}
-.scroll{overflow-x:auto;-webkit-overflow-scrolling:touch;margin:.4rem 0 1rem;max-width:100%}
-table{border-collapse:collapse;font-size:.82rem;min-width:50%}
-caption{text-align:left;font-weight:600;padding:.2rem 0;font-size:.85rem}
-th,td{padding:.28rem .55rem;border-bottom:1px solid #edf0f4;text-align:left;white-space:nowrap}
-th{background:#f5f7fa;font-weight:600;white-space:normal;vertical-align:bottom}
-td.num{text-align:right;font-variant-numeric:tabular-nums}
-td.long{white-space:normal;min-width:16rem;max-width:28rem}
-td.pass{color:#1e6b3a;font-weight:600} td.review{background:#fff5d6;color:#6b5300;font-weight:600}
-td.fail{background:#fde8e6;color:#a93226;font-weight:600}
-img{max-width:100%;height:auto;display:block;margin:.4rem 0}
-pre{background:#f5f7fa;padding:.7rem;overflow-x:auto;font-size:.78rem;border-radius:6px}
-p.na{color:#6b7480;font-style:italic}
-dl.facts{display:grid;grid-template-columns:max-content 1fr;gap:.2rem .9rem;font-size:.9rem}
-dl.facts dt{font-weight:600} dl.facts dd{margin:0;overflow-wrap:anywhere}
-code{font-size:.85em}
-@media (max-width:600px){body{padding:.6rem;font-size:.95rem}h1{font-size:1.2rem}nav{font-size:.8rem}}
-"""
+# --- rendering -------------------------------------------------------------------------------------
+
+@lru_cache(maxsize=1)
+def _environment() -> Any:
+    import jinja2
+
+    return jinja2.Environment(loader=jinja2.PackageLoader("cmmm_pipeline.publish", "templates"),
+                              autoescape=True, undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+
+
+def _template() -> Any:
+    return _environment().get_template("report.html.j2")
+
+
+@lru_cache(maxsize=1)
+def _css() -> str:
+    return resources.files("cmmm_pipeline.publish").joinpath("templates", "report.css").read_text(encoding="utf-8")
 
 
 def render_report(inputs: ReportInputs) -> str:
     """The whole report as one HTML string."""
+    import markupsafe
+
     first, last = inputs.data_range()
-    parts = sections(inputs)
-    nav = "".join(f'<a href="#{s.id}">{_esc(s.title)}</a>' for s in parts)
-    body = "".join(f'<section id="{s.id}"><h2>{_esc(s.title)}</h2>'
-                   + (f'<p class="intro">{_esc(s.intro)}</p>' if s.intro else "") + s.body + "</section>"
-                   for s in parts)
-    published = f" · published {_esc(_when(inputs.run.run_time))}" if inputs.run.run_time else ""
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Causal MMM report · {_esc(inputs.run.kpi)} · {last}</title>
-<style>{STYLE}</style></head><body>
-<header><h1>Causal marketing mix report</h1>
-<p>KPI <code>{_esc(inputs.run.kpi)}</code> · {len(inputs.raw)} weeks from {first} to {last}{published}</p>
-<p>Run <code>{_esc(inputs.run.run_id)}</code></p></header>
-<nav>{nav}</nav>
-{body}
-</body></html>
-"""
+    return _template().render(
+        kpi=inputs.run.kpi, first=first, last=last, weeks=len(inputs.raw), run_id=inputs.run.run_id,
+        published=_when(inputs.run.run_time), sections=sections(inputs), css=markupsafe.Markup(_css()))

@@ -1,12 +1,16 @@
 """The report from constructed inputs: every section present, the plain sentences and flags right,
-missing tables said to be missing, the plots real images, and nothing that needs the network."""
+missing tables said to be missing, the plots real images, and nothing that needs the network; the
+DAG drawn by Graphviz or the pure-Python fallback without an edge through a node; the reason causal
+and naive differ; contributions without double counting; each channel's own transform parameters."""
 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import datetime as dt
 import io
 import re
+from itertools import pairwise
 
 import matplotlib.image as mpimg
 import numpy as np
@@ -14,7 +18,9 @@ import pandas as pd
 import pytest
 
 from cmmm_pipeline.core.config import AdstockType
-from cmmm_pipeline.dag.drawing import REJECTED_COLOUR, draw_dag_png
+from cmmm_pipeline.core.status import Status
+from cmmm_pipeline.dag import drawing
+from cmmm_pipeline.dag.drawing import HELD_COLOUR, NODE_RX, NODE_RY, REJECTED_COLOUR, DrawingEngine, draw_dag_png
 from cmmm_pipeline.data.history import EstimateChanges, PreviousRun, compare_estimates
 from cmmm_pipeline.media.features import ChannelTransform, ParameterSource, transforms_table
 from cmmm_pipeline.media.transforms import hill_saturation
@@ -22,11 +28,12 @@ from cmmm_pipeline.publish.report import (
     NOT_AVAILABLE,
     ReportInputs,
     RunInfo,
-    Status,
     attention_items,
     channel_summaries,
     dag_graph,
     html_table,
+    naive_comparisons,
+    refutations_in_roi,
     render_report,
     response_curve,
     smoothing_scale,
@@ -140,7 +147,7 @@ def full_html(full: ReportInputs) -> str:
 
 
 def _section(page: str, section_id: str) -> str:
-    match = re.search(rf'<section id="{section_id}">(.*?)</section>', page, flags=re.S)
+    match = re.search(rf'<section id="{section_id}">(.*?)</section>', page, flags=re.DOTALL)
     assert match, f"section {section_id} missing"
     return match.group(1)
 
@@ -265,8 +272,8 @@ def test_inputs_section_shows_data_range_config_and_parameters(full_html: str) -
     text = _text(_section(full_html, "inputs"))
     assert "60 weeks, 2025-01-06 to 2026-02-23" in text
     assert "/configs/config.yaml" in text and "tv_spend" in text
-    assert "half saturation" in text and "cv error" in text  # parameters used, and the selection
-    selection = re.search(r"<h3>Transform selection</h3>(.*?)<h3>", _section(full_html, "inputs"), re.S).group(1)
+    assert "Hill, half-saturation 1.00, slope 1.40" in text and "cv error" in text  # parameters used, and the selection
+    selection = re.search(r"<h3>Transform selection</h3>(.*?)<h3>", _section(full_html, "inputs"), re.DOTALL).group(1)
     assert selection.count("<tr>") == 2 and "<td>search</td>" in selection  # header + the chosen candidate
     assert "<td class=\"num\">2</td>" in selection  # out of 2 candidates
 
@@ -290,14 +297,121 @@ def _red_pixels(png: bytes) -> int:
     return int((np.abs(rgb - red).max(axis=2) < 0.08).sum())
 
 
-def test_dag_plot_draws_rejected_implications_in_red() -> None:
+@pytest.fixture(params=[DrawingEngine.GRAPHVIZ, DrawingEngine.MATPLOTLIB], ids=lambda e: e.value)
+def engine(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> DrawingEngine:
+    """Each drawing engine in turn: the fallback by hiding `dot`, Graphviz where `dot` is installed."""
+    if request.param is DrawingEngine.MATPLOTLIB:
+        monkeypatch.setattr(drawing, "dot_executable", lambda: None)
+    elif drawing.dot_executable() is None:
+        pytest.skip("Graphviz `dot` is not installed (apt-get install graphviz)")
+    return request.param
+
+
+def test_dag_plot_draws_rejected_implications_in_red(engine: DrawingEngine) -> None:
     tables = _tables()
     g, roles = dag_graph(tables["dag_edges"])
     assert roles == {"seasonality": "control", "tv": "channel", "search": "channel", "sales": "kpi", "price": "control"}
     consistent = tables["dag_tests"].assign(rejected=False)
-    baseline = _red_pixels(draw_dag_png(g, consistent, roles))      # the legend's red sample only
+    assert drawing.draw_dag(g, consistent, roles).engine is engine
+    baseline = _red_pixels(draw_dag_png(g, consistent, roles))      # no red at all, or the legend's sample
     flagged = _red_pixels(draw_dag_png(g, tables["dag_tests"], roles))
     assert flagged > baseline + 200
+
+
+def test_graphviz_is_used_when_dot_is_installed_and_the_fallback_otherwise(monkeypatch: pytest.MonkeyPatch) -> None:
+    g, roles = dag_graph(_tables()["dag_edges"])
+    calls: list[str] = []
+    monkeypatch.setattr(drawing, "_graphviz_render", lambda *a, **k: calls.append("graphviz") or b"\x89PNG graphviz")
+    monkeypatch.setattr(drawing, "dot_executable", lambda: "/usr/bin/dot")
+    drawn = drawing.draw_dag(g, None, roles)
+    assert (drawn.engine, drawn.png, calls) == (DrawingEngine.GRAPHVIZ, b"\x89PNG graphviz", ["graphviz"])
+    monkeypatch.setattr(drawing, "dot_executable", lambda: None)
+    drawn = drawing.draw_dag(g, None, roles)
+    assert drawn.engine is DrawingEngine.MATPLOTLIB and drawn.png.startswith(b"\x89PNG\r\n\x1a\n")
+    assert calls == ["graphviz"]  # the fallback never called Graphviz
+
+
+SAMPLE_EDGES = [("seasonality", "tv"), ("seasonality", "digital"), ("seasonality", "sales"), ("tv", "search"),
+                ("tv", "sales"), ("search", "sales"), ("digital", "sales"), ("email", "sales"), ("price", "sales"),
+                ("trend", "sales")]
+SAMPLE_ROLES = {"seasonality": "control", "price": "control", "trend": "control", "sales": "kpi",
+                **{c: "channel" for c in ("tv", "search", "digital", "email")}}
+SAMPLE_TESTS = pd.DataFrame({"x": ["price", "email", "search", "digital", "email"],
+                             "y": ["tv", "trend", "seasonality", "search", "seasonality"],
+                             "rejected": [True, True, False, False, False]})
+LONG_EDGES = [("a", "b"), ("b", "c"), ("c", "d"), ("d", "y"), ("a", "y"), ("a", "c"), ("e", "y"), ("b", "y")]
+
+
+def _bezier(points: np.ndarray, steps: int = 60) -> np.ndarray:
+    t = np.linspace(0.0, 1.0, steps)[:, None]
+    return np.vstack([(1 - t) ** 3 * a + 3 * (1 - t) ** 2 * t * b + 3 * (1 - t) * t ** 2 * c + t ** 3 * d
+                      for a, b, c, d in (points[i:i + 4] for i in range(0, len(points) - 3, 3))])
+
+
+def _crossings(nodes: dict[str, tuple[float, float, float, float]],
+               edges: list[tuple[str, str, np.ndarray]]) -> list[tuple[str, str, str]]:
+    """(source, target, node) for every point of an edge inside a node ellipse it does not join."""
+    out = []
+    for a, b, curve in edges:
+        for name, (x, y, rx, ry) in nodes.items():
+            if name not in (a, b) and (((curve[:, 0] - x) / rx) ** 2 + ((curve[:, 1] - y) / ry) ** 2 < 1).any():
+                out.append((a, b, name))
+    return out
+
+
+@pytest.mark.skipif(drawing.dot_executable() is None, reason="Graphviz `dot` is not installed")
+@pytest.mark.parametrize("edges", [SAMPLE_EDGES, LONG_EDGES], ids=["sample", "long_edges"])
+def test_graphviz_routes_no_edge_through_a_node(edges: list[tuple[str, str]]) -> None:
+    import graphviz
+    import networkx as nx
+
+    g = nx.DiGraph(edges)
+    roles = SAMPLE_ROLES if edges is SAMPLE_EDGES else {"y": "kpi"}
+    tests = SAMPLE_TESTS if edges is SAMPLE_EDGES else None
+    plain = graphviz.Source(drawing.dag_dot(g, tests, roles)).pipe(format="plain", engine="neato",
+                                                                     neato_no_op=2).decode()
+    nodes, routed = {}, []
+    for line in plain.splitlines():
+        f = line.split()
+        if f[0] == "node":
+            nodes[f[1]] = (float(f[2]), float(f[3]), float(f[4]) / 2, float(f[5]) / 2)
+        elif f[0] == "edge":
+            n = int(f[3])
+            routed.append((f[1], f[2], _bezier(np.array(f[4:4 + 2 * n], dtype=float).reshape(n, 2))))
+    implied = 5 if tests is not None else 0
+    assert len(routed) == len(edges) + implied and set(nodes) == set(g.nodes)
+    assert _crossings(nodes, routed) == []
+    # seasonality -> sales runs clear of search: the confounding path reads as it is declared.
+    if edges is SAMPLE_EDGES:
+        assert nodes["sales"][0] == max(x for x, *_ in nodes.values())
+
+
+@pytest.mark.parametrize("edges", [SAMPLE_EDGES, LONG_EDGES], ids=["sample", "long_edges"])
+def test_the_fallback_layout_routes_no_edge_through_a_node(edges: list[tuple[str, str]]) -> None:
+    import networkx as nx
+
+    layout = drawing.layered_layout(nx.DiGraph(edges))
+    nodes = {n: (x, y, NODE_RX, NODE_RY) for n, (x, y) in layout.positions.items()}
+    routed = []
+    for (a, b), route in layout.routes.items():
+        points = np.array(route)
+        dense = np.vstack([p + np.linspace(0, 1, 80)[:, None] * (q - p) for p, q in pairwise(points)])
+        routed.append((a, b, dense))
+    assert _crossings(nodes, routed) == []
+    assert len(layout.routes[("seasonality", "sales") if edges is SAMPLE_EDGES else ("a", "y")]) > 2  # via slots
+
+
+def test_the_drawing_says_which_pair_each_rejected_line_joins() -> None:
+    import networkx as nx
+
+    if drawing.dot_executable() is None:
+        pytest.skip("Graphviz `dot` is not installed")
+    source = drawing.dag_dot(nx.DiGraph(SAMPLE_EDGES), SAMPLE_TESTS, SAMPLE_ROLES)
+    assert "price ⟂ tv; email ⟂ trend" in source  # named in the legend
+    held = re.findall(rf'(\w+) -> (\w+) \[color="{HELD_COLOUR}b0" dir=none[^\]]*style=dotted', source)
+    rejected = re.findall(rf'(\w+) -> (\w+) \[color="{REJECTED_COLOUR}" dir=none[^\]]*style=dashed', source)
+    assert sorted(held) == [("digital", "search"), ("email", "seasonality"), ("search", "seasonality")]
+    assert sorted(rejected) == [("email", "trend"), ("price", "tv")]  # a direct line between the pair
 
 
 def test_response_curve_is_the_ate_times_the_steady_state_hill(full: ReportInputs) -> None:
@@ -326,3 +440,185 @@ def test_a_smoothed_estimate_rescales_its_curve_to_the_published_roi(full: Repor
     np.testing.assert_allclose(smoothed.response, 1.25 * plain.response, rtol=1e-12)
     assert np.all(smoothed.low <= smoothed.response) and np.all(smoothed.response <= smoothed.high)
     assert smoothing_scale(tv) == pytest.approx(1.25) and smoothing_scale({"roi": 1.0}) == 1.0
+
+
+# --- why causal and naive differ --------------------------------------------------------------------
+
+def test_a_mediated_channel_is_said_to_differ_through_its_mediator(full: ReportInputs) -> None:
+    by_channel = {c.channel: c for c in naive_comparisons(full)}
+    tv = by_channel["tv"]
+    assert tv.mediators == ("search",) and tv.mediated == pytest.approx(1.8213 - 1.4512)
+    assert tv.sentence == ("causal ROI 1.82 against naive 1.45 (+0.37): the naive regression holds search fixed, a "
+                           "mediator of tv, so it misses the 0.37 per unit that flows through search (the halo).")
+    search = by_channel["search"]
+    assert search.extra_adjustment == ("seasonality",) and search.mediators == ()
+    assert search.sentence == ("causal ROI 0.40 against naive 0.45 (-0.05): a different adjustment set: the naive "
+                               "regression also holds seasonality fixed, which the DAG leaves out (-0.05).")
+    forest = _text(_section(render_report(full), "forest"))
+    assert "Why causal and naive differ" in forest and tv.sentence in forest
+    assert "the DAG changed the answer" not in forest
+
+
+def test_a_difference_that_is_all_smoothing_is_not_credited_to_the_dag() -> None:
+    """Same adjustment as the naive regression, a selected transform: the published (smoothed) ROI
+    differs from the naive one only by the smoothing."""
+    tables = _tables()
+    est = tables["estimates"]
+    est = est[est["channel"] == "search"].assign(adjustment="tv", naive_roi=0.40, applied_transform_roi=0.40,
+                                                  roi=0.52, interval_method="smoothed")
+    tables["estimates"] = est
+    inputs = ReportInputs.from_tables(_run(), tables)
+    (search,) = naive_comparisons(inputs)
+    assert search.dag == pytest.approx(0.0) and search.smoothing == pytest.approx(0.12)
+    assert search.sentence == (
+        "causal ROI 0.52 against naive 0.40 (+0.12): the whole difference comes from the selected transform's "
+        "smoothing (ROI at the selected transform 0.40); the DAG adjusts for the same nodes as the naive regression "
+        "(every other channel and control), so it does not change this answer.")
+
+
+def test_smoothing_beside_a_mediator_is_named_with_its_share() -> None:
+    tables = _tables()
+    tables["estimates"] = tables["estimates"].assign(
+        applied_transform_roi=lambda f: f["roi"], interval_method="percentile")
+    tables["estimates"].loc[0, ["roi", "interval_method"]] = [1.90, "smoothed"]  # tv total, smoothed by +0.08
+    tv = {c.channel: c for c in naive_comparisons(ReportInputs.from_tables(_run(), tables))}["tv"]
+    assert "misses the 0.37 per unit that flows through search" in tv.sentence
+    assert "+0.08 comes from the selected transform's smoothing" in tv.sentence
+
+
+# --- contributions, captions, parameters, empty tables, refuters in ROI ------------------------------
+
+def test_contributions_stack_a_mediated_channel_by_its_direct_effect(full: ReportInputs) -> None:
+    from cmmm_pipeline.publish.plots import contribution_parts
+
+    parts = {p.channel: p for p in contribution_parts(full.estimates, ["tv", "search"])}
+    assert parts["tv"].label == "tv (direct)" and parts["tv"].ate == pytest.approx(1600.0)
+    assert parts["search"].label == "search" and parts["search"].ate == pytest.approx(300.0)
+    # Without search among the stacked channels, tv's total is all there is to show: no double count.
+    assert contribution_parts(full.estimates, ["tv"])[0].ate == pytest.approx(2000.0)
+    text = _text(_section(render_report(full), "contributions"))
+    assert "tv is stacked with its direct effect only: what it adds through search (ROI 0.37)" in text
+    assert "the rest is baseline, seasonality, price and noise" in text
+
+
+def test_captions_name_only_this_configs_controls() -> None:
+    tables = _tables()
+    tables["dag_edges"] = tables["dag_edges"][tables["dag_edges"]["source"] != "price"]
+    tables["dag_tests"] = tables["dag_tests"][tables["dag_tests"]["x"] != "price"]
+    page = render_report(ReportInputs.from_tables(_run(), tables))
+    assert "price" not in _text(page).replace("price ⟂", "")
+    assert "the rest is baseline, seasonality and noise" in _text(_section(page, "contributions"))
+
+
+def test_each_channel_shows_its_own_transform_parameters() -> None:
+    weibull = ChannelTransform("search", AdstockType.WEIBULL_PDF, 0.0, 2.5, 3.0, 8, 2.0, 1.0, ParameterSource.SELECTED)
+    table = transforms_table({"tv": TRANSFORMS["tv"], "search": weibull}, {"search": 0.12})
+    tables = _tables()
+    tables["transform_parameters"] = table
+    inputs = _section(render_report(ReportInputs.from_tables(_run(), tables)), "inputs")
+    used = re.search(r"<h3>Transform parameters used</h3>(.*?)<h3>", inputs, re.DOTALL).group(1)
+    rows = {r[0]: r for r in (re.findall(r"<td[^>]*>(.*?)</td>", row) for row in re.findall(r"<tr>(.*?)</tr>", used))
+            if r}
+    assert rows["tv"][:4] == ["tv", "geometric, decay 0.60", "Hill, half-saturation 1.00, slope 1.40", "config"]
+    assert rows["search"][:4] == ["search", "Weibull PDF, shape 2.50, scale 3.00, max lag 8 weeks",
+                                  "Hill, half-saturation 2.00, slope 1.00", "selected from the data"]
+    assert rows["tv"][4] == "—" and rows["search"][4] == "0.120"  # out-of-sample error where selected
+
+
+def test_an_empty_selection_is_said_in_words_not_shown_as_an_empty_table() -> None:
+    tables = _tables()
+    tables["transform_selection"] = tables["transform_selection"].iloc[0:0]
+    inputs = _section(render_report(ReportInputs.from_tables(_run(), tables)), "inputs")
+    selection = re.search(r"<h3>Transform selection</h3>(.*?)<h3>", inputs, re.DOTALL).group(1)
+    assert "<table" not in selection
+    assert "No transform was selected from the data" in _text(selection)
+
+
+def test_refutation_effects_are_in_roi_units(full: ReportInputs) -> None:
+    table = refutations_in_roi(full.refutations, full.estimates)
+    # ROI per unit of ATE: tv 1.8213 / 2000, search 0.40 / 300.
+    np.testing.assert_allclose(table["ROI"], [1.8213, 1.8213, 0.40])
+    np.testing.assert_allclose(table["ROI after refutation"], [3.0 * 1.8213 / 2000, 1990.0 * 1.8213 / 2000,
+                                                               280.0 * 0.40 / 300])
+    assert "estimate" not in table.columns and "new_effect" not in table.columns
+
+
+# --- marginal ROI and withheld channels, when the estimates carry them --------------------------------
+
+def test_extrapolated_roi_leads_with_marginal_roi_and_withheld_channels_say_why() -> None:
+    tables = _tables()
+    est = tables["estimates"].assign(mroi=[0.95, np.nan, np.nan, np.nan], mroi_ci_low=[0.80, np.nan, np.nan, np.nan],
+                                     mroi_ci_high=[1.10, np.nan, np.nan, np.nan],
+                                     roi_support=["extrapolated", "", "", "withheld"],
+                                     extrapolated_share=[0.62, np.nan, np.nan, np.nan],
+                                     withheld_reason=["", "", "", "overlap too thin in 2 of 3 strata"])
+    est.loc[3, ["roi", "roi_ci_low", "roi_ci_high", "p_value", "naive_roi", "ate", "incremental_kpi"]] = np.nan
+    tables["estimates"] = est
+    inputs = ReportInputs.from_tables(_run(), tables)
+    by_channel = {s.channel: s for s in channel_summaries(inputs)}
+    assert by_channel["tv"].sentence.startswith(
+        "tv's next unit of spend returns 0.95 sales (marginal ROI, 95% interval 0.80–1.10); its ROI against zero "
+        "spend, 1.82 sales per unit spent (95% interval 1.64–1.91) — 1.45 directly and 0.37 through search, is "
+        "extrapolated by the response curve (62% of its incremental sales comes from spend levels below any that "
+        "comparable weeks show); significant")
+    assert by_channel["search"].sentence == "search was withheld in this run: overlap too thin in 2 of 3 strata."
+    summary = _section(render_report(inputs), "summary")
+    assert "<th>mROI</th>" in summary and "<th>ROI support</th>" in summary and "0.80–1.10" in summary
+    assert "<strong>tv</strong>'s next unit of spend" in summary.replace("&#39;", "'")
+
+
+def test_the_page_is_laid_out_by_the_template_and_styled_by_its_css(full_html: str) -> None:
+    from importlib import resources
+
+    css = resources.files("cmmm_pipeline.publish").joinpath("templates", "report.css").read_text(encoding="utf-8")
+    assert css.strip() and css.strip() in full_html  # inlined: the file stays self-contained
+    assert "td.long{white-space:normal" in css  # long text wraps instead of widening a table
+    assert full_html.count("<section id=") == len(SECTIONS)
+
+
+def test_a_graphviz_that_fails_falls_back_to_the_python_drawing(monkeypatch: pytest.MonkeyPatch) -> None:
+    import graphviz
+
+    def broken(*_: object) -> bytes:
+        raise graphviz.CalledProcessError(1, ["neato"], output=b"", stderr=b"Error: syntax error")
+
+    g, roles = dag_graph(_tables()["dag_edges"])
+    monkeypatch.setattr(drawing, "dot_executable", lambda: "/usr/bin/dot")
+    monkeypatch.setattr(drawing, "_graphviz_render", broken)
+    drawn = drawing.draw_dag(g, None, roles)
+    assert drawn.engine is DrawingEngine.MATPLOTLIB and drawn.png.startswith(b"\x89PNG\r\n\x1a\n")
+
+
+def test_a_selected_value_on_a_grid_edge_is_flagged_beside_its_parameters() -> None:
+    from cmmm_pipeline.publish.report import Paragraph, grid_edge_note, transform_parameters_table
+
+    table = pd.DataFrame([
+        {"channel": "tv", "adstock": "weibull_pdf", "decay": 0.5, "weibull_shape": 4.0, "weibull_scale": 3.5,
+         "max_lag": 12, "half_saturation": 3.0, "slope": 1.5, "source": "selected", "cv_error": 10.0,
+         "grid_edge": "half_saturation"},
+        {"channel": "radio", "adstock": "geometric", "decay": 0.3, "weibull_shape": 1.5, "weibull_scale": 2.0,
+         "max_lag": 12, "half_saturation": 1.0, "slope": 1.0, "source": "config", "cv_error": float("nan"),
+         "grid_edge": ""}])
+    shown = transform_parameters_table(table).set_index("channel")
+    assert shown.loc["tv", "on a grid edge"] == "half_saturation" and shown.loc["radio", "on a grid edge"] == "—"
+    assert shown.loc["tv", "adstock"].startswith("Weibull PDF, shape 4.00, scale 3.50")
+    (note,) = grid_edge_note(table)
+    assert isinstance(note, Paragraph) and "tv: half_saturation" in note.text and "radio" not in note.text
+    assert grid_edge_note(table.assign(grid_edge="")) == []
+
+
+def test_a_missing_driver_is_an_attention_item_naming_the_fix() -> None:
+    from cmmm_pipeline.publish.report import Level, ReportInputs, attention_items
+
+    drivers = pd.DataFrame([
+        {"driver": "trend", "status": "REVIEW", "message": "the KPI's residual drifts by +639 over 156 weeks",
+         "recommendation": "add trend to controls, with an edge from trend to the KPI."},
+        {"driver": "seasonality", "status": "PASS", "message": "no yearly pattern left", "recommendation": ""}])
+    base = ReportInputs(run=_run(), estimates=pd.DataFrame({"channel": [], "effect": [], "roi": []}),
+                        raw=pd.DataFrame(), transforms=pd.DataFrame())
+    items = attention_items(dataclasses.replace(base, missing_drivers=drivers))
+    texts = [i.text for i in items if i.anchor == "dag"]
+    assert texts == ["Missing driver (trend): the KPI's residual drifts by +639 over 156 weeks: add trend to "
+                     "controls, with an edge from trend to the KPI."]
+    assert [i.level for i in items if i.anchor == "dag"] == [Level.REVIEW]
+    assert not [i for i in attention_items(base) if i.anchor == "dag"]

@@ -1,0 +1,185 @@
+"""The report's figures as PNG bytes (matplotlib, Agg, no pyplot state): ROI forest plot, weekly
+contributions, response curves. Pure functions of published tables."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from cmmm_pipeline.media.features import WEEK, transforms_from_table
+from cmmm_pipeline.media.transforms import hill_saturation
+
+DPI = 110
+TOTAL = "total"
+DIRECT = "direct"
+STEADY_WEEKS = 400
+"""Weeks of constant spend after which adstock has reached its steady state (decay < 1)."""
+COLOURS = ("#1f5fa8", "#e67e22", "#2e8b57", "#8e44ad", "#c0392b", "#16a085", "#7f8c8d", "#d4ac0d")
+
+
+def _figure(width: float, height: float) -> Any:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _png(fig: Any) -> bytes:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    return buffer.getvalue()
+
+
+def channel_colours(channels: Sequence[str]) -> dict[str, str]:
+    return {c: COLOURS[i % len(COLOURS)] for i, c in enumerate(channels)}
+
+
+def smoothing_scale(estimate: pd.Series | dict) -> float:
+    """Published ROI ÷ ROI at the applied transform: rescales a curve drawn at the applied transform
+    to the published (smoothed) estimate; 1 where nothing was smoothed."""
+    roi, applied = float(estimate.get("roi", np.nan)), float(estimate.get("applied_transform_roi", np.nan))
+    return roi / applied if np.isfinite(roi) and np.isfinite(applied) and applied != 0 else 1.0
+
+
+def forest_plot_png(estimates: pd.DataFrame, ci_level: float = 0.95) -> bytes:
+    """ROI with its interval per channel and effect; the naive all-in-one OLS ROI beside each total."""
+    rows = estimates[np.isfinite(estimates["roi"].astype(float))].reset_index(drop=True)
+    labels = [c if e == TOTAL else f"{c} ({e})" for c, e in zip(rows["channel"], rows["effect"])]
+    fig = _figure(7.2, 0.55 * len(rows) + 1.5)
+    ax = fig.add_subplot()
+    y = np.arange(len(rows), dtype=float)
+    total = (rows["effect"] == TOTAL).to_numpy()
+    roi = rows["roi"].to_numpy(dtype=float)
+    err = np.vstack([roi - rows["roi_ci_low"].to_numpy(dtype=float), rows["roi_ci_high"].to_numpy(dtype=float) - roi])
+    level = f"{ci_level * 100:g}%"
+    ax.errorbar(roi[total], y[total] - 0.1, xerr=err[:, total], fmt="o", color="#1f5fa8", capsize=4,
+                label=f"causal ROI (DAG), {level} interval")
+    if (~total).any():
+        ax.errorbar(roi[~total], y[~total], xerr=err[:, ~total], fmt="o", color="#8fb3dc", capsize=3,
+                    label=f"direct / indirect part, {level} interval")
+    if "naive_roi" in rows:
+        naive = rows["naive_roi"].to_numpy(dtype=float)
+        shown = total & np.isfinite(naive)
+        ax.scatter(naive[shown], y[shown] + 0.18, marker="x", s=45, color="#c0392b", zorder=3,
+                   label="naive ROI (one OLS, no DAG)")
+    ax.axvline(0, color="grey", lw=0.8)
+    ax.set_yticks(y, labels)
+    ax.invert_yaxis()
+    ax.set_xlabel("ROI: incremental KPI per unit of spend")
+    ax.grid(axis="x", alpha=0.3)
+    ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, fontsize=8, frameon=False)
+    return _png(fig)
+
+
+@dataclass(frozen=True)
+class ContributionPart:
+    """One stacked area: a channel's weekly contribution = `ate` × its transformed media."""
+
+    channel: str
+    label: str
+    ate: float
+
+
+def contribution_parts(estimates: pd.DataFrame, channels: Sequence[str]) -> list[ContributionPart]:
+    """One part per channel with a finite total effect, without double counting: a channel whose
+    effect flows through another stacked channel (tv → search) is stacked with its direct effect,
+    since the mediator's area already holds every unit of the mediator, the ones it drives included."""
+    rows = estimates[np.isfinite(estimates["ate"].astype(float))]
+    stacked = [c for c in rows.loc[rows["effect"] == TOTAL, "channel"] if c in channels]
+    parts = []
+    for channel in stacked:
+        mine = rows[rows["channel"] == channel].set_index("effect")
+        through = ({m for m in str(mine.loc[DIRECT].get("mediators", "") or "").split("|") if m}
+                   if DIRECT in mine.index else set())
+        effect = DIRECT if through & set(stacked) else TOTAL
+        row = mine.loc[effect]
+        parts.append(ContributionPart(channel, channel if effect == TOTAL else f"{channel} (direct)",
+                                      float(row["ate"]) * smoothing_scale(row)))
+    return parts
+
+
+def contributions_png(transformed: pd.DataFrame, parts: Sequence[ContributionPart], kpi: str) -> bytes:
+    """Weekly contribution of each part stacked under the observed KPI."""
+    weeks = pd.to_datetime(transformed[WEEK])
+    stacks = np.vstack([p.ate * transformed[p.channel].to_numpy(dtype=float) for p in parts])
+    colours = channel_colours([p.channel for p in parts])
+    fig = _figure(8.0, 3.8)
+    ax = fig.add_subplot()
+    ax.stackplot(weeks, np.clip(stacks, 0, None), labels=[p.label for p in parts],
+                 colors=[colours[p.channel] for p in parts], alpha=0.85)
+    ax.plot(weeks, transformed[kpi].to_numpy(dtype=float), color="#222", lw=1.0, label=f"{kpi} (observed)")
+    ax.set_ylabel(kpi)
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=min(len(parts) + 1, 5), fontsize=8, frameon=False)
+    return _png(fig)
+
+
+@dataclass(frozen=True)
+class ResponseCurve:
+    """Weekly incremental KPI at a constant weekly spend, with its interval and the observed range."""
+
+    channel: str
+    spend: np.ndarray
+    response: np.ndarray
+    low: np.ndarray
+    high: np.ndarray
+    observed_min: float
+    observed_max: float
+    observed_mean: float
+
+
+def response_curve(channel: str, spend: np.ndarray, transforms: pd.DataFrame, estimate: pd.Series,
+                   points: int = 200) -> ResponseCurve:
+    """ATE × Hill(steady-state adstock of a constant weekly spend ÷ the run's reference scale).
+
+    The interval scales the curve by the ROI interval over the ROI (the curve is linear in the ATE)."""
+    transform = transforms_from_table(transforms)[channel]
+    observed = np.asarray(spend, dtype=float)
+    reference = transform.reference(observed)
+    carry = float(transform.adstocked(np.ones(STEADY_WEEKS))[-1])
+    grid = np.linspace(0.0, max(float(observed.max()), 1e-9) * 1.5, points)
+    response = float(estimate["ate"]) * smoothing_scale(estimate) * hill_saturation(
+        grid * carry / reference, transform.half_saturation, transform.slope)
+    roi = float(estimate["roi"])
+    scale_low = float(estimate["roi_ci_low"]) / roi if roi else np.nan
+    scale_high = float(estimate["roi_ci_high"]) / roi if roi else np.nan
+    return ResponseCurve(channel, grid, response, response * scale_low, response * scale_high,
+                         float(observed.min()), float(observed.max()), float(observed.mean()))
+
+
+def response_curves_png(curves: Sequence[ResponseCurve], kpi: str) -> bytes:
+    """Small multiples: solid where the weekly spend was observed (shaded), dashed beyond it."""
+    columns = 2 if len(curves) > 1 else 1
+    rows = int(np.ceil(len(curves) / columns))
+    fig = _figure(8.0, 2.9 * rows + 0.3)
+    colours = channel_colours([c.channel for c in curves])
+    for i, curve in enumerate(curves):
+        ax = fig.add_subplot(rows, columns, i + 1)
+        colour = colours[curve.channel]
+        inside = (curve.spend >= curve.observed_min) & (curve.spend <= curve.observed_max)
+        ax.axvspan(curve.observed_min, curve.observed_max, color=colour, alpha=0.10, lw=0,
+                   label="observed weekly spend")
+        ax.fill_between(curve.spend, curve.low, curve.high, color=colour, alpha=0.18, lw=0, label="interval")
+        ax.plot(curve.spend, np.where(inside, curve.response, np.nan), color=colour, lw=2, label="supported by data")
+        ax.plot(curve.spend, np.where(inside, np.nan, curve.response), color=colour, lw=1.3, ls="--",
+                label="extrapolated")
+        mean_response = float(np.interp(curve.observed_mean, curve.spend, curve.response))
+        ax.plot([curve.observed_mean], [mean_response], "o", color="#222", ms=4, label="average week")
+        ax.set_title(curve.channel, fontsize=10)
+        ax.set_xlabel("weekly spend (held constant)", fontsize=8)
+        ax.set_ylabel(f"weekly incremental {kpi}", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.set_xlim(0, float(curve.spend.max()))
+        ax.set_ylim(bottom=0)
+        ax.grid(alpha=0.3)
+        if i == 0:
+            ax.legend(fontsize=7, loc="upper left", frameon=False)
+    return _png(fig)
