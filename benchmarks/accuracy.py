@@ -11,7 +11,7 @@ with percentile or basic intervals from the same draws; transforms held fixed in
 and naive OLS (one regression on all channels and controls, HAC interval).
 
 The domain functions are called directly (no Dagster). The point estimate is the OLS on the
-adjustment set that DoWhy's `backdoor.linear_regression` computes (tests/test_uncertainty.py
+adjustment set that DoWhy's `backdoor.linear_regression` computes (tests/effects/test_uncertainty.py
 asserts the two agree), and TV's total effect is g-computed through search's transform as the
 pipeline publishes it (`--linear-total` keeps the linear total regression, for comparison);
 identification runs once, with DoWhy, since every scenario shares the DAG.
@@ -34,6 +34,7 @@ from scipy import stats
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.bootstrap_kinds import SCHEMES  # noqa: E402
 from cmmm_pipeline.core.config import (  # noqa: E402
     AdstockConfig,
     ChannelConfig,
@@ -44,20 +45,20 @@ from cmmm_pipeline.core.config import (  # noqa: E402
 )
 from cmmm_pipeline.core.graph import build_graph
 from cmmm_pipeline.dag.graph import expand_graph  # noqa: E402
-from cmmm_pipeline.effects.estimation import channel_specs, gcomputation_specs, naive_coefficients  # noqa: E402
-from cmmm_pipeline.effects.robustness import (  # noqa: E402
+from cmmm_pipeline.effects.bootstrap import (  # noqa: E402
     BootstrapDraws,
-    BootstrapKind,
     BootstrapSettings,
     IntervalKind,
+    Resampling,
     bootstrap,
     effect_problem,
-    estimate_on_rows,
+    estimate_all,
     hac_incremental_se,
     interval,
     intervals,
     wald_pvalue,
 )
+from cmmm_pipeline.effects.estimation import channel_specs, gcomputation_specs, naive_coefficients  # noqa: E402
 from cmmm_pipeline.media.features import build_features, node_columns  # noqa: E402
 from cmmm_pipeline.media.selection import SelectionSettings, channel_candidates, select_transforms  # noqa: E402
 from cmmm_pipeline.simulation.simulate import Scenario, simulate  # noqa: E402
@@ -101,7 +102,7 @@ class Methods:
 
 
 def run_seed(scenario: Scenario, config: PipelineConfig, specs: list, seed: int, samples: int,
-             kind: BootstrapKind, mediation: tuple = ()) -> list[dict]:
+             resampling: Resampling, mediation: tuple = ()) -> list[dict]:
     sim = simulate(scenario, seed=seed)
     raw = sim.data
     selection_settings = SelectionSettings()
@@ -110,11 +111,11 @@ def run_seed(scenario: Scenario, config: PipelineConfig, specs: list, seed: int,
     spends = {c.name: float(raw[c.spend_column].sum()) for c in config.channels}
     problem = effect_problem(raw, config, candidates, chosen.selected_index, specs, spends, mediation)
     identity = np.arange(problem.n)[None, :]
-    _, point = estimate_on_rows(problem, identity, problem.selected[None, :])
+    point = estimate_all(problem, identity, problem.selected[None, :]).incremental
     rng = np.random.default_rng(1000 + seed)
-    boot = BootstrapSettings(samples=samples, level=LEVEL, kind=kind)
-    methods = Methods(pipeline=bootstrap(problem, boot, selection_settings, rng),
-                      fixed=bootstrap(problem, replace(boot, reselect=False), selection_settings, rng))
+    boot = BootstrapSettings(samples=samples, level=LEVEL)
+    methods = Methods(pipeline=bootstrap(problem, boot, selection_settings, rng, resampling),
+                      fixed=bootstrap(problem, replace(boot, reselect=False), selection_settings, rng, resampling))
 
     features = build_features(raw, config, chosen.transforms)
     columns = node_columns(raw, config)
@@ -236,8 +237,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--samples", type=int, default=400, help="bootstrap resamples per dataset")
     parser.add_argument("--select", default="digital,email",
                         help="channels whose transforms are selected from the data (comma separated; 'all'; 'none')")
-    parser.add_argument("--bootstrap", default=BootstrapKind.NON_OVERLAPPING.value,
-                        choices=[k.value for k in BootstrapKind], help="the pipeline's resampling scheme")
+    parser.add_argument("--bootstrap", default="non_overlapping", choices=list(SCHEMES),
+                        help="the resampling scheme (benchmarks/bootstrap_kinds.py; the pipeline's: non_overlapping)")
     parser.add_argument("--scenarios", default="all", help="comma-separated scenario numbers (1-4) or 'all'")
     parser.add_argument("--linear-total", action="store_true",
                         help="estimate TV's total effect by the linear total regression instead of g-computation")
@@ -268,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
             specs, mediation = _identify(scenario, config)
             mediation = () if args.linear_total else mediation
         rows = [r for seed in range(args.seeds) for r in run_seed(scenario, config, specs, seed, args.samples,
-                                                                       BootstrapKind(args.bootstrap), mediation)]
+                                                                       SCHEMES[args.bootstrap], mediation)]
         frame = pd.DataFrame(rows)
         print_table(name, summarise(frame), args.seeds, frame["block"])
     print(f"\nwall time {time.perf_counter() - start:.0f} s")

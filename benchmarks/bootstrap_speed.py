@@ -2,10 +2,10 @@
 
 DoWhy's bootstrap (`estimate_effect(confidence_intervals="bootstrap")`) refits the estimator on
 iid resamples of the rows, one pandas/statsmodels fit at a time, and reports the basic interval.
-The same computation in `cmmm_pipeline.effects.robustness` (blocks of one week, transforms held fixed,
+The same computation in `cmmm_pipeline.effects.bootstrap` (blocks of one week, transforms held fixed,
 basic interval) gathers all resamples at once and solves them in one batched call. Both should
 give the same interval up to Monte Carlo error; the script prints both, the speed ratio, and the
-interval the pipeline actually publishes (circular blocks of data-chosen length, transforms
+interval the pipeline actually publishes (non-overlapping blocks of data-chosen length, transforms
 re-selected in every resample, percentile interval), with its own timing.
 
     python benchmarks/bootstrap_speed.py --samples 400
@@ -25,12 +25,12 @@ from scipy import stats
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cmmm_pipeline.core.config import EffectType, load_config  # noqa: E402
-from cmmm_pipeline.core.graph import build_graph
+from cmmm_pipeline.core.config import EffectType  # noqa: E402
+from cmmm_pipeline.core.graph import build_graph  # noqa: E402
+from cmmm_pipeline.core.loading import load_config  # noqa: E402
 from cmmm_pipeline.dag.graph import expand_graph  # noqa: E402
 from cmmm_pipeline.data.ingest import load_raw, spend_totals  # noqa: E402
-from cmmm_pipeline.effects.estimation import fit_dowhy, identify_channels  # noqa: E402
-from cmmm_pipeline.effects.robustness import (  # noqa: E402
+from cmmm_pipeline.effects.bootstrap import (  # noqa: E402
     BootstrapSettings,
     IntervalKind,
     bootstrap,
@@ -38,6 +38,7 @@ from cmmm_pipeline.effects.robustness import (  # noqa: E402
     interval,
     intervals,
 )
+from cmmm_pipeline.effects.estimation import fit_dowhy, identify_channels  # noqa: E402
 from cmmm_pipeline.media.features import build_features, node_columns  # noqa: E402
 from cmmm_pipeline.media.selection import SelectionSettings, channel_candidates, select_transforms  # noqa: E402
 

@@ -12,11 +12,20 @@ Holm), for the calibrated tests and for textbook iid tests on the same data.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
 import pandas as pd
-from benchmarks.independence_study import naive_settings, run_study, standard_scenarios, summarize
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
+
+from benchmarks.independence_study import (
+    naive_settings,
+    run_study,
+    standard_scenarios,
+    summarize,
+)
 from cmmm_pipeline.dag.independence import IndependenceSettings
 
 

@@ -53,8 +53,7 @@ def independence_settings(config: PipelineConfig) -> IndependenceSettings:
 
 
 def overlap_thresholds(config: PipelineConfig) -> OverlapThresholds:
-    c = config.checks
-    return OverlapThresholds(bins=c.overlap_bins, min_weeks=c.overlap_min_weeks, min_spread=c.overlap_min_spread)
+    return OverlapThresholds.from_checks(config.checks)
 
 
 def audit_dag(config: PipelineConfig, raw: pd.DataFrame, features: pd.DataFrame) -> DagAudit:
@@ -70,5 +69,5 @@ def audit_dag(config: PipelineConfig, raw: pd.DataFrame, features: pd.DataFrame)
     identification = identify_channels(features, g, expanded, list(config.channel_names), config.kpi, config.latent)
     adjustments = total_adjustments(identification)
     spend = {c.name: raw[c.spend_column].to_numpy(dtype=float) for c in config.channels}
-    strata = overlap_strata(features, spend, adjustments, overlap_thresholds(config))
+    strata = overlap_strata(features, spend, adjustments, overlap_thresholds(config), expanded)
     return DagAudit(g, expanded, node_roles(config), report, tuple(identification), tuple(strata))

@@ -14,7 +14,8 @@ the simulator). So each test is a regression with autoregressive errors (feasibl
 1. x is regressed on the conditioning columns, a linear time index and the squares of the
    stochastic conditioning columns (a curved dependence on a parent, e.g. through saturation,
    must not pass for a missing edge), together with y's columns;
-2. an AR(p) model is fitted to that residual (Yule–Walker, p by BIC) and its small-sample bias is
+2. an AR(p) model is fitted to that residual (Yule–Walker through statsmodels' Levinson–Durbin
+   recursion, p by BIC) and its small-sample bias is
    removed by a parametric bootstrap (Kilian): a downward-biased AR filter leaves exactly the
    low-frequency noise that a trend or a seasonal regressor picks up;
 3. the same AR filter is applied to every column, which turns the errors of x white while keeping
@@ -28,7 +29,8 @@ the simulator). So each test is a regression with autoregressive errors (feasibl
 
 A node carried by several columns (Fourier seasonality) is tested column by column given the
 others, and the smallest p-value is Bonferroni-corrected for the number of columns. The p-values
-of all tests are then adjusted together (Holm by default: the DAG passes or fails as a whole).
+of all tests are then adjusted together (statsmodels' `multipletests`; Holm by default: the DAG
+passes or fails as a whole).
 """
 
 from __future__ import annotations
@@ -41,6 +43,8 @@ import networkx as nx
 import numpy as np
 import pandas as pd
 from scipy import stats
+from statsmodels.stats.multitest import multipletests
+from statsmodels.tsa.stattools import acf, acovf, levinson_durbin
 
 MIN_WEEKS = 30
 """Fewer weeks than this cannot support an AR fit and a test of independence."""
@@ -68,6 +72,9 @@ class CorrectionMethod(Enum):
 
     HOLM = "holm"
     BH = "bh"
+
+
+_STATSMODELS_METHOD = {CorrectionMethod.HOLM: "holm", CorrectionMethod.BH: "fdr_bh"}
 
 
 @dataclass(frozen=True)
@@ -117,7 +124,7 @@ class IndependenceSettings:
         """Weeks of serial dependence allowed for after prewhitening (0 when it is ignored)."""
         if self.serial is SerialDependence.IGNORE:
             return 0
-        lags = self.dependence_lags if self.dependence_lags is not None else int(round(2 * weeks ** (1 / 3)))
+        lags = self.dependence_lags if self.dependence_lags is not None else round(2 * weeks ** (1 / 3))
         return max(1, min(lags, weeks // 4))
 
 
@@ -190,55 +197,59 @@ def implied_independences(g: nx.DiGraph, observed: Collection[str], width: Mappi
 # Autoregressive errors
 
 
-def _autocovariances(e: np.ndarray, order: int) -> np.ndarray:
-    n = len(e)
-    return np.array([float(e[: n - k] @ e[k:]) / n for k in range(order + 1)])
-
-
-def _levinson_durbin(acov: np.ndarray, order: int) -> list[tuple[np.ndarray, float]]:
-    """Yule–Walker fits of every order 0..order: (coefficients, innovation variance). Yule–Walker
-    estimates are always stationary, so the filter never explodes."""
+def _fits_by_order(acov: np.ndarray, order: int) -> list[tuple[np.ndarray, float]]:
+    """Yule–Walker fits of every order 0..order from biased autocovariances: (coefficients,
+    innovation variance), by statsmodels' Levinson–Durbin recursion. Yule–Walker estimates are
+    always stationary, so the filter never explodes. Orders past a vanishing innovation variance
+    (a perfectly predictable series) are left out."""
     fits: list[tuple[np.ndarray, float]] = [(np.zeros(0), float(acov[0]))]
-    phi = np.zeros(0)
-    sigma2 = float(acov[0])
+    if order == 0 or acov[0] <= 0:
+        return fits
+    with np.errstate(divide="ignore", invalid="ignore"):
+        recursion = levinson_durbin(acov[: order + 1], nlags=order, isacov=True)
+    sigma = np.concatenate([[acov[0]], recursion.sigma[1:]])
     for k in range(1, order + 1):
-        if sigma2 <= 0:
+        if not sigma[k - 1] > 0:
             break
-        reflection = (acov[k] - float(phi @ acov[1:k][::-1])) / sigma2
-        phi = np.concatenate([phi - reflection * phi[::-1], [reflection]])
-        sigma2 *= 1.0 - reflection**2
-        fits.append((phi.copy(), sigma2))
+        fits.append((recursion.phi[1: k + 1, k].copy(), float(sigma[k])))
     return fits
 
 
-def _yule_walker_rows(paths: np.ndarray, order: int) -> np.ndarray:
-    """Yule–Walker AR(order) coefficients of every row at once (Levinson–Durbin, vectorised)."""
+def _autocovariances(e: np.ndarray, order: int) -> np.ndarray:
+    """Biased (divided by n) autocovariances of lags 0..order of a demeaned series."""
+    return acovf(e, adjusted=False, demean=False, fft=False, nlag=order)
+
+
+def yule_walker_rows(paths: np.ndarray, order: int) -> np.ndarray:
+    """Yule–Walker AR(order) coefficients of every row (each row demeaned by the caller), the
+    Toeplitz systems of all rows solved at once (the same estimates as the recursion, vectorised
+    for the bias correction's hundreds of simulated paths)."""
     n = paths.shape[1]
+    if order == 0:
+        return np.zeros((len(paths), 0))
     acov = np.stack([(paths[:, : n - k] * paths[:, k:]).sum(axis=1) / n for k in range(order + 1)], axis=1)
-    phi = np.zeros((len(paths), 0))
-    sigma2 = np.maximum(acov[:, 0], 1e-300)
-    for k in range(1, order + 1):
-        reflection = (acov[:, k] - (phi * acov[:, 1:k][:, ::-1]).sum(axis=1)) / sigma2
-        phi = np.hstack([phi - reflection[:, None] * phi[:, ::-1], reflection[:, None]])
-        sigma2 = np.maximum(sigma2 * (1.0 - reflection**2), 1e-300)
-    return phi
+    lags = np.abs(np.subtract.outer(np.arange(order), np.arange(order)))
+    toeplitz = acov[:, lags]
+    return np.linalg.solve(toeplitz, acov[:, 1:, None])[:, :, 0]
 
 
 def yule_walker(residual: np.ndarray, order: int) -> np.ndarray:
     """Yule–Walker AR(order) coefficients of a (demeaned) series."""
     e = residual - residual.mean()
-    return _levinson_durbin(_autocovariances(e, order), order)[-1][0]
+    return _fits_by_order(_autocovariances(e, order), order)[-1][0]
 
 
-def fit_ar(residual: np.ndarray, max_order: int) -> np.ndarray:
-    """AR coefficients of a residual series, the order chosen by BIC (empty: white noise)."""
+def fit_ar(residual: np.ndarray, max_order: int, min_order: int = 0) -> np.ndarray:
+    """AR coefficients of a residual series, the order chosen by BIC between `min_order` and
+    `max_order` (empty: white noise)."""
     e = residual - residual.mean()
     n = len(e)
     max_order = min(max_order, n // 4)
     if max_order == 0 or float(e @ e) <= 0:
         return np.zeros(0)
-    fits = _levinson_durbin(_autocovariances(e, max_order), max_order)
-    bic = [n * np.log(max(s2, 1e-300)) + np.log(n) * len(phi) for phi, s2 in fits]
+    fits = _fits_by_order(_autocovariances(e, max_order), max_order)
+    bic = [n * np.log(max(s2, 1e-300)) + np.log(n) * len(phi) if len(phi) >= min(min_order, len(fits) - 1)
+           else np.inf for phi, s2 in fits]
     return fits[int(np.argmin(bic))][0]
 
 
@@ -265,11 +276,12 @@ def _is_stationary(phi: np.ndarray) -> bool:
 
 
 def bias_corrected_ar(residual: np.ndarray, design: np.ndarray, max_order: int, draws: int,
-                      rng: np.random.Generator) -> np.ndarray:
+                      rng: np.random.Generator, min_order: int = 0) -> np.ndarray:
     """AR coefficients with their small-sample bias removed (Kilian 1998): simulate the fitted AR
     with resampled innovations, push the paths through the same regression, refit, and subtract
-    the average shift; the correction is shrunk until the filter stays stationary."""
-    phi = fit_ar(residual, max_order)
+    the average shift; the correction is shrunk until the filter stays stationary. The order is
+    chosen by BIC between `min_order` and `max_order`."""
+    phi = fit_ar(residual, max_order, min_order)
     p = len(phi)
     if p == 0 or draws == 0:
         return phi
@@ -279,7 +291,7 @@ def bias_corrected_ar(residual: np.ndarray, design: np.ndarray, max_order: int, 
     paths = simulate_ar(phi, rng.choice(innovations, size=(draws, burn + n), replace=True), burn)
     q, _ = np.linalg.qr(design)
     paths = paths - (paths @ q) @ q.T
-    refits = _yule_walker_rows(paths - paths.mean(axis=1, keepdims=True), p)
+    refits = yule_walker_rows(paths - paths.mean(axis=1, keepdims=True), p)
     bias = refits.mean(axis=0) - phi
     for shrink in np.linspace(1.0, 0.0, 21):
         corrected = phi - shrink * bias
@@ -298,11 +310,10 @@ def _residual(y: np.ndarray, design: np.ndarray) -> np.ndarray:
 
 
 def _acf(v: np.ndarray, lags: int) -> np.ndarray:
-    c = v - v.mean()
-    var = float(c @ c)
-    if var <= 0:
+    """Sample autocorrelations of lags 1..lags (zeros for a constant series)."""
+    if float(np.ptp(v)) <= 0:
         return np.zeros(lags)
-    return np.array([float(c[k:] @ c[:-k]) / var for k in range(1, lags + 1)])
+    return acf(v, nlags=lags, adjusted=False, fft=False)[1:]
 
 
 def serial_variance_inflation(u: np.ndarray, v: np.ndarray, lags: int) -> float:
@@ -390,8 +401,21 @@ def check_implication(data: pd.DataFrame, implication: Implication, columns: Map
                       trend_node: str | None = "trend") -> list[IndependenceTestResult] | Untestable:
     """Both tests of one implication (unadjusted p-values), or why it cannot be tested.
 
-    `columns` maps each node to its data columns; `deterministic` names the generated nodes (Fourier
-    seasonality, trend) that carry no noise; `trend_node` is never added as a nuisance to its own test."""
+    Parameters
+    ----------
+    data
+        The model table, weeks as rows in calendar order.
+    implication
+        `x ⟂ y | given`.
+    columns
+        Each node's data columns (Fourier seasonality spans several).
+    deterministic
+        The generated nodes (Fourier seasonality, trend) that carry no noise of their own.
+    settings
+        Levels, bins, AR orders, draws and the seed.
+    trend_node
+        The trend node, never added as a nuisance time index to its own test.
+    """
     x, y = implication.x, implication.y
     if x in deterministic and y in deterministic:
         return Untestable(implication, "both nodes are generated features without noise")
@@ -448,20 +472,12 @@ def check_implication(data: pd.DataFrame, implication: Implication, columns: Map
 
 
 def adjust_pvalues(p_values: Sequence[float], method: CorrectionMethod) -> np.ndarray:
-    """Holm (step-down, family-wise error) or Benjamini–Hochberg (step-up, false discovery rate)."""
+    """Holm (step-down, family-wise error) or Benjamini–Hochberg (step-up, false discovery rate),
+    by statsmodels' `multipletests`."""
     p = np.asarray(p_values, dtype=float)
-    m = len(p)
-    if m == 0:
+    if len(p) == 0:
         return p
-    order = np.argsort(p, kind="stable")
-    ranked = p[order]
-    if method is CorrectionMethod.HOLM:
-        adjusted = np.maximum.accumulate((m - np.arange(m)) * ranked)
-    else:
-        adjusted = np.minimum.accumulate((m / np.arange(1, m + 1) * ranked)[::-1])[::-1]
-    out = np.empty(m)
-    out[order] = np.minimum(adjusted, 1.0)
-    return out
+    return multipletests(p, method=_STATSMODELS_METHOD[method])[1]
 
 
 def adjust_results(results: Sequence[IndependenceTestResult],
@@ -515,7 +531,8 @@ def rejection_message(table: pd.DataFrame) -> str:
 def run_independence_tests(data: pd.DataFrame, implications: Sequence[Implication],
                            columns: Mapping[str, Sequence[str]], deterministic: Collection[str],
                            settings: IndependenceSettings, trend_node: str | None = "trend") -> IndependenceReport:
-    """Both tests of every implication, p-values adjusted over the whole family."""
+    """Both tests of every implication, p-values adjusted over the whole family (arguments as in
+    `check_implication`)."""
     results: list[IndependenceTestResult] = []
     untestable: list[Untestable] = []
     for implication in implications:

@@ -1,42 +1,77 @@
-"""Overlap (positivity) for continuous spend: can the data compare low- and high-spend weeks that
-are alike in every adjuster?
+"""Overlap (positivity) for continuous spend: does the data hold the contrasts each estimand needs,
+within weeks that are alike in every adjuster?
 
-A backdoor estimate compares weeks within levels of the adjustment set. Where the adjusters
-almost fix a channel's spend (TV only on air in peak season), the regression has no comparable
-weeks and extrapolates its answer. For each channel we summarise the adjustment set by a
-generalized propensity score, the least-squares prediction of the channel's transformed media
-from its adjusters, cut it into quantile strata, and require in every stratum
+A backdoor estimate compares weeks within levels of the adjustment set. For each channel we
+summarise the adjusters that cause its spend (its confounders in the DAG) by a generalized
+propensity score (the least-squares prediction of the channel's transformed media from them), cut
+it into quantile strata, and measure:
 
-- enough weeks (`min_weeks`);
-- spread: the stratum's coefficient of variation of spend is at least `min_spread` times the
-  channel's overall one (1 = the stratum varies as much as all weeks, 0 = spend is fixed in it).
-  A ratio rather than a raw CV, so a steadily bought channel is not mistaken for a confounded one;
-- low- and high-spend weeks both present: at or below, and above, the channel's median spend
-  (at or below, so that a channel off air in most weeks, median 0, still has low weeks).
+- `residual_share`: the SD of the media left after regressing it on the adjustment set, over its
+  total SD (sqrt(1 − R²)). It is the variation the backdoor regression learns the effect from;
+  near zero, the adjusters fix the channel and the effect is not estimable.
+- per stratum `spread`: the SD of the media within the stratum over its SD across all weeks. A
+  stratum where the channel never moves (TV only on air in the high season: the low-season
+  stratum is all zeros) shows no contrast at all there, not even the ×1.01 one of the marginal ROI.
+- per stratum `floor`: the lowest level of the media comparable weeks show (the 5% quantile of the
+  stratum). ROI against zero spend needs the levels between zero and that floor; the share of the
+  incremental KPI that comes from below it, Σ_t min(x_t, floor_k(t)) / Σ_t x_t, is
+  `extrapolated_share` (exact for an effect linear in the media). Above a tolerance, ROI is
+  `extrapolated`: an always-on channel's ROI against zero is a reading of the response curve, not
+  of the data, and its marginal ROI is the number to lead with.
+
+A channel fails the gate when its residual share or any stratum's spread or size is below the
+thresholds; it is WITHHELD (no estimate, the reason published) and the other channels go on. The
+thresholds are calibrated by simulation in `benchmarks/overlap_calibration.py`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from enum import Enum
 
+import networkx as nx
 import numpy as np
 import pandas as pd
 
+from cmmm_pipeline.core.config import CheckConfig
+
 ALL_WEEKS = "all weeks (no adjusters)"
+FLOOR_QUANTILE = 0.05
+"""The stratum's support floor: the level its lowest 5% of weeks reach (robust to one stray week)."""
+
+
+class RoiSupport(Enum):
+    """Whether ROI against zero spend rests on weeks that show (near-)zero media."""
+
+    OBSERVED = "observed"
+    EXTRAPOLATED = "extrapolated"
 
 
 @dataclass(frozen=True)
 class OverlapThresholds:
-    """The configured gate (`checks.overlap_bins`, `overlap_min_weeks`, `overlap_min_spread`)."""
+    """The configured gate (`checks.overlap_bins`, `overlap_min_weeks`, `overlap_min_spread`,
+    `overlap_min_residual_share`) and the support tolerance of ROI against zero."""
 
     bins: int = 3
     min_weeks: int = 8
-    min_spread: float = 0.5
+    min_spread: float = 0.1
+    min_residual_share: float = 0.1
+    max_extrapolated_share: float = 0.2
+    """ROI against zero is `observed` when at most this share of the incremental KPI comes from
+    media levels below the comparable weeks' floor."""
+
+    @classmethod
+    def from_checks(cls, checks: CheckConfig) -> OverlapThresholds:
+        return cls(bins=checks.overlap_bins, min_weeks=checks.overlap_min_weeks, min_spread=checks.overlap_min_spread,
+                   min_residual_share=checks.overlap_min_residual_share)
 
     def __post_init__(self) -> None:
-        if self.bins < 1 or self.min_weeks < 1 or self.min_spread < 0:
-            raise ValueError("overlap thresholds need bins >= 1, min_weeks >= 1 and min_spread >= 0")
+        if self.bins < 1 or self.min_weeks < 1 or self.min_spread < 0 or self.min_residual_share < 0:
+            raise ValueError("overlap thresholds need bins >= 1, min_weeks >= 1, min_spread >= 0 and "
+                             "min_residual_share >= 0")
+        if not 0.0 <= self.max_extrapolated_share <= 1.0:
+            raise ValueError("max_extrapolated_share is a share in [0, 1]")
 
 
 @dataclass(frozen=True)
@@ -53,11 +88,19 @@ class OverlapStratum:
     spend_max: float
     spend_mean: float
     cv: float
+    """Coefficient of variation of spend in the stratum (informative)."""
     spread: float
+    """SD of the transformed media in the stratum / its SD over all weeks."""
+    floor: float
+    """Lowest media level the stratum's weeks show (its 5% quantile)."""
     low_spend_weeks: int
-    """Weeks at or below the channel's median spend."""
+    """Weeks at or below the channel's median spend (informative)."""
     high_spend_weeks: int
-    """Weeks above the channel's median spend."""
+    """Weeks above the channel's median spend (informative)."""
+    residual_share: float
+    """Channel level: sqrt(1 − R²) of the media on the adjustment set."""
+    extrapolated_share: float
+    """Channel level: share of the incremental KPI from media below the strata's floors."""
     ok: bool
     reason: str
     adjustment: tuple[str, ...]
@@ -65,6 +108,18 @@ class OverlapStratum:
     @property
     def label(self) -> str:
         return f"{self.channel} stratum {self.stratum}/{self.strata}"
+
+
+@dataclass(frozen=True)
+class ChannelSupport:
+    """One channel's overlap verdict: withheld or not (and why), and where its ROI stands."""
+
+    channel: str
+    withheld: bool
+    reason: str
+    residual_share: float
+    extrapolated_share: float
+    roi_support: RoiSupport
 
 
 def _cv(values: np.ndarray) -> float:
@@ -79,85 +134,177 @@ def propensity_score(treatment: np.ndarray, adjusters: np.ndarray) -> np.ndarray
     return design @ beta
 
 
+def residual_share(treatment: np.ndarray, score: np.ndarray) -> float:
+    """SD of the media's residual on its adjusters over its SD: sqrt(1 − R²); 0 for a constant."""
+    total = float(np.std(treatment))
+    return float(np.std(treatment - score) / total) if total > 0 else 0.0
+
+
 def strata(score: np.ndarray, bins: int) -> np.ndarray:
     """Quantile stratum (0..bins−1) of each week; ranks break ties so the strata have equal size."""
     ranks = np.argsort(np.argsort(score, kind="stable"), kind="stable")
     return (ranks * bins) // len(score)
 
 
+def support_floors(treatment: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """(weeks,) the support floor of each week's stratum."""
+    floors = np.zeros(len(treatment))
+    for k in np.unique(labels):
+        mask = labels == k
+        floors[mask] = float(np.quantile(treatment[mask], FLOOR_QUANTILE, method="lower"))
+    return floors
+
+
+def extrapolated_share(treatment: np.ndarray, floors: np.ndarray) -> float:
+    """Σ_t min(x_t, floor_t) / Σ_t x_t: the part of β·Σ_t x_t that needs media levels below what
+    comparable weeks show (0 for a channel with dark weeks in every stratum; 1 for a constant)."""
+    total = float(np.sum(treatment))
+    return float(np.sum(np.minimum(treatment, floors)) / total) if total > 0 else 0.0
+
+
 def channel_overlap(channel: str, treatment: np.ndarray, spend: np.ndarray, adjusters: np.ndarray,
-                    adjustment: Sequence[str], thresholds: OverlapThresholds) -> list[OverlapStratum]:
-    """The strata of one channel; `adjusters` is (weeks, columns), possibly with no columns."""
+                    adjustment: Sequence[str], thresholds: OverlapThresholds,
+                    confounders: np.ndarray | None = None) -> list[OverlapStratum]:
+    """The strata of one channel; `adjusters` is (weeks, columns), possibly with no columns. The
+    residual share is taken on every adjuster (the regression's precision); the strata on
+    `confounders` (default: every adjuster), the adjusters that drive the channel's spend: a
+    precision control (a trend the KPI follows) that also marks the weeks before a channel's
+    launch is no positivity problem, the launch weeks simply contribute nothing."""
     has_adjusters = adjusters.shape[1] > 0
-    score = propensity_score(treatment, adjusters) if has_adjusters else np.zeros(len(treatment))
-    bins = thresholds.bins if has_adjusters else 1
+    full = propensity_score(treatment, adjusters) if has_adjusters else np.full(len(treatment), treatment.mean())
+    confounders = adjusters if confounders is None else confounders
+    stratified = confounders.shape[1] > 0
+    score = propensity_score(treatment, confounders) if stratified else np.full(len(treatment), treatment.mean())
+    bins = thresholds.bins if stratified else 1
     labels = strata(score, bins)
+    floors = support_floors(treatment, labels)
+    share = residual_share(treatment, full)
+    extrapolated = extrapolated_share(treatment, floors)
     median = float(np.median(spend))
-    overall_cv = _cv(spend)
+    overall_sd = float(np.std(treatment))
+    channel_problem = (f"residual share {share:.2f} < {thresholds.min_residual_share}"
+                       if share < thresholds.min_residual_share else "")
     out: list[OverlapStratum] = []
     for k in range(bins):
         mask = labels == k
-        s = spend[mask]
-        cv = _cv(s)
-        spread = cv / overall_cv if overall_cv > 0 else 0.0
-        below, above = int((s <= median).sum()), int((s > median).sum())
-        problems = []
+        s, x = spend[mask], treatment[mask]
+        spread = float(np.std(x) / overall_sd) if overall_sd > 0 and len(x) else 0.0
+        problems = [channel_problem] if channel_problem else []
         if mask.sum() < thresholds.min_weeks:
             problems.append(f"{int(mask.sum())} weeks < {thresholds.min_weeks}")
         if spread < thresholds.min_spread:
             problems.append(f"spread {spread:.2f} < {thresholds.min_spread}")
-        if below == 0:
-            problems.append("no week at or below the median spend")
-        if above == 0:
-            problems.append("no week above the median spend")
         out.append(OverlapStratum(
             channel=channel, stratum=k + 1, strata=bins, weeks=int(mask.sum()),
             score_min=float(score[mask].min()) if mask.any() else float("nan"),
             score_max=float(score[mask].max()) if mask.any() else float("nan"),
             spend_min=float(s.min()) if len(s) else float("nan"), spend_max=float(s.max()) if len(s) else float("nan"),
-            spend_mean=float(s.mean()) if len(s) else float("nan"), cv=cv, spread=spread,
-            low_spend_weeks=below, high_spend_weeks=above, ok=not problems, reason="; ".join(problems),
+            spend_mean=float(s.mean()) if len(s) else float("nan"), cv=_cv(s), spread=spread,
+            floor=float(floors[mask][0]) if mask.any() else float("nan"),
+            low_spend_weeks=int((s <= median).sum()), high_spend_weeks=int((s > median).sum()),
+            residual_share=share, extrapolated_share=extrapolated, ok=not problems, reason="; ".join(problems),
             adjustment=tuple(adjustment)))
     return out
 
 
+def confounding_columns(g_expanded: nx.DiGraph | None, channel: str, adjustment: Sequence[str]) -> list[str]:
+    """The adjusters with a directed path into the channel (its spend's causes): what positivity is
+    about. Without a graph, every adjuster."""
+    if g_expanded is None or channel not in g_expanded:
+        return list(adjustment)
+    ancestors = nx.ancestors(g_expanded, channel)
+    return [a for a in adjustment if a in ancestors]
+
+
 def overlap_strata(features: pd.DataFrame, spend: Mapping[str, np.ndarray], adjustments: Mapping[str, Sequence[str]],
-                   thresholds: OverlapThresholds) -> list[OverlapStratum]:
-    """Every channel in `adjustments` (channel → adjustment columns), with its weekly `spend`."""
+                   thresholds: OverlapThresholds, g_expanded: nx.DiGraph | None = None) -> list[OverlapStratum]:
+    """Every channel in `adjustments` (channel → adjustment columns), with its weekly `spend`;
+    strata on the adjusters that cause the channel in `g_expanded` (every adjuster without it)."""
     out: list[OverlapStratum] = []
+    n = len(features)
     for channel, adjustment in adjustments.items():
-        adjusters = features[list(adjustment)].to_numpy(dtype=float) if adjustment else np.zeros((len(features), 0))
+        adjusters = features[list(adjustment)].to_numpy(dtype=float) if adjustment else np.zeros((n, 0))
+        causes = confounding_columns(g_expanded, channel, adjustment)
+        confounders = features[causes].to_numpy(dtype=float) if causes else np.zeros((n, 0))
         out.extend(channel_overlap(channel, features[channel].to_numpy(dtype=float),
-                                   np.asarray(spend[channel], dtype=float), adjusters, adjustment, thresholds))
+                                   np.asarray(spend[channel], dtype=float), adjusters, adjustment, thresholds,
+                                   confounders))
     return out
 
 
+def channel_supports(rows: Sequence[OverlapStratum], thresholds: OverlapThresholds) -> dict[str, ChannelSupport]:
+    """Per channel: withheld when any of its strata fails, with the reasons; ROI support from the
+    extrapolated share."""
+    by_channel: dict[str, list[OverlapStratum]] = {}
+    for r in rows:
+        by_channel.setdefault(r.channel, []).append(r)
+    out = {}
+    for channel, strata_rows in by_channel.items():
+        failed = [r for r in strata_rows if not r.ok]
+        reasons: list[str] = []
+        for r in failed:
+            parts = r.reason.split("; ")
+            reasons += [p for p in parts if p.startswith("residual share") and p not in reasons]
+            local = [p for p in parts if not p.startswith("residual share")]
+            if local:
+                reasons.append(f"stratum {r.stratum}/{r.strata}: {', '.join(local)}")
+        first = strata_rows[0]
+        support = (RoiSupport.OBSERVED if first.extrapolated_share <= thresholds.max_extrapolated_share
+                   else RoiSupport.EXTRAPOLATED)
+        reason = ("overlap: " + "; ".join(reasons) + " (the adjustment set leaves too little variation in this "
+                  "channel to estimate its effect)") if failed else ""
+        out[channel] = ChannelSupport(channel, bool(failed), reason, first.residual_share, first.extrapolated_share,
+                                      support)
+    return out
+
+
+def media_support(features: pd.DataFrame, spend: Mapping[str, np.ndarray], adjustments: Mapping[str, Sequence[str]],
+                  thresholds: OverlapThresholds, g_expanded: nx.DiGraph | None = None) -> dict[str, ChannelSupport]:
+    """`channel_supports` of `overlap_strata`: the one call the estimation step makes."""
+    return channel_supports(overlap_strata(features, spend, adjustments, thresholds, g_expanded), thresholds)
+
+
 TABLE_COLUMNS = ["channel", "stratum", "strata", "weeks", "spend_min", "spend_max", "spend_mean", "cv", "spread",
-                 "low_spend_weeks", "high_spend_weeks", "score_min", "score_max", "ok", "reason", "label",
-                 "adjustment"]
+                 "floor", "low_spend_weeks", "high_spend_weeks", "residual_share", "extrapolated_share", "score_min",
+                 "score_max", "ok", "reason", "label", "adjustment"]
 
 
 def overlap_table(rows: Sequence[OverlapStratum]) -> pd.DataFrame:
-    """The `overlap` table: one row per channel and stratum."""
+    """The `overlap` table: one row per channel and stratum (channel-level measures repeated)."""
     return pd.DataFrame([{
         "channel": r.channel, "stratum": r.stratum, "strata": r.strata, "weeks": r.weeks, "spend_min": r.spend_min,
-        "spend_max": r.spend_max, "spend_mean": r.spend_mean, "cv": r.cv, "spread": r.spread,
+        "spend_max": r.spend_max, "spend_mean": r.spend_mean, "cv": r.cv, "spread": r.spread, "floor": r.floor,
         "low_spend_weeks": r.low_spend_weeks, "high_spend_weeks": r.high_spend_weeks,
+        "residual_share": r.residual_share, "extrapolated_share": r.extrapolated_share,
         "score_min": r.score_min, "score_max": r.score_max, "ok": r.ok, "reason": r.reason, "label": r.label,
         "adjustment": "|".join(r.adjustment)} for r in rows], columns=TABLE_COLUMNS)
 
 
+def withheld_channels(table: pd.DataFrame) -> list[str]:
+    """Channels with a failed stratum, in table order."""
+    return list(dict.fromkeys(table.loc[~table["ok"].astype(bool), "channel"]))
+
+
 def overlap_message(table: pd.DataFrame) -> str:
-    """One paragraph naming each channel with thin strata and why they are thin."""
-    thin = table[~table["ok"].astype(bool)]
-    if thin.empty:
-        channels = ", ".join(dict.fromkeys(table["channel"])) or "no channel"
-        return f"Overlap holds for {channels}: every stratum has enough weeks and spread in spend."
+    """One paragraph: which channels are withheld and why, which go on, and where ROI extrapolates."""
+    channels = list(dict.fromkeys(table["channel"]))
+    withheld = withheld_channels(table)
+    kept = [c for c in channels if c not in withheld]
+    extrapolated = [c for c in kept if float(table.loc[table["channel"] == c, "extrapolated_share"].iloc[0])
+                    > OverlapThresholds.max_extrapolated_share]
+    note = (f" ROI against zero spend is extrapolated for {', '.join(extrapolated)} (comparable weeks never show "
+            "that channel near zero); read their marginal ROI first." if extrapolated else "")
+    if not withheld:
+        return (f"Overlap holds for {', '.join(channels) or 'no channel'}: each keeps enough variation given its "
+                "adjustment set, in every stratum." + note)
     parts = []
-    for channel, rows in thin.groupby("channel", sort=False):
+    for channel in withheld:
+        rows = table[(table["channel"] == channel) & ~table["ok"].astype(bool)]
         strata_text = "; ".join(f"stratum {r.stratum}/{r.strata} ({r.reason}; spend {r.spend_min:,.0f}–"
                                 f"{r.spend_max:,.0f} over {r.weeks} weeks)" for r in rows.itertuples())
         parts.append(f"channel '{channel}': {strata_text}")
-    return ("Thin overlap: " + " | ".join(parts) + ". Within these strata of the adjustment set the channel's spend "
+    outcome = (f"The other channels ({', '.join(kept)}) are estimated." if kept else
+               "No channel is left to estimate: the run stops.")
+    return ("Withheld for thin overlap: " + " | ".join(parts) + ". Given its adjustment set the channel's media "
             "barely varies, so its effect would be extrapolated, not estimated. Vary the channel's spend across "
-            "comparable weeks, run a lift test, or lower checks.overlap_min_spread / overlap_bins knowingly.")
+            "comparable weeks, or run a lift test. " + outcome + note)

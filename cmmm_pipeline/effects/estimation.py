@@ -14,16 +14,25 @@ cannot follow; its total effect is computed by g-computation instead (`gcomputat
 the outcome model is the direct-effect regression, a linear model of each mediator's spend gives
 the mediator's counterfactual spend, and that spend goes through the mediator's transform.
 
+The mediator's spend model is chosen from the data (linear in the treatment's saturated media or
+in its carried-over spend; additive or proportional noise) by likelihood, and the choice recorded.
+
+Every row also carries the marginal ROI (`mroi`: extra KPI per extra unit of spend when every
+week's spend rises by 1%, through the channel's transform and its mediators) and where ROI against
+zero stands (`roi_support`, `extrapolated_share`, from the overlap measures). A channel the overlap
+gate withholds, or whose effect the DAG does not identify, fails alone, with its reason; the step
+fails only when no channel is left.
+
 The bootstrap (`robustness`) rebuilds exactly these design matrices, with the transforms
 re-selected in every resample, so its intervals describe the estimator whose point value DoWhy
-reports. A channel whose effect the DAG does not identify fails alone, with its reason.
+reports.
 """
 
 from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from enum import Enum
 from functools import partial
@@ -36,6 +45,7 @@ import pandas as pd
 from cmmm_pipeline.core.config import EffectType, PipelineConfig
 from cmmm_pipeline.core.errors import EstimationError
 from cmmm_pipeline.dag.graph import expand_graph
+from cmmm_pipeline.dag.overlap import ChannelSupport, OverlapThresholds, RoiSupport, media_support
 from cmmm_pipeline.data.ingest import spend_totals
 from cmmm_pipeline.media.features import ChannelTransform, node_columns
 
@@ -107,7 +117,7 @@ def observed_nodes(data: pd.DataFrame, g: nx.DiGraph) -> list[str]:
     return [n for n in g.nodes if n in data.columns]
 
 
-def _causal_model(data: pd.DataFrame, g: nx.DiGraph, treatment: str, outcome: str):  # noqa: ANN202
+def _causal_model(data: pd.DataFrame, g: nx.DiGraph, treatment: str, outcome: str):
     from dowhy import CausalModel
 
     with warnings.catch_warnings():
@@ -209,6 +219,55 @@ def batched_ols(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return out
 
 
+MARGINAL_STEP = 0.01
+"""The marginal ROI's spend change: every week's spend × (1 + 0.01)."""
+
+
+class Contrast(Enum):
+    """The counterfactual an estimate compares the observed weeks with."""
+
+    ZERO = "zero"
+    """Spend 0 in every week: the incremental KPI and ROI."""
+    MARGINAL = "marginal"
+    """Spend × 1.01 in every week: the marginal ROI."""
+
+
+CONTRASTS = tuple(Contrast)
+
+
+class MediatorEquation(Enum):
+    """What a mediator channel's spend is modelled as linear in (chosen from the data, per mediator)."""
+
+    SATURATED = "saturated_media"
+    """The treatment's transformed media (adstocked and saturated)."""
+    CARRYOVER = "carryover"
+    """The treatment's carried-over spend (adstocked, unsaturated, over its mean): a mediator bought
+    in proportion to the treatment's spend (search answering TV) does not saturate with it."""
+
+
+EQUATIONS = tuple(MediatorEquation)
+
+
+class MediatorNoise(Enum):
+    """How the mediator's own variation enters (chosen from the data with the equation): what the
+    counterfactual holds fixed when the treatment changes."""
+
+    ADDITIVE = "additive"
+    """spend = fit + e: a change of the treatment shifts every week's spend by the same amount."""
+    PROPORTIONAL = "proportional"
+    """spend = fit × (1 + u): the shift is proportional to the week's own level, as for a mediator
+    whose spend varies by multiplicative (lognormal) plans."""
+
+
+MODELS = tuple((e, n) for e in EQUATIONS for n in MediatorNoise)
+"""Every (equation, noise) pair the mediator's model is chosen among, in index order."""
+
+
+def model_label(index: int) -> str:
+    equation, noise = MODELS[index]
+    return f"{equation.value}, {noise.value}"
+
+
 @dataclass(frozen=True)
 class ChannelSeries:
     """A channel's observed weekly spend and its applied transform: what a counterfactual needs to
@@ -217,6 +276,23 @@ class ChannelSeries:
     spend: np.ndarray
     transform: ChannelTransform
 
+    def media(self, factor: float = 1.0) -> np.ndarray:
+        """Transformed media of `factor` × the observed spend, on the observed spend's scale."""
+        return self.transform.apply(factor * self.spend, self.transform.reference(self.spend))
+
+    def carryover(self) -> np.ndarray:
+        """Adstocked spend over its mean (unsaturated): the CARRYOVER mediator equation's regressor."""
+        return self.transform.adstocked(self.spend) / self.transform.reference(self.spend)
+
+    def deltas(self, equation: MediatorEquation | None = None) -> tuple[np.ndarray, ...]:
+        """Per contrast, the regressor as it ran minus at the counterfactual: the media (None or
+        SATURATED) or the carryover (linear in spend, so its ×1.01 change is 1% of it)."""
+        if equation is MediatorEquation.CARRYOVER:
+            carry = self.carryover()
+            return carry, -MARGINAL_STEP * carry
+        media = self.media()
+        return media, media - self.media(1.0 + MARGINAL_STEP)
+
 
 def channel_series(raw: pd.DataFrame, config: PipelineConfig,
                    transforms: dict[str, ChannelTransform]) -> dict[str, ChannelSeries]:
@@ -224,10 +300,15 @@ def channel_series(raw: pd.DataFrame, config: PipelineConfig,
             for c in config.channels}
 
 
+def marginal_media_total(series: ChannelSeries) -> float:
+    """Σ_t [x_t(1.01 · spend) − x_t(spend)]: a linear effect's extra KPI per unit ATE."""
+    return float(-series.deltas()[1].sum())
+
+
 @dataclass(frozen=True)
 class MediatorModel:
-    """The mediator's spend regressed on the treatment's transformed media and the backdoor set of
-    treatment → mediator (DoWhy's identification of that effect)."""
+    """The mediator's spend regressed on a regressor of the treatment (its media or its carryover,
+    see `MediatorEquation`) and the backdoor set of treatment → mediator (DoWhy's identification)."""
 
     mediator: str
     adjustment: tuple[str, ...]
@@ -277,11 +358,12 @@ def counterfactual_media(spend: np.ndarray, transform: ChannelTransform, shift: 
 
 @dataclass(frozen=True)
 class MediatorArrays:
-    """One mediator on B row sets: its spend model's design and response on the rows, and over all
-    weeks its observed transformed media and how a shift of its spend transforms."""
+    """One mediator on B row sets: its spend model's designs (one per `MediatorEquation`) on the
+    rows and over all weeks, its spend on the rows, and over all weeks its observed transformed
+    media, how a shift of its spend transforms, and each equation's regressor change per contrast."""
 
-    design: np.ndarray
-    """(B, rows, q) [1, treatment, adjustment...]"""
+    designs: tuple[np.ndarray, ...]
+    """Per equation (B, rows, q): [1, regressor of the treatment, adjustment...]."""
     spend: np.ndarray
     """(B, rows)"""
     column: int
@@ -290,30 +372,126 @@ class MediatorArrays:
     """(B, weeks)"""
     counterfactual: Callable[[np.ndarray], np.ndarray]
     """(B, weeks) spend shift → (B, weeks) counterfactual transformed media."""
+    deltas: tuple[tuple[np.ndarray, ...], ...]
+    """Per equation, per contrast: (B, weeks) the regressor as it ran minus at the counterfactual."""
+    observed_spend: np.ndarray
+    """(weeks,) its observed spend: the support its counterfactual spend is checked against."""
+    full_designs: tuple[np.ndarray, ...]
+    """Per equation (B, weeks, q): the design over all weeks (the fitted level a proportional
+    shift is relative to)."""
 
 
-def gcomputation_weekly(outcome_design: np.ndarray, y: np.ndarray, treatment: np.ndarray,
-                        mediators: Sequence[MediatorArrays]) -> np.ndarray:
-    """(B, weeks) total effect per week: β_c·x_c + Σ_m β_m·(x_m − x_m_cf), with x_m_cf the mediator's
-    transform of spend_m − b_m·x_c (its noise held at the observed value). β from the outcome
-    (direct-effect) regression, b_m from the mediator's spend regression, both on the rows."""
+@dataclass(frozen=True)
+class GComputed:
+    """The g-computed total effect on B row sets."""
+
+    weekly: tuple[np.ndarray, ...]
+    """Per contrast (B, weeks): the effect as it ran minus at the counterfactual (negative for the
+    marginal contrast, whose counterfactual is more spend)."""
+    equations: np.ndarray
+    """(B, mediators) index into MODELS of each mediator's chosen (equation, noise)."""
+    outside: np.ndarray
+    """(B, mediators) share of weeks whose mediator spend with the treatment off lies below the
+    lowest spend the mediator was observed at."""
+
+
+@dataclass(frozen=True)
+class MediatorFit:
+    """The chosen mediator model on B row sets."""
+
+    coef: np.ndarray
+    """(B, q) its coefficients."""
+    chosen: np.ndarray
+    """(B,) index into MODELS."""
+
+
+def choose_mediator_model(designs: Sequence[np.ndarray], spend: np.ndarray) -> MediatorFit:
+    """Fit every (equation, noise) pair and keep the one of highest Gaussian likelihood: additive
+    noise −n/2·log σ̂²; proportional noise −n/2·log σ̂_u² − Σ log fit (u = residual / fit, the last
+    term the change of variables). The pairs have the same number of parameters, so this is also
+    the AIC ranking. Proportional noise needs a positive fit in every row."""
+    n = spend.shape[1]
+    coefs, scores = [], []
+    for x in designs:
+        b = batched_ols(x, spend)
+        ok = np.isfinite(b).all(axis=1)
+        fit = (x @ np.nan_to_num(b)[:, :, None])[..., 0]
+        r = spend - fit
+        additive = -0.5 * n * np.log(np.maximum(np.mean(r**2, axis=1), 1e-300))
+        positive = (fit > 0).all(axis=1)
+        safe = np.where(fit > 0, fit, 1.0)
+        proportional = (-0.5 * n * np.log(np.maximum(np.mean((r / safe) ** 2, axis=1), 1e-300))
+                        - np.sum(np.log(safe), axis=1))
+        for noise, score in ((MediatorNoise.ADDITIVE, additive), (MediatorNoise.PROPORTIONAL, proportional)):
+            valid = ok & (positive if noise is MediatorNoise.PROPORTIONAL else True)
+            coefs.append(b)
+            scores.append(np.where(valid, score, -np.inf))
+    chosen = np.argmax(np.column_stack(scores), axis=1)
+    coef = np.stack(coefs, axis=1)[np.arange(len(chosen)), chosen]
+    return MediatorFit(coef, chosen)
+
+
+def gcomputation_weekly(outcome_design: np.ndarray, y: np.ndarray, treatment_deltas: Sequence[np.ndarray],
+                        mediators: Sequence[MediatorArrays]) -> GComputed:
+    """Per contrast (B, weeks): β_c·Δx_c + Σ_m β_m·(x_m − x_m_cf), with x_m_cf the mediator's
+    transform of spend_m − shift: shift = b_m·Δd (additive noise held at its observed value) or
+    spend_m·b_m·Δd / fit_m (proportional noise held), Δd the change of the chosen equation's
+    regressor. β from the outcome (direct-effect) regression, the mediator's model fitted and
+    chosen on the rows."""
     beta = batched_ols(outcome_design, y)
-    weekly = beta[:, 1:2] * treatment
-    for m in mediators:
-        b = batched_ols(m.design, m.spend)[:, 1]
-        weekly = weekly + beta[:, m.column][:, None] * (m.observed - m.counterfactual(b[:, None] * treatment))
-    return weekly
+    weekly = [beta[:, 1:2] * d for d in treatment_deltas]
+    b_count = beta.shape[0]
+    equations = np.zeros((b_count, len(mediators)), dtype=int)
+    outside = np.zeros((b_count, len(mediators)))
+    for i, m in enumerate(mediators):
+        fit = choose_mediator_model(m.designs, m.spend)
+        equations[:, i] = fit.chosen
+        equation = np.array([EQUATIONS.index(MODELS[c][0]) for c in fit.chosen])
+        proportional = np.array([MODELS[c][1] is MediatorNoise.PROPORTIONAL for c in fit.chosen])
+        full = np.select([equation[:, None, None] == e for e in range(len(EQUATIONS))], m.full_designs)
+        level = (full @ np.nan_to_num(fit.coef)[:, :, None])[..., 0]
+        scale = np.where(proportional[:, None] & (level > 0), m.observed_spend[None, :] / np.where(level > 0, level, 1.0),
+                         1.0)
+        for j in range(len(weekly)):
+            delta = np.select([equation[:, None] == e for e in range(len(EQUATIONS))], [d[j] for d in m.deltas])
+            shift = scale * fit.coef[:, 1][:, None] * delta
+            weekly[j] = weekly[j] + beta[:, m.column][:, None] * (m.observed - m.counterfactual(shift))
+            if j == 0:
+                below = (m.observed_spend[None, :] - shift) < float(m.observed_spend.min()) - 1e-9
+                outside[:, i] = below.mean(axis=1)
+    return GComputed(tuple(weekly), equations, outside)
+
+
+def design_with(data: pd.DataFrame, spec: EffectSpec, treatment: np.ndarray) -> np.ndarray:
+    """`design(data, spec)` with the treatment's column replaced by `treatment`."""
+    x = design(data, spec)
+    x[:, 1] = treatment
+    return x
 
 
 def gcomputation_point(data: pd.DataFrame, spec: GComputationSpec, series: dict[str, ChannelSeries],
                        outcome: str) -> np.ndarray:
-    """(weeks,) the total effect per week on the observed data."""
-    mediators = [MediatorArrays(design(data, m.spec(spec.channel))[None], series[m.mediator].spend[None],
-                                spec.column(m.mediator), data[m.mediator].to_numpy(dtype=float)[None],
-                                partial(counterfactual_media, series[m.mediator].spend, series[m.mediator].transform))
-                 for m in spec.mediators]
+    """(weeks,) the total effect per week on the observed data (against zero spend)."""
+    return gcomputation_full(data, spec, series, outcome).weekly[0][0]
+
+
+def gcomputation_full(data: pd.DataFrame, spec: GComputationSpec, series: dict[str, ChannelSeries],
+                      outcome: str) -> GComputed:
+    """Every contrast of the g-computed total on the observed data (B = 1)."""
+    treatment = series[spec.channel]
+    regressors = {MediatorEquation.SATURATED: data[spec.channel].to_numpy(dtype=float),
+                  MediatorEquation.CARRYOVER: treatment.carryover()}
+    mediators = []
+    for m in spec.mediators:
+        designs = tuple(design_with(data, m.spec(spec.channel), regressors[e])[None] for e in EQUATIONS)
+        mediators.append(MediatorArrays(
+            designs, series[m.mediator].spend[None], spec.column(m.mediator),
+            data[m.mediator].to_numpy(dtype=float)[None],
+            partial(counterfactual_media, series[m.mediator].spend, series[m.mediator].transform),
+            tuple(tuple(d[None] for d in treatment.deltas(e)) for e in EQUATIONS), series[m.mediator].spend, designs))
+    deltas = [d[None] for d in treatment.deltas()]
     return gcomputation_weekly(design(data, spec.direct)[None], data[outcome].to_numpy(dtype=float)[None],
-                               data[spec.channel].to_numpy(dtype=float)[None], mediators)[0]
+                               deltas, mediators)
 
 
 def naive_coefficients(data: pd.DataFrame, channels: list[str], controls: list[str], outcome: str) -> dict[str, float]:
@@ -390,49 +568,89 @@ def identify_channels(data: pd.DataFrame, g_expanded: nx.DiGraph, g_nodes: nx.Di
 def estimates_table(data: pd.DataFrame, g_expanded: nx.DiGraph, specs: list[EffectSpec], outcome: str,
                     spends: dict[str, float], naive: dict[str, float],
                     failures: list[NotEstimated] | None = None,
-                    series: dict[str, ChannelSeries] | None = None) -> pd.DataFrame:
-    """One row per (channel, effect): DoWhy's ATE, incremental KPI, ROI, and the naive ROI beside it.
-    With `series` (every channel's spend and transform), a channel whose mediators are channels gets
-    its total incremental KPI by g-computation (`ate` stays DoWhy's linear total ATE, for
-    reference; `estimator` says which was published). An effect that could not be identified keeps
-    its row, with NaN numbers and the reason."""
+                    series: dict[str, ChannelSeries] | None = None,
+                    supports: Mapping[str, ChannelSupport] | None = None) -> pd.DataFrame:
+    """One row per (channel, effect): DoWhy's ATE, incremental KPI, ROI, marginal ROI and the naive
+    ROI beside it. With `series` (every channel's spend and transform), a channel whose mediators
+    are channels gets its total incremental KPI and marginal ROI by g-computation (`ate` stays
+    DoWhy's linear total ATE, for reference; `estimator` says which was published; the mediator's
+    chosen equation is recorded). `supports` (the overlap verdicts) say where ROI stands. An
+    effect that could not be estimated keeps its row, with NaN numbers and the reason."""
     rows = []
     by_channel: dict[str, dict[EffectType, EffectEstimate]] = {}
     for spec in specs:
         by_channel.setdefault(spec.channel, {})[spec.effect] = estimate(data, g_expanded, spec, outcome,
                                                                         spends[spec.channel])
     gspecs = gcomputation_specs(data, g_expanded, specs, list(series)) if series else {}
+    nan = float("nan")
     for channel, effects in by_channel.items():
+        marginal: dict[EffectType, float] = {}
+        for effect, est in effects.items():
+            marginal[effect] = est.ate * marginal_media_total(series[channel]) if series else nan
+        mediation = {"mediator_equation": "", "mediator_outside_share": nan}
         if channel in gspecs:
             total = effects[EffectType.TOTAL]
-            incremental = float(gcomputation_point(data, gspecs[channel], series or {}, outcome).sum())
+            computed = gcomputation_full(data, gspecs[channel], series or {}, outcome)
+            incremental = float(computed.weekly[0][0].sum())
+            marginal[EffectType.TOTAL] = -float(computed.weekly[1][0].sum())
             effects[EffectType.TOTAL] = replace(total, incremental_kpi=incremental,
-                                                roi=incremental / total.spend if total.spend else float("nan"))
+                                                roi=incremental / total.spend if total.spend else nan)
+            mediation = {"mediator_equation": "|".join(f"{m.mediator}: {model_label(e)}" for m, e in
+                                                       zip(gspecs[channel].mediators, computed.equations[0])),
+                         "mediator_outside_share": float(computed.outside[0].max())}
         estimator = (Estimator.G_COMPUTATION if channel in gspecs else Estimator.LINEAR).value
+        support = supports.get(channel) if supports else None
         for effect, est in effects.items():
-            rows.append(_row(est, naive, data, Estimator.LINEAR.value if effect is EffectType.DIRECT else estimator))
+            row = _row(est, naive, data, Estimator.LINEAR.value if effect is EffectType.DIRECT else estimator)
+            rows.append(row | _marginal(marginal[effect], est.spend)
+                        | _support(support, mediation if effect is EffectType.TOTAL else None))
         if EffectType.DIRECT in effects:
             total, direct = effects[EffectType.TOTAL], effects[EffectType.DIRECT]
             incremental = total.incremental_kpi - direct.incremental_kpi
             rows.append({"channel": channel, "effect": EffectType.INDIRECT.value, "ate": total.ate - direct.ate,
                          "incremental_kpi": incremental, "spend": total.spend,
-                         "roi": incremental / total.spend if total.spend else float("nan"),
-                         "naive_roi": float("nan"), "adjustment": "", "mediators": "|".join(direct.mediators),
-                         "reason": "", "estimator": estimator})
-    nan = float("nan")
+                         "roi": incremental / total.spend if total.spend else nan,
+                         "naive_roi": nan, "adjustment": "", "mediators": "|".join(direct.mediators),
+                         "reason": "", "estimator": estimator}
+                        | _marginal(marginal[EffectType.TOTAL] - marginal[EffectType.DIRECT], total.spend)
+                        | _support(support, mediation))
     for failure in failures or []:
-        rows.append({"channel": failure.channel, "effect": failure.effect.value, "ate": nan, "incremental_kpi": nan,
-                     "spend": spends[failure.channel], "roi": nan, "naive_roi": nan, "adjustment": "",
-                     "mediators": "", "reason": failure.reason, "estimator": ""})
+        empty = {"ate": nan, "incremental_kpi": nan, "spend": spends[failure.channel], "roi": nan, "naive_roi": nan,
+                 "adjustment": "", "mediators": "", "estimator": "", **_marginal(nan, 0.0), **_support(None, None)}
+        rows.append({"channel": failure.channel, "effect": failure.effect.value, **empty, "reason": failure.reason,
+                     "withheld_reason": failure.reason})
         if failure.effect is EffectType.DIRECT:
-            rows.append({"channel": failure.channel, "effect": EffectType.INDIRECT.value, "ate": nan,
-                         "incremental_kpi": nan, "spend": spends[failure.channel], "roi": nan, "naive_roi": nan,
-                         "adjustment": "", "mediators": "", "reason": "the direct effect is not identified.",
-                         "estimator": ""})
+            reason = "the direct effect is not identified."
+            rows.append({"channel": failure.channel, "effect": EffectType.INDIRECT.value, **empty, "reason": reason,
+                         "withheld_reason": reason})
     order = {e.value: i for i, e in enumerate(EffectType)}
     table = pd.DataFrame(rows)
     return table.sort_values(["channel", "effect"], key=lambda s: s.map(order) if s.name == "effect" else s,
                              kind="stable").reset_index(drop=True)
+
+
+def _marginal(extra_kpi: float, spend: float) -> dict[str, float]:
+    """The marginal ROI: extra KPI of +1% spend every week, per extra unit of spend."""
+    return {"mroi": extra_kpi / (MARGINAL_STEP * spend) if spend else float("nan")}
+
+
+def _support(support: ChannelSupport | None, mediation: dict[str, object] | None) -> dict[str, object]:
+    """Where ROI against zero stands: the treatment's extrapolated share, and for an effect through
+    a mediator channel also the share of weeks whose 'treatment off' mediator spend lies below its
+    observed range (either above the tolerance makes ROI `extrapolated`)."""
+    out: dict[str, object] = {"roi_support": "", "extrapolated_share": float("nan"), "withheld_reason": "",
+                              "mediator_equation": "", "mediator_outside_share": float("nan")}
+    if mediation is not None:
+        out.update(mediation)
+    if support is None:
+        return out
+    share = support.extrapolated_share
+    outside = float(out["mediator_outside_share"]) if mediation is not None else float("nan")
+    extrapolated = support.roi_support is RoiSupport.EXTRAPOLATED or (
+        np.isfinite(outside) and outside > OverlapThresholds.max_extrapolated_share)
+    out.update(roi_support=(RoiSupport.EXTRAPOLATED if extrapolated else RoiSupport.OBSERVED).value,
+               extrapolated_share=share)
+    return out
 
 
 def gcomputation_specs(data: pd.DataFrame, g_expanded: nx.DiGraph, specs: Sequence[EffectSpec],
@@ -467,10 +685,29 @@ def estimate_channels(raw: pd.DataFrame, features: pd.DataFrame, config: Pipelin
     channels = list(config.channel_names)
     controls = [c for node in config.controls for c in columns[node]]
     specs, failures = identify_channels(features, expanded, g_nodes, channels, config.kpi)
+    supports = overlap_supports(raw, features, config, specs, expanded)
+    withheld = {c for c, s in supports.items() if s.withheld}
+    failures += [NotEstimated(spec.channel, spec.effect, supports[spec.channel].reason)
+                 for spec in specs if spec.channel in withheld]
+    specs = [spec for spec in specs if spec.channel not in withheld]
+    if not specs:
+        reasons = "; ".join(f"{f.channel} ({f.effect.value}): {f.reason}" for f in failures) or "no channel"
+        raise EstimationError("no-estimable-channel", "estimates", f"no channel's effect can be estimated: {reasons}",
+                              "see the overlap and identification tables; vary spend across comparable weeks, "
+                              "add the missing controls or revise the DAG.")
     table = estimates_table(features, expanded, specs, config.kpi, spend_totals(raw, config),
                             naive_coefficients(features, channels, controls, config.kpi), failures,
-                            series=channel_series(raw, config, transforms))
+                            series=channel_series(raw, config, transforms), supports=supports)
     return ChannelEstimates(table, tuple(specs), tuple(failures), expanded)
+
+
+def overlap_supports(raw: pd.DataFrame, features: pd.DataFrame, config: PipelineConfig,
+                     specs: Sequence[EffectSpec], g_expanded: nx.DiGraph | None = None) -> dict[str, ChannelSupport]:
+    """The overlap verdict of every channel with a total effect, on its total effect's adjustment
+    set, with the configured thresholds (the same measures the `dag_overlap` check judges)."""
+    adjustments = {s.channel: s.adjustment for s in specs if s.effect is EffectType.TOTAL}
+    spend = {c.name: raw[c.spend_column].to_numpy(dtype=float) for c in config.channels}
+    return media_support(features, spend, adjustments, OverlapThresholds.from_checks(config.checks), g_expanded)
 
 
 def _row(est: EffectEstimate, naive: dict[str, float], data: pd.DataFrame, estimator: str) -> dict[str, object]:
@@ -480,15 +717,3 @@ def _row(est: EffectEstimate, naive: dict[str, float], data: pd.DataFrame, estim
             "spend": est.spend, "roi": est.roi, "naive_roi": naive_roi, "adjustment": "|".join(est.adjustment),
             "mediators": "|".join(est.mediators), "reason": "", "estimator": estimator}
 
-
-def specs_from_table(table: pd.DataFrame) -> list[EffectSpec]:
-    """The specs behind stored estimates (indirect rows are derived, and rows that could not be
-    estimated carry no spec)."""
-    out = []
-    for row in table.to_dict("records"):
-        effect = EffectType(row["effect"])
-        if effect is EffectType.INDIRECT or not np.isfinite(row["ate"]):
-            continue
-        split = (lambda s: tuple(x for x in str(s or "").split("|") if x))
-        out.append(EffectSpec(row["channel"], effect, split(row["adjustment"]), split(row["mediators"])))
-    return out

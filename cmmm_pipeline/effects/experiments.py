@@ -23,12 +23,32 @@ import numpy as np
 import pandas as pd
 
 from cmmm_pipeline.core.config import ExperimentConfig
-from cmmm_pipeline.effects.refutation import Status
+from cmmm_pipeline.core.status import CheckCase, Status
 
 EXPERIMENT_COLUMNS = ["channel", "start", "end", "weeks", "measured_incremental_kpi", "measured_ci_low",
                       "measured_ci_high", "model_incremental_kpi", "model_ci_low", "model_ci_high",
                       "intervals_overlap", "measured_inside_model", "model_inside_measured", "status", "message",
                       "recommendation"]
+
+
+_BOTH = ("model {model:,.0f} [{low:,.0f}, {high:,.0f}] and test {measured:,.0f} [{measured_low:,.0f}, "
+         "{measured_high:,.0f}]")
+
+
+class ExperimentCase(CheckCase):
+    """A lift test against the model. Details: `model`, `low`, `high` (the model's estimate and
+    interval), `measured`, `measured_low`, `measured_high` (the test's), `weeks`, `pct` (the level in
+    percent), `why` (NOT_COMPARABLE) and `which` (AGREE: whose point lies in whose interval)."""
+
+    NOT_COMPARABLE = (Status.REVIEW, "cannot compare: {why}.",
+                      "check the test dates against the data, or the channel's identification.")
+    AGREE = (Status.PASS, _BOTH + " over the same {weeks} weeks agree: {which}", "no action.")
+    OVERLAP = (Status.REVIEW, _BOTH + ": the intervals overlap, but neither estimate lies inside the other's "
+               "interval.", "watch the next test; if the gap persists, revisit the channel's transform or DAG.")
+    DISJOINT = (Status.FAIL, ("the measured lift [{measured_low:,.0f}, {measured_high:,.0f}] and the model's {pct}% "
+                              "interval [{low:,.0f}, {high:,.0f}] do not overlap."),
+                ("the model and the experiment disagree: check the test's design and the channel's confounders "
+                 "before using either number."))
 
 
 @dataclass(frozen=True)
@@ -49,9 +69,16 @@ class ExperimentReconciliation:
     """The measured lift lies inside the model's interval."""
     model_inside: bool
     """The model's estimate lies inside the test's interval."""
-    status: Status
+    case: ExperimentCase
     message: str
-    recommendation: str
+
+    @property
+    def status(self) -> Status:
+        return self.case.status
+
+    @property
+    def recommendation(self) -> str:
+        return self.case.recommendation
 
 
 def window_mask(weeks: pd.Series, start: dt.date, end: dt.date) -> np.ndarray:
@@ -62,43 +89,44 @@ def window_mask(weeks: pd.Series, start: dt.date, end: dt.date) -> np.ndarray:
 
 def reconcile(experiment: ExperimentConfig, weeks: int, model: float, model_interval: tuple[float, float] | None,
               level: float) -> ExperimentReconciliation:
-    """Compare one lift test with the model's estimate over its weeks and its `level` interval
-    (None when the channel has no estimate)."""
+    """Compare one lift test with the model's estimate over its weeks.
+
+    Parameters
+    ----------
+    experiment
+        The lift test: channel, window, measured incremental KPI and its interval.
+    weeks
+        Modelled weeks inside the test's window.
+    model
+        The model's incremental KPI over those weeks.
+    model_interval
+        Its `level` interval (None when the channel has no estimate).
+    level
+        The interval's coverage, e.g. 0.95.
+    """
     e = experiment
     nan = float("nan")
     if weeks == 0 or model_interval is None or not np.isfinite(model):
         why = ("none of the test's weeks are in the modelled data" if weeks == 0
                else "the model has no estimate for this channel")
+        case = ExperimentCase.NOT_COMPARABLE
         return ExperimentReconciliation(e.channel, e.start, e.end, weeks, e.incremental_kpi, e.ci_low, e.ci_high,
-                                        model if weeks else nan, nan, nan, False, False, False, Status.REVIEW,
-                                        f"cannot compare: {why}.",
-                                        "check the test dates against the data, or the channel's identification.")
+                                        model if weeks else nan, nan, nan, False, False, False, case,
+                                        case.render(why=why))
     low, high = model_interval
     overlap = e.ci_low <= high and low <= e.ci_high
     inside = low <= e.incremental_kpi <= high
     model_inside = e.ci_low <= model <= e.ci_high
-    pct = round(100 * level)
     if inside or model_inside:
-        status = Status.PASS
-        message = (f"model {model:,.0f} [{low:,.0f}, {high:,.0f}] and test {e.incremental_kpi:,.0f} "
-                   f"[{e.ci_low:,.0f}, {e.ci_high:,.0f}] over the same {weeks} weeks agree: "
-                   + ("the measured lift lies inside the model's interval." if inside
-                      else "the model's estimate lies inside the test's interval."))
-        recommendation = "no action."
-    elif overlap:
-        status = Status.REVIEW
-        message = (f"model {model:,.0f} [{low:,.0f}, {high:,.0f}] and test {e.incremental_kpi:,.0f} "
-                   f"[{e.ci_low:,.0f}, {e.ci_high:,.0f}]: the intervals overlap, but neither estimate lies inside "
-                   "the other's interval.")
-        recommendation = "watch the next test; if the gap persists, revisit the channel's transform or DAG."
+        case = ExperimentCase.AGREE
     else:
-        status = Status.FAIL
-        message = (f"the measured lift [{e.ci_low:,.0f}, {e.ci_high:,.0f}] and the model's {pct}% interval "
-                   f"[{low:,.0f}, {high:,.0f}] do not overlap.")
-        recommendation = ("the model and the experiment disagree: check the test's design and the channel's "
-                          "confounders before using either number.")
+        case = ExperimentCase.OVERLAP if overlap else ExperimentCase.DISJOINT
+    which = ("the measured lift lies inside the model's interval." if inside
+             else "the model's estimate lies inside the test's interval.")
+    message = case.render(model=model, low=low, high=high, measured=e.incremental_kpi, measured_low=e.ci_low,
+                          measured_high=e.ci_high, weeks=weeks, pct=round(100 * level), which=which)
     return ExperimentReconciliation(e.channel, e.start, e.end, weeks, e.incremental_kpi, e.ci_low, e.ci_high,
-                                    model, low, high, overlap, inside, model_inside, status, message, recommendation)
+                                    model, low, high, overlap, inside, model_inside, case, message)
 
 
 def experiments_table(results: list[ExperimentReconciliation]) -> pd.DataFrame:

@@ -16,6 +16,7 @@ from cmmm_pipeline.media.transforms import (
     hill_saturation,
     linear_trend,
     weibull_adstock,
+    weibull_pdf_adstock,
 )
 
 WEEK = "week"
@@ -52,6 +53,8 @@ class ChannelTransform:
     def adstocked(self, spend: np.ndarray) -> np.ndarray:
         if self.adstock is AdstockType.WEIBULL:
             return weibull_adstock(spend, self.weibull_shape, self.weibull_scale, self.max_lag)
+        if self.adstock is AdstockType.WEIBULL_PDF:
+            return weibull_pdf_adstock(spend, self.weibull_shape, self.weibull_scale, self.max_lag)
         return geometric_adstock(spend, self.decay)
 
     def apply(self, spend: np.ndarray, reference: float) -> np.ndarray:
@@ -65,12 +68,13 @@ class ChannelTransform:
 
 
 def configured_transform(channel: ChannelConfig) -> ChannelTransform:
-    """The transform as configured, with documented defaults for omitted parameters."""
+    """The transform as configured, with documented defaults for omitted parameters (an AUTO
+    carryover defaults to geometric)."""
     a, s = channel.adstock, channel.saturation
-    given = (a.decay if a.type is AdstockType.GEOMETRIC else a.shape, s.half_saturation, s.slope)
+    given = (*_given_adstock(a.type, a.decay, a.shape, a.scale), s.half_saturation, s.slope)
     source = ParameterSource.CONFIG if all(v is not None for v in given) else ParameterSource.DEFAULT
     return ChannelTransform(
-        channel=channel.name, adstock=a.type,
+        channel=channel.name, adstock=AdstockType.GEOMETRIC if a.type is AdstockType.AUTO else a.type,
         decay=DEFAULT_DECAY if a.decay is None else a.decay,
         weibull_shape=DEFAULT_WEIBULL_SHAPE if a.shape is None else a.shape,
         weibull_scale=DEFAULT_WEIBULL_SCALE if a.scale is None else a.scale,
@@ -81,11 +85,19 @@ def configured_transform(channel: ChannelConfig) -> ChannelTransform:
     )
 
 
+def _given_adstock(kind: AdstockType, decay: float | None, shape: float | None,
+                   scale: float | None) -> tuple[float | None, ...]:
+    """The adstock parameters the config must give for `kind` to need no selection (AUTO: a family)."""
+    if kind is AdstockType.AUTO:
+        return (None,)
+    return (decay,) if kind is AdstockType.GEOMETRIC else (shape, scale)
+
+
 def needs_selection(channel: ChannelConfig) -> bool:
     """True when the config leaves any transform parameter for the data to choose."""
     a, s = channel.adstock, channel.saturation
-    adstock_missing = a.decay is None if a.type is AdstockType.GEOMETRIC else (a.shape is None or a.scale is None)
-    return adstock_missing or s.half_saturation is None or s.slope is None
+    given = (*_given_adstock(a.type, a.decay, a.shape, a.scale), s.half_saturation, s.slope)
+    return any(v is None for v in given)
 
 
 def seasonality_columns(raw: pd.DataFrame, config: PipelineConfig) -> list[str]:
@@ -136,15 +148,18 @@ def build_features(raw: pd.DataFrame, config: PipelineConfig,
     return out
 
 
-def transforms_table(transforms: dict[str, ChannelTransform],
-                     cv_errors: dict[str, float] | None = None) -> pd.DataFrame:
+def transforms_table(transforms: dict[str, ChannelTransform], cv_errors: dict[str, float] | None = None,
+                     grid_edges: dict[str, tuple[str, ...]] | None = None) -> pd.DataFrame:
     """The resolved parameters, for the warehouse and the report; `cv_error` is the out-of-sample
-    error at the chosen point for channels whose parameters were selected from the data."""
-    errors = cv_errors or {}
+    error at the chosen point for channels whose parameters were selected from the data, and
+    `grid_edge` names the selected parameters that sit on an edge of their grid (the truth may lie
+    beyond it, or the data cannot tell the values apart)."""
+    errors, edges = cv_errors or {}, grid_edges or {}
     return pd.DataFrame([{
         "channel": t.channel, "adstock": t.adstock.value, "decay": t.decay, "weibull_shape": t.weibull_shape,
         "weibull_scale": t.weibull_scale, "max_lag": t.max_lag, "half_saturation": t.half_saturation,
         "slope": t.slope, "source": t.source.value, "cv_error": float(errors.get(t.channel, float("nan"))),
+        "grid_edge": ", ".join(edges.get(t.channel, ())),
     } for t in transforms.values()])
 
 

@@ -22,7 +22,8 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import pandas as pd
 
-from cmmm_pipeline.core.config import AdstockType, ChannelConfig, EstimationConfig, PipelineConfig
+from cmmm_pipeline.core.config import (AdstockType, ChannelConfig, EstimationConfig, PipelineConfig,
+                                       SelectionCriterion)
 from cmmm_pipeline.media.features import (
     DEFAULT_DECAY,
     DEFAULT_HALF_SATURATION,
@@ -37,7 +38,7 @@ from cmmm_pipeline.media.features import (
 )
 
 SELECTION_COLUMNS = ["channel", "adstock", "decay", "weibull_shape", "weibull_scale", "half_saturation", "slope",
-                     "cv_error", "selected"]
+                     "cv_error", "selected", "grid_edge"]
 
 
 @dataclass(frozen=True)
@@ -48,12 +49,14 @@ class ParameterGrid:
     decays: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
     weibull_shapes: tuple[float, ...] = (0.5, 1.0, 2.0, 3.0)
     weibull_scales: tuple[float, ...] = (1.0, 2.0, 4.0)
+    weibull_pdf_shapes: tuple[float, ...] = (2.0, 4.0)
+    """Delayed-peak kernels: with the scales below, their weights peak at lags 1–4 weeks."""
+    weibull_pdf_scales: tuple[float, ...] = (2.0, 3.5, 5.0)
     half_saturations: tuple[float, ...] = (0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
     slopes: tuple[float, ...] = (1.0, 1.5, 2.0)
 
     def __post_init__(self) -> None:
-        axes = {"decays": self.decays, "weibull_shapes": self.weibull_shapes, "weibull_scales": self.weibull_scales,
-                "half_saturations": self.half_saturations, "slopes": self.slopes}
+        axes = self.axes()
         for name, values in axes.items():
             if not values:
                 raise ValueError(f"parameter grid axis '{name}' is empty")
@@ -61,6 +64,28 @@ class ParameterGrid:
             raise ValueError("grid decays must lie in [0, 1)")
         if any(v <= 0 for name, values in axes.items() if name != "decays" for v in values):
             raise ValueError("grid shapes, scales, half-saturations and slopes must be > 0")
+
+    def axes(self) -> dict[str, tuple[float, ...]]:
+        return {"decays": self.decays, "weibull_shapes": self.weibull_shapes, "weibull_scales": self.weibull_scales,
+                "weibull_pdf_shapes": self.weibull_pdf_shapes, "weibull_pdf_scales": self.weibull_pdf_scales,
+                "half_saturations": self.half_saturations, "slopes": self.slopes}
+
+    def edges(self, transform: ChannelTransform) -> tuple[str, ...]:
+        """The parameters of `transform` that sit on the edge of their grid axis: where the truth
+        may lie beyond the grid, or the data cannot tell the values apart (a flat CV surface)."""
+        kind = transform.adstock
+        checks = [("half_saturation", transform.half_saturation, self.half_saturations),
+                  ("slope", transform.slope, self.slopes)]
+        if kind is AdstockType.GEOMETRIC:
+            checks.append(("decay", transform.decay, self.decays))
+        elif kind is AdstockType.WEIBULL_PDF:
+            checks += [("weibull_shape", transform.weibull_shape, self.weibull_pdf_shapes),
+                       ("weibull_scale", transform.weibull_scale, self.weibull_pdf_scales)]
+        else:
+            checks += [("weibull_shape", transform.weibull_shape, self.weibull_shapes),
+                       ("weibull_scale", transform.weibull_scale, self.weibull_scales)]
+        return tuple(name for name, value, axis in checks
+                     if len(axis) > 1 and value in (min(axis), max(axis)))
 
 
 @dataclass(frozen=True)
@@ -72,12 +97,13 @@ class SelectionSettings:
     initial_fraction: float = 0.5
     max_passes: int = 3
     grid: ParameterGrid = field(default_factory=ParameterGrid)
+    criterion: SelectionCriterion = SelectionCriterion.CV_MIN
 
     @classmethod
     def from_config(cls, estimation: EstimationConfig) -> SelectionSettings:
         """The cross validation the config's `estimation` section asks for, on the default grid."""
         return cls(folds=estimation.cv_folds, initial_fraction=estimation.cv_initial_fraction,
-                   max_passes=estimation.selection_passes)
+                   max_passes=estimation.selection_passes, criterion=estimation.selection_criterion)
 
     def __post_init__(self) -> None:
         if self.folds < 2:
@@ -100,16 +126,21 @@ def channel_candidates(channel: ChannelConfig, grid: ParameterGrid) -> tuple[Cha
     a, s = channel.adstock, channel.saturation
     ks = grid.half_saturations if s.half_saturation is None else (s.half_saturation,)
     slopes = grid.slopes if s.slope is None else (s.slope,)
-    if a.type is AdstockType.GEOMETRIC:
-        adstocks = [(d, base.weibull_shape, base.weibull_scale)
-                    for d in (grid.decays if a.decay is None else (a.decay,))]
-    else:
+    adstocks = []
+    if a.type in (AdstockType.GEOMETRIC, AdstockType.AUTO):
+        adstocks += [(AdstockType.GEOMETRIC, d, base.weibull_shape, base.weibull_scale)
+                     for d in (grid.decays if a.decay is None else (a.decay,))]
+    if a.type in (AdstockType.WEIBULL_PDF, AdstockType.AUTO):
+        shapes = grid.weibull_pdf_shapes if a.shape is None else (a.shape,)
+        scales = grid.weibull_pdf_scales if a.scale is None else (a.scale,)
+        adstocks += [(AdstockType.WEIBULL_PDF, base.decay, sh, sc) for sh, sc in itertools.product(shapes, scales)]
+    if a.type is AdstockType.WEIBULL:
         shapes = grid.weibull_shapes if a.shape is None else (a.shape,)
         scales = grid.weibull_scales if a.scale is None else (a.scale,)
-        adstocks = [(base.decay, sh, sc) for sh, sc in itertools.product(shapes, scales)]
-    return tuple(replace(base, decay=d, weibull_shape=sh, weibull_scale=sc, half_saturation=k, slope=sl,
-                         source=ParameterSource.SELECTED)
-                 for (d, sh, sc), k, sl in itertools.product(adstocks, ks, slopes))
+        adstocks += [(AdstockType.WEIBULL, base.decay, sh, sc) for sh, sc in itertools.product(shapes, scales)]
+    return tuple(replace(base, adstock=kind, decay=d, weibull_shape=sh, weibull_scale=sc, half_saturation=k,
+                         slope=sl, source=ParameterSource.SELECTED)
+                 for (kind, d, sh, sc), k, sl in itertools.product(adstocks, ks, slopes))
 
 
 def candidate_series(spend: np.ndarray, candidates: Sequence[ChannelTransform]) -> np.ndarray:
@@ -120,15 +151,25 @@ def candidate_series(spend: np.ndarray, candidates: Sequence[ChannelTransform]) 
     return out
 
 
+WEIBULL_PDF_PENALTY = 1.0
+"""Distance a delayed-peak kernel adds to the reference: geometric carryover stays the choice
+unless the data prefer the delay beyond one standard error."""
+
+
+def reference_distance(t: ChannelTransform) -> float:
+    """How far a candidate lies from the reference transform (the documented defaults), in log
+    units for the scale parameters: the tie-breaker among candidates the data cannot tell apart."""
+    if t.adstock is AdstockType.GEOMETRIC:
+        adstock = abs(t.decay - DEFAULT_DECAY)
+    else:
+        adstock = abs(np.log(t.weibull_shape / DEFAULT_WEIBULL_SHAPE)) + abs(np.log(t.weibull_scale / DEFAULT_WEIBULL_SCALE))
+        adstock += WEIBULL_PDF_PENALTY if t.adstock is AdstockType.WEIBULL_PDF else 0.0
+    return adstock + abs(np.log(t.half_saturation / DEFAULT_HALF_SATURATION)) + abs(np.log(t.slope / DEFAULT_SLOPE))
+
+
 def _start_index(candidates: Sequence[ChannelTransform]) -> int:
-    """The grid point nearest the documented defaults: where the coordinate search begins."""
-    def distance(t: ChannelTransform) -> float:
-        adstock = (abs(t.decay - DEFAULT_DECAY) if t.adstock is AdstockType.GEOMETRIC
-                   else abs(np.log(t.weibull_shape / DEFAULT_WEIBULL_SHAPE))
-                   + abs(np.log(t.weibull_scale / DEFAULT_WEIBULL_SCALE)))
-        return (adstock + abs(np.log(t.half_saturation / DEFAULT_HALF_SATURATION))
-                + abs(np.log(t.slope / DEFAULT_SLOPE)))
-    return int(np.argmin([distance(t) for t in candidates]))
+    """The grid point nearest the reference: where the coordinate search begins."""
+    return int(np.argmin([reference_distance(t) for t in candidates]))
 
 
 @dataclass(frozen=True)
@@ -148,6 +189,9 @@ class SelectionInputs:
 
     def start(self) -> np.ndarray:
         return np.array([_start_index(c) for c in self.candidates])
+
+    def distances(self, k: int) -> np.ndarray:
+        return np.array([reference_distance(t) for t in self.candidates[k]])
 
     def column(self, channel: str, rows: np.ndarray, selected: np.ndarray) -> np.ndarray:
         """(B, weeks) the channel's series at each resample's selected grid point, on its rows."""
@@ -178,7 +222,13 @@ def fold_bounds(n: int, folds: int, initial_fraction: float) -> np.ndarray:
 
 
 def cv_errors(fixed: np.ndarray, candidates: np.ndarray, y: np.ndarray, edges: np.ndarray) -> np.ndarray:
-    """(B, G) out-of-sample RMSE of y ~ fixed + candidate g, for every resample b and grid point g.
+    """(B, G) out-of-sample RMSE of y ~ fixed + candidate g, for every resample b and grid point g."""
+    sse = cv_fold_sse(fixed, candidates, y, edges).sum(axis=2)
+    return np.sqrt(np.maximum(sse, 0.0) / (edges[-1] - edges[1]))
+
+
+def cv_fold_sse(fixed: np.ndarray, candidates: np.ndarray, y: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """(B, G, folds) out-of-sample sum of squared errors of y ~ fixed + candidate g per test fold.
 
     fixed (B, n, p) holds the regressors shared by all candidates, candidates (B, n, G) the
     alternative series of one channel, y (B, n). Per segment we accumulate F'F, F'y, F'C, C'y,
@@ -195,7 +245,7 @@ def cv_errors(fixed: np.ndarray, candidates: np.ndarray, y: np.ndarray, edges: n
         seg.append((ft[:, :, lo:hi] @ f, np.einsum("bnp,bn->bp", f, yy), ft[:, :, lo:hi] @ c,
                     np.einsum("bng,bn->bg", c, yy), np.einsum("bng,bng->bg", c, c), np.einsum("bn,bn->b", yy, yy)))
     train = [np.zeros_like(s) for s in seg[0]]
-    sse = np.zeros((b, g))
+    sse = np.zeros((b, g, len(seg) - 1))
     ridge = 1e-10 * np.eye(p)
     for j in range(len(seg)):
         if j > 0:
@@ -213,28 +263,48 @@ def cv_errors(fixed: np.ndarray, candidates: np.ndarray, y: np.ndarray, edges: n
             uv = cy - np.einsum("bpg,bp->bg", a_c, fy) - np.einsum("bpg,bp->bg", fc, a_y) \
                 + np.einsum("bpg,bp->bg", ffa_c, a_y)
             vv = cc - 2 * np.einsum("bpg,bpg->bg", a_c, fc) + np.einsum("bpg,bpg->bg", a_c, ffa_c)
-            sse += np.where(ok, uu[:, None] - 2 * beta * uv + beta**2 * vv, np.inf)
+            sse[:, :, j - 1] = np.where(ok, np.maximum(uu[:, None] - 2 * beta * uv + beta**2 * vv, 0.0), np.inf)
         train = [t + s for t, s in zip(train, seg[j])]
-    tested = edges[-1] - edges[1]
-    return np.sqrt(np.maximum(sse, 0.0) / tested)
+    return sse
 
 
-def _channel_errors(inputs: SelectionInputs, rows: np.ndarray, selected: np.ndarray, k: int,
-                    edges: np.ndarray) -> np.ndarray:
+def _channel_fold_sse(inputs: SelectionInputs, rows: np.ndarray, selected: np.ndarray, k: int,
+                      edges: np.ndarray) -> np.ndarray:
     others = [inputs.series[i][rows, selected[:, i][:, None]] for i in range(len(inputs.channels)) if i != k]
     fixed = np.concatenate([inputs.base[rows], np.stack(others, axis=2)], axis=2) if others else inputs.base[rows]
-    return cv_errors(fixed, inputs.series[k][rows], inputs.y[rows], edges)
+    return cv_fold_sse(fixed, inputs.series[k][rows], inputs.y[rows], edges)
+
+
+def rmse(fold_sse: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """(B, G) cross-validation RMSE from per-fold sums of squared errors."""
+    return np.sqrt(fold_sse.sum(axis=2) / (edges[-1] - edges[1]))
+
+
+def pick(fold_sse: np.ndarray, edges: np.ndarray, distances: np.ndarray, criterion: SelectionCriterion) -> np.ndarray:
+    """(B,) the chosen grid index per resample (see `SelectionCriterion`). The one-SE band is paired:
+    each candidate's per-fold mean squared error minus the best candidate's, so the noise the folds
+    share cancels, and a candidate is within the band when that mean difference is at most its
+    standard error."""
+    best = rmse(fold_sse, edges).argmin(axis=1)
+    if criterion is SelectionCriterion.CV_MIN:
+        return best
+    fold_mse = fold_sse / np.diff(edges)[1:]
+    diff = fold_mse - np.take_along_axis(fold_mse, best[:, None, None], axis=1)
+    folds = diff.shape[2]
+    se = diff.std(axis=2, ddof=1) / np.sqrt(folds)
+    within = np.isfinite(diff).all(axis=2) & (diff.mean(axis=2) <= se)
+    return np.where(within, distances[None, :], np.inf).argmin(axis=1)
 
 
 def coordinate_search(inputs: SelectionInputs, rows: np.ndarray, start: np.ndarray, edges: np.ndarray,
-                      max_passes: int) -> np.ndarray:
+                      max_passes: int, criterion: SelectionCriterion = SelectionCriterion.CV_MIN) -> np.ndarray:
     """(B, channels) selected grid indices for each row set in `rows` (B, weeks): each pass
     re-chooses every searchable channel given the others, until a pass changes nothing."""
     selected = np.tile(np.asarray(start), (rows.shape[0], 1))
     for _ in range(max_passes):
         changed = False
         for k in inputs.searchable:
-            best = _channel_errors(inputs, rows, selected, k, edges).argmin(axis=1)
+            best = pick(_channel_fold_sse(inputs, rows, selected, k, edges), edges, inputs.distances(k), criterion)
             changed |= bool(np.any(best != selected[:, k]))
             selected[:, k] = best
         if not changed:
@@ -248,7 +318,8 @@ def reselect(inputs: SelectionInputs, rows: np.ndarray, start: np.ndarray, setti
     edges = fold_bounds(rows.shape[1], settings.folds, settings.initial_fraction)
     if not inputs.searchable:
         return np.tile(np.asarray(start), (rows.shape[0], 1))
-    return np.concatenate([coordinate_search(inputs, rows[i:i + chunk], start, edges, settings.max_passes)
+    return np.concatenate([coordinate_search(inputs, rows[i:i + chunk], start, edges, settings.max_passes,
+                                             settings.criterion)
                            for i in range(0, rows.shape[0], chunk)])
 
 
@@ -265,6 +336,11 @@ class SelectionResult:
     table: pd.DataFrame
     """The grid of every selected channel with its CV error; `selected` marks the choice."""
     selected_index: dict[str, int]
+    """Channel → the index of the applied transform among its candidates."""
+    candidates: dict[str, tuple[ChannelTransform, ...]]
+    """Channel → every candidate searched (one for a configured channel): what the bootstrap re-selects from."""
+    grid_edges: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    """Per selected channel, the parameters whose chosen value is an edge of its grid axis."""
 
 
 def select_transforms(raw: pd.DataFrame, config: PipelineConfig, settings: SelectionSettings) -> SelectionResult:
@@ -273,7 +349,7 @@ def select_transforms(raw: pd.DataFrame, config: PipelineConfig, settings: Selec
     inputs = selection_inputs(raw, config, candidates)
     rows = np.arange(len(raw))[None, :]
     edges = fold_bounds(len(raw), settings.folds, settings.initial_fraction)
-    chosen = coordinate_search(inputs, rows, inputs.start(), edges, settings.max_passes)
+    chosen = coordinate_search(inputs, rows, inputs.start(), edges, settings.max_passes, settings.criterion)
     transforms, errors, frames, index = {}, {}, [], {}
     for k, name in enumerate(inputs.channels):
         pick = int(chosen[0, k])
@@ -281,44 +357,27 @@ def select_transforms(raw: pd.DataFrame, config: PipelineConfig, settings: Selec
         index[name] = pick
         if k not in inputs.searchable:
             continue
-        cv = _channel_errors(inputs, rows, chosen, k, edges)[0]
+        cv = rmse(_channel_fold_sse(inputs, rows, chosen, k, edges), edges)[0]
         errors[name] = float(cv[pick])
-        frames.append(candidates_table(inputs.candidates[k], cv, pick))
+        frames.append(candidates_table(inputs.candidates[k], cv, pick, settings.grid))
     table = pd.concat(frames, ignore_index=True) if frames else empty_selection_table()
-    return SelectionResult(transforms, errors, table, index)
+    edges_hit = {name: settings.grid.edges(transforms[name]) for name in errors}
+    return SelectionResult(transforms, errors, table, index, candidates, edges_hit)
 
 
-def candidates_table(candidates: Sequence[ChannelTransform], cv: np.ndarray, pick: int) -> pd.DataFrame:
+def candidates_table(candidates: Sequence[ChannelTransform], cv: np.ndarray, pick: int,
+                     grid: ParameterGrid) -> pd.DataFrame:
+    """The searched grid of one channel: every candidate, its CV error, the choice, and which of its
+    parameters sit on an edge of their grid axis (`grid_edge`, comma-separated; empty if none)."""
     return pd.DataFrame({
         "channel": [t.channel for t in candidates], "adstock": [t.adstock.value for t in candidates],
         "decay": [t.decay for t in candidates], "weibull_shape": [t.weibull_shape for t in candidates],
         "weibull_scale": [t.weibull_scale for t in candidates],
         "half_saturation": [t.half_saturation for t in candidates], "slope": [t.slope for t in candidates],
-        "cv_error": np.asarray(cv, dtype=float), "selected": np.arange(len(candidates)) == pick})
+        "cv_error": np.asarray(cv, dtype=float), "selected": np.arange(len(candidates)) == pick,
+        "grid_edge": [", ".join(grid.edges(t)) for t in candidates]})
 
 
 def empty_selection_table() -> pd.DataFrame:
-    return pd.DataFrame({c: pd.Series(dtype="string" if c in ("channel", "adstock") else
+    return pd.DataFrame({c: pd.Series(dtype="string" if c in ("channel", "adstock", "grid_edge") else
                                       "bool" if c == "selected" else "float64") for c in SELECTION_COLUMNS})
-
-
-def candidates_from_tables(config: PipelineConfig, parameters: pd.DataFrame,
-                           selection: pd.DataFrame) -> tuple[dict[str, tuple[ChannelTransform, ...]], dict[str, int]]:
-    """The candidate grids recorded by the selection step (a single point for configured channels)
-    and the index of the applied transform, so later steps resample exactly what was searched."""
-    from cmmm_pipeline.media.features import transforms_from_table
-
-    applied = transforms_from_table(parameters)
-    out: dict[str, tuple[ChannelTransform, ...]] = {}
-    index: dict[str, int] = {}
-    for channel in config.channel_names:
-        rows = selection[selection["channel"] == channel]
-        if rows.empty:
-            out[channel], index[channel] = (applied[channel],), 0
-            continue
-        base = applied[channel]
-        out[channel] = tuple(replace(base, decay=float(r.decay), weibull_shape=float(r.weibull_shape),
-                                     weibull_scale=float(r.weibull_scale), half_saturation=float(r.half_saturation),
-                                     slope=float(r.slope)) for r in rows.itertuples(index=False))
-        index[channel] = int(np.flatnonzero(rows["selected"].to_numpy(dtype=bool))[0])
-    return out, index

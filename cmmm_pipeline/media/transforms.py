@@ -26,13 +26,32 @@ def geometric_adstock(spend: npt.ArrayLike, decay: float) -> FloatArray:
 
 
 def weibull_adstock(spend: npt.ArrayLike, shape: float, scale: float, max_lag: int = 12) -> FloatArray:
-    """Carryover with a Weibull-survival lag kernel: allows delayed peaks that geometric cannot."""
+    """Carryover with Weibull-survival lag weights exp(-(l/scale)^shape): largest at lag 0 and
+    never rising, like geometric, but with a tail that fades faster (shape > 1) or slower (< 1)."""
     if shape <= 0 or scale <= 0 or max_lag < 1:
         raise ValueError("weibull adstock needs shape > 0, scale > 0 and max_lag >= 1")
     lags = np.arange(max_lag + 1, dtype=float)
     weights = np.exp(-((lags / scale) ** shape))
     x = np.asarray(spend, dtype=float)
     return lfilter(weights, [1.0], x, axis=0)
+
+
+def weibull_pdf_weights(shape: float, scale: float, max_lag: int) -> FloatArray:
+    """Lag weights of a delayed-peak carryover: the Weibull(shape, scale) probability of each week
+    [l, l + 1), so a campaign can act most two or three weeks after it airs (shape > 1)."""
+    if shape <= 0 or scale <= 0 or max_lag < 1:
+        raise ValueError("weibull_pdf adstock needs shape > 0, scale > 0 and max_lag >= 1")
+    edges = np.arange(max_lag + 2, dtype=float)
+    survival = np.exp(-((edges / scale) ** shape))
+    weights = survival[:-1] - survival[1:]
+    return weights / weights.sum()
+
+
+def weibull_pdf_adstock(spend: npt.ArrayLike, shape: float, scale: float, max_lag: int = 12) -> FloatArray:
+    """Carryover with `weibull_pdf_weights`: unlike geometric or Weibull-survival weights, its
+    peak may come after the week of spend (at lag ≈ scale·((shape−1)/shape)^(1/shape) − ½)."""
+    x = np.asarray(spend, dtype=float)
+    return lfilter(weibull_pdf_weights(shape, scale, max_lag), [1.0], x, axis=0)
 
 
 def hill_saturation(x: npt.ArrayLike, half_saturation: float, slope: float) -> FloatArray:

@@ -62,6 +62,9 @@ class Scenario:
     dark_weeks: float = 0.0
     """Share of weeks in which digital and email are paused (pulsed campaigns, skipped sends).
     Without such low-spend weeks the data cannot tell a saturation curve's shape near zero apart."""
+    search_on_carryover: bool = False
+    """Search answers TV's carried-over spend (adstocked, unsaturated, over its mean) instead of
+    TV's transformed media: a mediator bought in proportion to the treatment's spend."""
     noise_sd: float = 120.0
     noise_ar: float = 0.3
     base_kpi: float = 6000.0
@@ -150,7 +153,11 @@ class _World:
         self.scale["search"] = geometric_adstock(self.search_spend(self.tv), ch["search"].decay).mean()
 
     def search_spend(self, tv_spend: np.ndarray) -> np.ndarray:
-        x_tv = transformed(tv_spend, self.s.channels["tv"], self.scale_tv)
+        tv = self.s.channels["tv"]
+        if self.s.search_on_carryover:
+            x_tv = geometric_adstock(tv_spend, tv.decay) / self.scale_tv
+        else:
+            x_tv = transformed(tv_spend, tv, self.scale_tv)
         log_noise = self.noise.search
         if self.s.season_to_search:
             log_noise = log_noise + self.s.season_to_search * self.season
@@ -203,6 +210,30 @@ def simulate(scenario: Scenario | None = None, seed: int = 7) -> SimulationResul
     truth["roi"] = truth["incremental_kpi"] / truth["spend"]
     contributions = pd.DataFrame(contrib).assign(week=weeks)[["week", *contrib]]
     return SimulationResult(data=data, truth=truth, contributions=contributions)
+
+
+def marginal_truth(scenario: Scenario | None = None, seed: int = 7, step: float = 0.01) -> pd.DataFrame:
+    """channel, effect, mroi: the true marginal ROI of the world `simulate(scenario, seed)` draws,
+    by intervention with every noise term held fixed: each week's spend of the channel × (1 + step),
+    search recomputed from TV's new spend (total) or held at its observed value (direct); the extra
+    KPI over the extra spend."""
+    scenario = scenario or Scenario()
+    world = _World(scenario, _draw_noise(np.random.default_rng(seed), scenario.n_weeks))
+    factual = world.spends()
+    y = world.kpi(factual)
+    rows = []
+    for name in scenario.channels:
+        up = factual[name] * (1.0 + step)
+        extra_spend = step * float(factual[name].sum())
+        changed = dict(factual, **{name: up})
+        if name == "tv":
+            changed["search"] = world.search_spend(up)
+        total = float((world.kpi(changed) - y).sum()) / extra_spend
+        rows.append((name, "total", total))
+        if name == "tv":
+            direct = float((world.kpi(dict(factual, tv=up)) - y).sum()) / extra_spend
+            rows += [(name, "direct", direct), (name, "indirect", total - direct)]
+    return pd.DataFrame(rows, columns=["channel", "effect", "mroi"])
 
 
 SAMPLE_SEED = 7

@@ -16,7 +16,7 @@ from cmmm_pipeline.dag.graph import expand_graph
 from cmmm_pipeline.dag.identification import confounding_path, describe_path, identify_channels, total_adjustments
 from cmmm_pipeline.media.features import build_features, configured_transform, node_columns
 from cmmm_pipeline.simulation.simulate import Scenario, simulate
-from tests.dag.test_overlap import checks, materialized, run_dag_step
+from tests.dag.test_overlap import checks, materialized, run_dag_step, staging
 
 CHANNELS = ["tv", "search", "digital", "email"]
 
@@ -87,9 +87,10 @@ def test_a_not_identifiable_channel_warns_and_the_others_go_on(tmp_path: Path) -
     assert checks(result)["dag_overlap"].passed
     assert "downstream" in materialized(result)
     with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as con:
-        identification = con.execute("SELECT channel, effect, identifiable FROM staging.identification").fetchall()
-        overlap_channels = {r[0] for r in con.execute("SELECT DISTINCT channel FROM staging.overlap").fetchall()}
-        roles = dict(con.execute("SELECT source, source_role FROM staging.dag_edges").fetchall())
+        schema = staging(result)
+        identification = con.execute(f"SELECT channel, effect, identifiable FROM {schema}.identification").fetchall()
+        overlap_channels = {r[0] for r in con.execute(f"SELECT DISTINCT channel FROM {schema}.overlap").fetchall()}
+        roles = dict(con.execute(f"SELECT source, source_role FROM {schema}.dag_edges").fetchall())
     assert ("tv", "total", False) in identification and ("digital", "total", True) in identification
     assert overlap_channels == {"search", "digital", "email"}
     assert roles["brand"] == "latent"

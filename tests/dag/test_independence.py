@@ -14,7 +14,7 @@ import pytest
 from benchmarks import independence_study as study
 from cmmm_pipeline.dag import independence as ind
 from cmmm_pipeline.media.transforms import fourier_terms
-from tests.dag.test_overlap import checks, materialized, run_dag_step
+from tests.dag.test_overlap import checks, materialized, run_dag_step, staging
 
 FOURIER = ["seasonality_sin1", "seasonality_cos1", "seasonality_sin2", "seasonality_cos2"]
 COLUMNS = {"seasonality": FOURIER, **{n: [n] for n in ["tv", "search", "digital", "email", "price", "trend",
@@ -66,13 +66,61 @@ def test_two_children_of_a_latent_node_imply_nothing() -> None:
 # The machinery
 
 
-@pytest.mark.parametrize("method, statsmodels_name", [(ind.CorrectionMethod.HOLM, "holm"),
-                                                      (ind.CorrectionMethod.BH, "fdr_bh")])
-def test_adjusted_p_values_match_statsmodels(method: ind.CorrectionMethod, statsmodels_name: str) -> None:
-    from statsmodels.stats.multitest import multipletests
+def _holm_bh_by_hand(p: np.ndarray, method: ind.CorrectionMethod) -> np.ndarray:
+    """The textbook step-down (Holm) and step-up (Benjamini–Hochberg) adjustments."""
+    m = len(p)
+    order = np.argsort(p, kind="stable")
+    ranked = p[order]
+    if method is ind.CorrectionMethod.HOLM:
+        adjusted = np.maximum.accumulate((m - np.arange(m)) * ranked)
+    else:
+        adjusted = np.minimum.accumulate((m / np.arange(1, m + 1) * ranked)[::-1])[::-1]
+    out = np.empty(m)
+    out[order] = np.minimum(adjusted, 1.0)
+    return out
 
+
+@pytest.mark.parametrize("method", list(ind.CorrectionMethod))
+def test_adjusted_p_values_are_the_textbook_procedures(method: ind.CorrectionMethod) -> None:
     p = np.random.default_rng(0).uniform(0, 0.2, 30) ** 2
-    np.testing.assert_allclose(ind.adjust_pvalues(p, method), multipletests(p, method=statsmodels_name)[1])
+    np.testing.assert_allclose(ind.adjust_pvalues(p, method), _holm_bh_by_hand(p, method), rtol=0, atol=1e-10)
+    assert len(ind.adjust_pvalues([], method)) == 0
+
+
+def _yule_walker_by_hand(e: np.ndarray, order: int) -> list[tuple[np.ndarray, float]]:
+    """Levinson–Durbin on biased autocovariances, written out: fits of orders 0..order."""
+    n = len(e)
+    acov = np.array([float(e[: n - k] @ e[k:]) / n for k in range(order + 1)])
+    phi, sigma2 = np.zeros(0), float(acov[0])
+    fits = [(phi, sigma2)]
+    for k in range(1, order + 1):
+        reflection = (acov[k] - float(phi @ acov[1:k][::-1])) / sigma2
+        phi = np.concatenate([phi - reflection * phi[::-1], [reflection]])
+        sigma2 *= 1.0 - reflection**2
+        fits.append((phi, sigma2))
+    return fits
+
+
+def test_ar_fits_through_statsmodels_equal_the_recursion_written_out() -> None:
+    rng = np.random.default_rng(11)
+    for n in (40, 156, 300):
+        series = ind.simulate_ar(np.array([0.6, -0.2]), rng.normal(size=(1, n + 50)), 50)[0]
+        e = series - series.mean()
+        for order in (1, 3, 6):
+            by_hand = _yule_walker_by_hand(e, order)
+            np.testing.assert_allclose(ind.yule_walker(series, order), by_hand[-1][0], rtol=0, atol=1e-10)
+            bic = [n * np.log(s2) + np.log(n) * len(phi) for phi, s2 in by_hand]
+            expected = by_hand[int(np.argmin(bic))][0] if order <= n // 4 else None
+            if expected is not None:
+                np.testing.assert_allclose(ind.fit_ar(series, order), expected, rtol=0, atol=1e-10)
+        paths = rng.normal(size=(5, n))
+        paths -= paths.mean(axis=1, keepdims=True)
+        rows = ind.yule_walker_rows(paths, 2)
+        for row, path in zip(rows, paths):
+            np.testing.assert_allclose(row, _yule_walker_by_hand(path, 2)[-1][0], rtol=0, atol=1e-10)
+        lags = np.array([float(e[k:] @ e[:-k]) / float(e @ e) for k in range(1, 9)])
+        np.testing.assert_allclose(ind._acf(series, 8), lags, rtol=0, atol=1e-10)
+    assert np.array_equal(ind._acf(np.ones(50), 3), np.zeros(3))
 
 
 def _ar_series(rng: np.random.Generator, phi: list[float], n: int) -> np.ndarray:
@@ -227,9 +275,9 @@ def test_independence_blocking_switch_makes_a_rejection_block(tmp_path: Path) ->
 def test_dag_tests_table_has_the_contract_columns(tmp_path: Path) -> None:
     import duckdb
 
-    run_dag_step(tmp_path)
+    result = run_dag_step(tmp_path)
     with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as con:
-        table = con.execute("SELECT * FROM staging.dag_tests").df()
+        table = con.execute(f"SELECT * FROM {staging(result)}.dag_tests").df()
     assert {"x", "y", "given", "test", "statistic", "p_value", "p_adjusted", "rejected"} <= set(table.columns)
     assert set(table["test"]) == {"fisher_z", "chi_squared"}
     assert table["implication"].nunique() == 17  # 18 unconnected pairs; seasonality ⟂ trend is untestable

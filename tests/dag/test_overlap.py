@@ -15,7 +15,7 @@ from cmmm_pipeline.dag import overlap as ov
 from cmmm_pipeline.simulation.simulate import Scenario
 
 SAMPLE = Path(__file__).resolve().parents[2] / "cmmm_pipeline" / "sample"
-THRESHOLDS = ov.OverlapThresholds(bins=3, min_weeks=8, min_spread=0.5)
+THRESHOLDS = ov.OverlapThresholds(bins=3, min_weeks=8, min_spread=0.1, min_residual_share=0.1)
 
 
 def test_strata_are_equal_sized_quantiles_of_the_score() -> None:
@@ -39,26 +39,60 @@ def test_spend_independent_of_the_adjusters_overlaps_everywhere() -> None:
     assert [r.weeks for r in rows] == [52, 52, 52]
     assert all(r.ok for r in rows), [r.reason for r in rows]
     assert all(0.7 < r.spread < 1.3 for r in rows)
+    assert rows[0].residual_share == pytest.approx(1.0, abs=0.03)
 
 
-def test_spend_fixed_by_the_season_is_thin_in_the_off_season() -> None:
-    """TV on air only in the high season: the low-season stratum has no spend at all."""
-    t = np.arange(156)
+def _high_season_tv(seed: int, n: int = 156) -> tuple[np.ndarray, np.ndarray]:
+    t = np.arange(n)
     season = np.sin(2 * np.pi * t / 52.1775)[:, None]
-    rng = np.random.default_rng(3)
-    spend = np.where(season[:, 0] > 0.3, 1000.0 * np.exp(rng.normal(0.0, 0.3, 156)), 0.0)
+    rng = np.random.default_rng(seed)
+    return season, np.where(season[:, 0] > 0.3, 1000.0 * np.exp(rng.normal(0.0, 0.3, n)), 0.0)
+
+
+def test_spend_fixed_by_the_season_is_withheld_for_its_dead_off_season_stratum() -> None:
+    """TV on air only in the high season: the low-season stratum shows no contrast at all."""
+    season, spend = _high_season_tv(3)
     rows = ov.channel_overlap("tv", spend / 1000.0, spend, season, ["season"], THRESHOLDS)
     low = rows[0]
-    assert not low.ok
-    assert low.spend_max == 0.0 and low.spread == 0.0 and low.high_spend_weeks == 0
-    assert "spread 0.00 < 0.5" in low.reason and "no week above the median spend" in low.reason
-    assert rows[-1].low_spend_weeks == 0 and not rows[-1].ok
+    assert not low.ok and low.spend_max == 0.0 and low.spread == 0.0
+    assert "spread 0.00 < 0.1" in low.reason
+    assert rows[-1].ok  # the high season varies: the problem is where TV never moves
+    support = ov.channel_supports(rows, THRESHOLDS)["tv"]
+    assert support.withheld and "stratum 1/3" in support.reason and support.reason.startswith("overlap: ")
+
+
+def test_a_channel_its_adjusters_fix_is_withheld_for_its_residual_share() -> None:
+    rng = np.random.default_rng(6)
+    z = rng.normal(size=(156, 2))
+    x = 2.0 + z[:, 0] - 0.5 * z[:, 1] + rng.normal(0.0, 0.05, 156)
+    rows = ov.channel_overlap("tv", x, 100.0 * x, z, ["a", "b"], THRESHOLDS)
+    share = rows[0].residual_share
+    assert share == pytest.approx(0.05 / np.std(z[:, 0] - 0.5 * z[:, 1]), rel=0.2) and share < 0.1
+    assert all(not r.ok and f"residual share {share:.2f} < 0.1" in r.reason for r in rows)
+    support = ov.channel_supports(rows, THRESHOLDS)["tv"]
+    assert support.withheld and support.reason.count("residual share") == 1
+
+
+def test_extrapolated_share_is_the_part_below_the_comparable_weeks_floor() -> None:
+    x = np.array([0.0, 1.0, 2.0, 3.0, 4.0, 2.0, 2.0, 3.0])
+    floors = np.array([0.0, 0.0, 0.0, 0.0, 2.0, 2.0, 2.0, 2.0])
+    assert ov.extrapolated_share(x, floors) == pytest.approx((0 + 0 + 0 + 0 + 2 + 2 + 2 + 2) / x.sum())
+    rng = np.random.default_rng(7)
+    z = rng.normal(size=(156, 1))
+    always_on = 100.0 * np.exp(rng.normal(0.0, 0.3, 156))
+    pulsed = np.where(rng.random(156) < 0.3, 0.0, always_on)
+    on = ov.channel_supports(ov.channel_overlap("a", always_on / 100, always_on, z, ["z"], THRESHOLDS), THRESHOLDS)
+    off = ov.channel_supports(ov.channel_overlap("b", pulsed / 100, pulsed, z, ["z"], THRESHOLDS), THRESHOLDS)
+    assert on["a"].roi_support is ov.RoiSupport.EXTRAPOLATED and on["a"].extrapolated_share > 0.5
+    assert off["b"].roi_support is ov.RoiSupport.OBSERVED and off["b"].extrapolated_share == 0.0
+    assert not on["a"].withheld and not off["b"].withheld
 
 
 def test_without_adjusters_there_is_one_stratum_of_all_weeks() -> None:
     spend = np.linspace(1.0, 2.0, 60)
     rows = ov.channel_overlap("email", spend, spend, np.zeros((60, 0)), [], THRESHOLDS)
     assert len(rows) == 1 and rows[0].weeks == 60 and rows[0].spread == pytest.approx(1.0)
+    assert rows[0].residual_share == pytest.approx(1.0) and rows[0].ok
 
 
 def test_too_few_weeks_per_stratum_fails() -> None:
@@ -72,21 +106,20 @@ def test_too_few_weeks_per_stratum_fails() -> None:
 def test_the_gx_gate_names_the_channel_and_the_thin_strata() -> None:
     from data_checks.dag_checks import validate_overlap
 
-    t = np.arange(156)
-    season = np.sin(2 * np.pi * t / 52.1775)
+    season, tv = _high_season_tv(5)
     rng = np.random.default_rng(5)
-    tv = np.where(season > 0.3, 1000.0 * np.exp(rng.normal(0.0, 0.3, 156)), 0.0)
     email = 100.0 * np.exp(rng.normal(0.0, 0.5, 156))
-    features = pd.DataFrame({"tv": tv / 1000.0, "email": email / 100.0, "season": season})
+    features = pd.DataFrame({"tv": tv / 1000.0, "email": email / 100.0, "season": season[:, 0]})
     rows = ov.overlap_strata(features, {"tv": tv, "email": email}, {"tv": ("season",), "email": ("season",)},
                              THRESHOLDS)
     table = ov.overlap_table(rows)
     result = validate_overlap(table, THRESHOLDS)
     assert not result.success
-    assert {f.rule for f in result.failures} >= {"overlap-min-spread", "overlap-high-spend-weeks"}
+    assert {f.rule for f in result.failures} == {"overlap-min-spread"}
     assert "tv stratum 1/3" in result.message() and "email" not in result.message()
     message = ov.overlap_message(table)
-    assert "channel 'tv'" in message and "stratum 1/3" in message and "email" not in message
+    assert "channel 'tv'" in message and "stratum 1/3" in message and "(email) are estimated" in message
+    assert ov.withheld_channels(table) == ["tv"]
     passing = validate_overlap(table[table["channel"] == "email"], THRESHOLDS)
     assert passing.success
 
@@ -101,19 +134,19 @@ TRUE_TRANSFORMS = {name: {"spend_column": ch.spend_column, "adstock": {"type": "
 
 
 def run_dag_step(tmp_path: Path, edit_config: Callable[[dict], None] | None = None,
-                 edit_data: Callable[[pd.DataFrame], None] | None = None):  # noqa: ANN201 - dagster result
-    """Materialise causal_dag (with its checks) and a downstream asset on the sample, after writing
-    raw_spend and transformed_media to staging directly."""
-    from dagster import asset, materialize
-    from dagster_duckdb import DuckDBResource
+                 edit_data: Callable[[pd.DataFrame], None] | None = None):
+    """Materialise causal_dag (with its checks) and a downstream asset on the sample, from stand-in
+    raw_spend and transformed_media steps, through the project's IO manager."""
+    from dagster import AssetIn, asset, materialize
 
     from assets.causal_dag import causal_dag
-    from assets.resources import CmmmSettings
     from cmmm_pipeline.core.loading import load_config
-    from cmmm_pipeline.data import warehouse
     from cmmm_pipeline.data.ingest import load_raw
     from cmmm_pipeline.media.features import build_features, configured_transform
     from data_checks.dag_checks import DAG_CHECKS
+    from resources.io_manager import StagingIOManager
+    from resources.settings import CmmmSettings
+    from resources.values import TransformedMedia
 
     tmp_path.mkdir(parents=True, exist_ok=True)
     data = pd.read_csv(SAMPLE / "weekly.csv")
@@ -129,54 +162,84 @@ def run_dag_step(tmp_path: Path, edit_config: Callable[[dict], None] | None = No
     config_path.write_text(yaml.safe_dump(raw_config), encoding="utf-8")
     config = load_config(config_path)
     raw = load_raw(config)
-    features = build_features(raw, config, {c.name: configured_transform(c) for c in config.channels})
-    database = str(tmp_path / "warehouse.duckdb")
-    import duckdb
+    transforms = {c.name: configured_transform(c) for c in config.channels}
+    features = build_features(raw, config, transforms)
 
-    with duckdb.connect(database) as con:
-        warehouse.write_tables(con, {"raw_spend": raw, "transformed_media": features})
+    @asset(name="raw_spend")
+    def raw_spend_stand_in():
+        return raw
 
-    @asset(deps=["causal_dag"])
-    def downstream() -> None:
+    @asset(name="transformed_media")
+    def transformed_media_stand_in():
+        names = pd.DataFrame({"channel": list(transforms)})
+        return TransformedMedia(features, names, names, transforms, {c: (t,) for c, t in transforms.items()},
+                                {c: 0 for c in transforms})
+
+    @asset(ins={"causal_dag": AssetIn()})
+    def downstream(causal_dag) -> None:
         """Stands in for ate_estimates: runs only if no blocking check failed."""
 
-    return materialize([causal_dag, downstream, *DAG_CHECKS], raise_on_error=False, resources={
-        "settings": CmmmSettings(config_path=str(config_path), output_dir=str(tmp_path / "out")),
-        "duckdb": DuckDBResource(database=database)})
+    database = str(tmp_path / "warehouse.duckdb")
+    return materialize([raw_spend_stand_in, transformed_media_stand_in, causal_dag, downstream, *DAG_CHECKS],
+                       raise_on_error=False, resources={
+                           "settings": CmmmSettings(config_path=str(config_path), output_dir=str(tmp_path / "out")),
+                           "io_manager": StagingIOManager(database=database)})
 
 
-def materialized(result) -> set[str]:  # noqa: ANN001
+def staging(result) -> str:
+    """The schema the run staged its tables in."""
+    from cmmm_pipeline.data.warehouse import staging_schema
+
+    return staging_schema(result.run_id)
+
+
+def materialized(result) -> set[str]:
     return {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
 
 
-def checks(result) -> dict:  # noqa: ANN001
+def checks(result) -> dict:
     return {e.check_name: e for e in result.get_asset_check_evaluations()}
 
 
-def test_thin_overlap_blocks_the_estimates_and_names_the_channel_and_strata(tmp_path: Path) -> None:
-    def tv_only_in_high_season(data: pd.DataFrame) -> None:
-        t = np.arange(len(data))
-        season = np.sin(2 * np.pi * t / 52.1775) + 0.5 * np.cos(2 * np.pi * t / 52.1775)
-        data.loc[season < 0.2, "tv_spend"] = 0.0
+def _tv_only_in_high_season(data: pd.DataFrame) -> None:
+    t = np.arange(len(data))
+    season = np.sin(2 * np.pi * t / 52.1775) + 0.5 * np.cos(2 * np.pi * t / 52.1775)
+    data.loc[season < 0.2, "tv_spend"] = 0.0
 
-    result = run_dag_step(tmp_path, edit_data=tv_only_in_high_season)
+
+def test_thin_overlap_withholds_the_channel_and_the_others_go_on(tmp_path: Path) -> None:
+    result = run_dag_step(tmp_path, edit_data=_tv_only_in_high_season)
     evaluation = checks(result)["dag_overlap"]
-    assert not evaluation.passed and evaluation.severity.value == "ERROR"
+    assert not evaluation.passed and evaluation.severity.value == "WARN"
     assert "channel 'tv'" in evaluation.description and "stratum 1/3" in evaluation.description
     assert "overlap-min-spread" in evaluation.description
-    assert "causal_dag" in materialized(result) and "downstream" not in materialized(result)
+    assert evaluation.metadata["withheld_channels"].value == "tv"
+    assert {"causal_dag", "downstream"} <= materialized(result)  # a WARN does not block
     import duckdb
 
     with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as con:
-        rows = con.execute("SELECT stratum, ok, spend_max FROM staging.overlap WHERE channel = ? ORDER BY stratum",
-                           ["tv"]).fetchall()
+        rows = con.execute(f"SELECT stratum, ok, spend_max FROM {staging(result)}.overlap WHERE channel = ? "
+                           "ORDER BY stratum", ["tv"]).fetchall()
     assert rows[0][1] is False and rows[0][2] == 0.0
+
+
+def test_no_channel_left_to_estimate_blocks_the_run(tmp_path: Path) -> None:
+    def demand_everything(config: dict) -> None:
+        config.setdefault("checks", {})["overlap_min_residual_share"] = 0.99
+
+    result = run_dag_step(tmp_path, edit_config=demand_everything)
+    evaluation = checks(result)["dag_overlap"]
+    assert not evaluation.passed and evaluation.severity.value == "ERROR"
+    assert "overlap-residual-variation" in evaluation.description
+    assert "No channel is left to estimate" in evaluation.description
+    assert "causal_dag" in materialized(result) and "downstream" not in materialized(result)
 
 
 def test_sample_overlap_passes_and_the_estimates_may_run(tmp_path: Path) -> None:
     result = run_dag_step(tmp_path)
     evaluation = checks(result)["dag_overlap"]
     assert evaluation.passed, evaluation.description
+    assert evaluation.metadata["withheld_channels"].value == "none"
     assert {"causal_dag", "downstream"} <= materialized(result)
     assert checks(result)["dag_independence"].passed
     assert checks(result)["dag_identification"].passed

@@ -28,7 +28,6 @@ from cmmm_pipeline.effects.estimation import (
     identify,
     identify_channels,
     naive_coefficients,
-    specs_from_table,
 )
 from cmmm_pipeline.media.features import build_features, configured_transform, node_columns
 from cmmm_pipeline.simulation.simulate import SAMPLE_SEED, Scenario, simulate
@@ -143,7 +142,10 @@ def test_naive_ols_loses_tv_halo_through_search(sample: dict, sample_truth: pd.D
 def test_dowhy_estimate_is_the_ols_on_the_adjustment_set(sample: dict) -> None:
     table = _table(sample)
     y = sample["features"]["sales"].to_numpy()
-    for spec in specs_from_table(table):
+    specs, _ = identify_channels(sample["features"], sample["expanded"], sample["g"],
+                                 list(sample["config"].channel_names), sample["config"].kpi)
+    assert len(specs) == 5  # tv total and direct, search, digital, email
+    for spec in specs:
         beta = np.linalg.lstsq(design(sample["features"], spec), y, rcond=None)[0][1]
         row = table[(table["channel"] == spec.channel) & (table["effect"] == spec.effect.value)].iloc[0]
         assert row["ate"] == pytest.approx(beta, rel=1e-9)
@@ -173,7 +175,10 @@ def test_a_channel_that_is_not_identifiable_fails_alone_with_its_reason(sample: 
     assert "brand_buzz" not in "|".join(table["adjustment"])  # a latent node is never adjusted for
     for channel in ("tv", "search", "digital"):
         assert np.isfinite(table.loc[(channel, "total"), "roi"]) and table.loc[(channel, "total"), "reason"] == ""
-    assert ("email", EffectType.TOTAL) not in {(s.channel, s.effect) for s in specs_from_table(table.reset_index())}
+    specs, missing = identify_channels(sample["features"], g, sample["g"], list(sample["config"].channel_names),
+                                       sample["config"].kpi)
+    assert ("email", EffectType.TOTAL) not in {(s.channel, s.effect) for s in specs}
+    assert [(f.channel, f.effect) for f in missing] == [("email", EffectType.TOTAL)]
 
 
 def test_a_hidden_mediator_outcome_confounder_removes_only_the_direct_effect(sample: dict) -> None:

@@ -11,12 +11,12 @@ import pytest
 from cmmm_pipeline.core.config import ExperimentConfig
 from cmmm_pipeline.core.graph import build_graph
 from cmmm_pipeline.core.loading import load_config
+from cmmm_pipeline.core.status import Status
 from cmmm_pipeline.data.ingest import load_raw
 from cmmm_pipeline.effects.estimation import estimate_channels
 from cmmm_pipeline.effects.experiments import experiments_table, reconcile, window_mask
-from cmmm_pipeline.effects.refutation import Status
-from cmmm_pipeline.effects.robustness import assess
-from cmmm_pipeline.media.features import build_features, transforms_table
+from cmmm_pipeline.effects.robustness import assess, in_table_order
+from cmmm_pipeline.media.features import build_features
 from cmmm_pipeline.media.selection import SelectionSettings, select_transforms
 from cmmm_pipeline.simulation.simulate import SAMPLE_EXPERIMENT, SAMPLE_SEED, Scenario, simulate
 
@@ -31,9 +31,10 @@ def assessed() -> dict:
     chosen = select_transforms(raw, config, SelectionSettings.from_config(config.estimation))
     features = build_features(raw, config, chosen.transforms)
     estimated = estimate_channels(raw, features, config, build_graph(config), chosen.transforms)
-    result = assess(raw, features, config, estimated.table, transforms_table(chosen.transforms, chosen.cv_error),
-                    chosen.table, estimated.expanded)
-    return {"raw": raw, "result": result}
+    result = assess(raw, features, config, estimated.table, estimated.specs, estimated.expanded, chosen.candidates,
+                    chosen.selected_index)
+    return {"raw": raw, "result": result, "config": config, "features": features, "estimated": estimated,
+            "chosen": chosen}
 
 
 def test_the_sample_lift_test_agrees_with_the_model(assessed: dict) -> None:
@@ -91,3 +92,20 @@ def test_window_is_inclusive_of_both_ends() -> None:
     weeks = pd.Series(pd.date_range("2024-02-26", periods=7, freq="W-MON"))
     mask = window_mask(weeks, dt.date(2024, 3, 4), dt.date(2024, 4, 1))
     assert mask.tolist() == [False, True, True, True, True, True, False]
+
+
+def test_the_robustness_step_follows_the_table_not_the_order_specs_arrive_in(assessed: dict) -> None:
+    """The specs are taken in the estimates table's row order (each refuter's seed follows its
+    spec's position), so the published refutations and intervals do not depend on the order the
+    estimation step identified the effects in (a pass-through of that order changes the refutations)."""
+    estimated = assessed["estimated"]
+    table = estimated.table
+    rows = [(r.channel, r.effect) for r in table.itertuples(index=False) if r.effect != "indirect"]
+    identified = [(s.channel, s.effect.value) for s in estimated.specs]
+    assert identified != rows and sorted(identified) == sorted(rows)  # config order vs table order
+    assert [(s.channel, s.effect.value) for s in in_table_order(table, estimated.specs)] == rows
+    chosen = assessed["chosen"]
+    again = assess(assessed["raw"], assessed["features"], assessed["config"], table, tuple(reversed(estimated.specs)),
+                   estimated.expanded, chosen.candidates, chosen.selected_index)
+    pd.testing.assert_frame_equal(again.intervals, assessed["result"].intervals, check_exact=True)
+    pd.testing.assert_frame_equal(again.refutations, assessed["result"].refutations, check_exact=True)

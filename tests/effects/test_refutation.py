@@ -11,11 +11,12 @@ import pytest
 
 from cmmm_pipeline.core.config import EffectType
 from cmmm_pipeline.core.errors import ConfigError
+from cmmm_pipeline.core.status import Status
+from cmmm_pipeline.effects import refutation as ref
 from cmmm_pipeline.effects.estimation import EffectSpec, channel_specs, fit_dowhy
 from cmmm_pipeline.effects.refutation import (
     RefutationThresholds,
     RefuterKind,
-    Status,
     channel_robustness,
     refutations_table,
     refute_effect,
@@ -164,3 +165,19 @@ def test_dowhy_fit_carries_our_adjustment_set(sample: dict) -> None:
     spec = sample["specs"][("tv", EffectType.TOTAL)]
     fit = fit_dowhy(sample["features"], sample["g"], spec, "sales")
     assert sorted(fit.estimand.get_adjustment_set()) == sorted(spec.adjustment)
+
+
+def test_every_case_carries_its_status_and_recommendation(tv_results: dict) -> None:
+    cases = [ref.PlaceboCase, ref.RandomCommonCauseCase, ref.DataSubsetCase, ref.HiddenConfounderCase,
+             ref.RobustnessValueCase]
+    for enum in cases:
+        assert {c.status for c in enum} >= {Status.PASS, Status.REVIEW}, enum
+        for case in enum:
+            assert case.template and case.recommendation.endswith("."), case
+            assert (case.recommendation == ref.NO_ACTION) == (case.status is Status.PASS), case
+    for kind, result in tv_results.items():
+        assert result.status is result.case.status and result.recommendation == result.case.recommendation
+        assert isinstance(result.case, tuple(cases)) and result.message == result.message.strip(), kind
+    placebo = tv_results[RefuterKind.PLACEBO_TREATMENT]
+    assert placebo.case is ref.PlaceboCase.CLEAR
+    assert placebo.message == ref.PlaceboCase.CLEAR.render(in_se=placebo.statistic, t=0.0)

@@ -15,7 +15,6 @@ from cmmm_pipeline.media.features import ParameterSource, build_features, config
 from cmmm_pipeline.media.selection import (
     ParameterGrid,
     SelectionSettings,
-    candidates_from_tables,
     channel_candidates,
     cv_errors,
     fold_bounds,
@@ -115,16 +114,15 @@ def test_the_selected_series_is_exactly_what_build_features_applies() -> None:
     assert parameters.loc[parameters["source"] == "config", "cv_error"].isna().all()
 
 
-def test_recorded_tables_give_back_the_same_candidates_and_choice() -> None:
+def test_the_selection_hands_on_its_candidates_and_choice() -> None:
     config = sample_config_selecting("digital", "email")
     raw = load_raw(config)
     settings = SelectionSettings()
     chosen = select_transforms(raw, config, settings)
-    candidates, index = candidates_from_tables(config, transforms_table(chosen.transforms, chosen.cv_error),
-                                               chosen.table)
     for c in config.channels:
-        assert candidates[c.name] == channel_candidates(c, settings.grid)
-    assert index == chosen.selected_index
+        assert chosen.candidates[c.name] == channel_candidates(c, settings.grid)
+        assert chosen.candidates[c.name][chosen.selected_index[c.name]] == chosen.transforms[c.name]
+    assert len(chosen.candidates["digital"]) > 1 and len(chosen.candidates["tv"]) == 1  # tv is configured
 
 
 def test_grid_and_settings_are_validated() -> None:
@@ -142,3 +140,88 @@ def test_no_channel_to_select_gives_an_empty_typed_table() -> None:
     assert chosen.table.empty and list(chosen.table.columns)[:2] == ["channel", "adstock"]
     assert chosen.cv_error == {}
     assert isinstance(chosen.table, pd.DataFrame) and chosen.table["cv_error"].dtype == np.float64
+
+
+def _delayed_peak_world(seed: int, n: int = 156) -> tuple[pd.DataFrame, PipelineConfig]:
+    """Sales respond to TV through a carryover that peaks three weeks after airing (Weibull-PDF
+    weights), plus a pulsed second channel and seasonality: the world geometric decay cannot fit."""
+    from cmmm_pipeline.media.transforms import fourier_terms, hill_saturation, weibull_pdf_adstock
+
+    rng = np.random.default_rng(seed)
+    season = fourier_terms(n, 1)[:, 0]
+    tv = rng.gamma(3.0, 30.0, n) * (rng.random(n) < 0.6) * (1 + 0.3 * season)
+    radio = rng.gamma(2.0, 10.0, n) * (rng.random(n) < 0.7)
+    tv_carry = weibull_pdf_adstock(tv, 4.0, 3.5, 12)
+    radio_carry = np.asarray(radio, dtype=float)
+    sales = (1000 + 300 * hill_saturation(tv_carry / tv_carry.mean(), 1.0, 1.5)
+             + 120 * hill_saturation(radio_carry / radio_carry.mean(), 1.0, 1.0) + 60 * season + rng.normal(0, 8, n))
+    raw = pd.DataFrame({"week": pd.date_range("2022-01-03", periods=n, freq="7D"), "tv_spend": tv,
+                        "radio_spend": radio, "sales": sales})
+    config = PipelineConfig(source=Path("delayed.yaml"), data=DataConfig(Path("simulated"), "week", "sales"),
+                            channels=(ChannelConfig("tv", "tv_spend"), ChannelConfig("radio", "radio_spend")),
+                            controls=("seasonality",), edges=(("seasonality", "tv"), ("seasonality", "sales"),
+                                                               ("tv", "sales"), ("radio", "sales")))
+    return raw, config
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_delayed_peak_carryover_is_chosen_where_the_data_have_one(seed: int) -> None:
+    from cmmm_pipeline.core.config import AdstockType
+    from cmmm_pipeline.media.transforms import weibull_pdf_weights
+
+    raw, config = _delayed_peak_world(seed)
+    chosen = select_transforms(raw, config, SelectionSettings())
+    tv = chosen.transforms["tv"]
+    assert tv.adstock is AdstockType.WEIBULL_PDF
+    peak = int(np.argmax(weibull_pdf_weights(tv.weibull_shape, tv.weibull_scale, tv.max_lag)))
+    assert abs(peak - 3) <= 1
+    # The channel without carryover keeps a geometric kernel: the family is chosen per channel.
+    assert chosen.transforms["radio"].adstock is AdstockType.GEOMETRIC
+
+
+def test_an_unconfigured_channel_searches_both_carryover_families() -> None:
+    from cmmm_pipeline.core.config import AdstockType
+
+    grid = ParameterGrid()
+    candidates = channel_candidates(ChannelConfig("tv", "tv_spend"), grid)
+    kinds = {t.adstock for t in candidates}
+    assert kinds == {AdstockType.GEOMETRIC, AdstockType.WEIBULL_PDF}
+    per_adstock = len(grid.half_saturations) * len(grid.slopes)
+    assert len(candidates) == per_adstock * (len(grid.decays) + len(grid.weibull_pdf_shapes) * len(grid.weibull_pdf_scales))
+    # A configured decay still means geometric, as it always did.
+    only_geometric = channel_candidates(ChannelConfig("tv", "tv_spend", AdstockConfig(decay=0.4)), grid)
+    assert {t.adstock for t in only_geometric} == {AdstockType.GEOMETRIC}
+
+
+def test_selected_values_on_a_grid_edge_are_recorded() -> None:
+    config = sample_config_selecting("digital", "email")
+    raw = load_raw(config)
+    grid = ParameterGrid(half_saturations=(1.0, 1.5), slopes=(1.0, 1.2, 1.5))
+    chosen = select_transforms(raw, config, SelectionSettings(grid=grid))
+    for name, edges in chosen.grid_edges.items():
+        t = chosen.transforms[name]
+        assert ("half_saturation" in edges) == (t.half_saturation in (1.0, 1.5))  # a two-point axis: always an edge
+        assert ("slope" in edges) == (t.slope in (1.0, 1.5))
+    parameters = transforms_table(chosen.transforms, chosen.cv_error, chosen.grid_edges)
+    recorded = parameters.set_index("channel")["grid_edge"]
+    assert recorded["digital"] == ", ".join(chosen.grid_edges["digital"])
+    assert recorded["tv"] == ""  # configured: never flagged
+    selected_rows = chosen.table[chosen.table["selected"]].set_index("channel")["grid_edge"]
+    assert selected_rows["email"] == recorded["email"]
+
+
+def test_the_one_se_criterion_prefers_the_reference_among_indistinguishable_points() -> None:
+    from cmmm_pipeline.core.config import SelectionCriterion
+    from cmmm_pipeline.media.selection import pick
+
+    edges = np.array([0, 50, 60, 70, 80, 90])
+    # Three candidates, four folds of ten weeks each: candidate 0 is best by a hair, candidate 2
+    # (nearest the reference) is within one paired standard error, candidate 1 is clearly worse.
+    fold_mse = np.array([[[1.00, 1.10, 0.90, 1.00], [2.0, 2.1, 1.9, 2.0], [1.02, 1.05, 0.95, 1.01]]])
+    fold_sse = fold_mse * 10
+    distances = np.array([2.0, 0.5, 0.0])
+    assert pick(fold_sse, edges, distances, SelectionCriterion.CV_MIN)[0] == 0
+    assert pick(fold_sse, edges, distances, SelectionCriterion.ONE_SE)[0] == 2
+    # A candidate clearly worse in every fold stays out of the band even when it is the reference.
+    fold_sse[0, 2] = fold_mse[0, 1] * 10
+    assert pick(fold_sse, edges, np.array([2.0, 0.5, 0.0]), SelectionCriterion.ONE_SE)[0] == 0

@@ -13,7 +13,15 @@ from cmmm_pipeline.media.transforms import (
     hill_saturation,
     linear_trend,
     weibull_adstock,
+    weibull_pdf_adstock,
+    weibull_pdf_weights,
 )
+
+ADSTOCKS = {
+    "geometric": lambda x: geometric_adstock(x, 0.5),
+    "weibull": lambda x: weibull_adstock(x, 1.5, 2.0, 8),
+    "weibull_pdf": lambda x: weibull_pdf_adstock(x, 3.0, 4.0, 8),
+}
 
 spend_arrays = st.lists(st.floats(min_value=0, max_value=1e6, allow_nan=False), min_size=1, max_size=60)
 
@@ -49,12 +57,35 @@ def test_adstock_is_vectorised_over_columns() -> None:
         np.testing.assert_allclose(stacked[:, j], geometric_adstock(x[:, j], 0.4))
 
 
-def test_weibull_adstock_can_peak_after_the_spend_week() -> None:
+def test_weibull_survival_adstock_is_largest_at_lag_zero() -> None:
     pulse = np.zeros(12)
     pulse[0] = 1.0
     response = weibull_adstock(pulse, shape=3.0, scale=3.0, max_lag=11)
     assert response[0] == pytest.approx(1.0)
     assert response[1] > 0.9 * response[0]  # slow decay at first, unlike geometric
+    assert np.all(np.diff(response) <= 1e-12)  # but it never rises: no delayed peak
+
+
+@pytest.mark.parametrize(("shape", "scale", "peak"), [(2.0, 3.5, 2), (4.0, 3.5, 3), (4.0, 5.0, 4), (1.0, 2.0, 0)])
+def test_weibull_pdf_adstock_peaks_where_its_mode_says(shape: float, scale: float, peak: int) -> None:
+    weights = weibull_pdf_weights(shape, scale, 12)
+    assert weights.sum() == pytest.approx(1.0)
+    assert int(np.argmax(weights)) == peak
+    pulse = np.zeros(14)
+    pulse[0] = 1.0
+    np.testing.assert_allclose(weibull_pdf_adstock(pulse, shape, scale, 12)[:13], weights)
+
+
+@pytest.mark.parametrize("name", sorted(ADSTOCKS))
+def test_every_adstock_maps_zero_to_zero_is_linear_and_vectorised(name: str) -> None:
+    adstock = ADSTOCKS[name]
+    assert np.all(adstock(np.zeros(10)) == 0)
+    rng = np.random.default_rng(5)
+    x, z = rng.gamma(2.0, 10.0, size=(40, 3)), rng.gamma(2.0, 10.0, size=(40, 3))
+    np.testing.assert_allclose(adstock(x + 2 * z), adstock(x) + 2 * adstock(z), rtol=1e-10)
+    for j in range(3):
+        np.testing.assert_allclose(adstock(x)[:, j], adstock(x[:, j]))
+    assert np.all(adstock(x) >= 0)
 
 
 @settings(max_examples=60, deadline=None, derandomize=True)
@@ -73,7 +104,8 @@ def test_hill_anchor_points() -> None:
 
 
 @pytest.mark.parametrize("call", [lambda: geometric_adstock([1.0], 1.0), lambda: geometric_adstock([1.0], -0.1),
-                                  lambda: hill_saturation([1.0], 0.0, 1.0), lambda: weibull_adstock([1.0], 0, 1)])
+                                  lambda: hill_saturation([1.0], 0.0, 1.0), lambda: weibull_adstock([1.0], 0, 1),
+                                  lambda: weibull_pdf_adstock([1.0], 2.0, 0.0)])
 def test_invalid_parameters_are_refused(call) -> None:  # noqa: ANN001
     with pytest.raises(ValueError):
         call()
