@@ -575,7 +575,28 @@ def estimates_table(data: pd.DataFrame, g_expanded: nx.DiGraph, specs: list[Effe
     are channels gets its total incremental KPI and marginal ROI by g-computation (`ate` stays
     DoWhy's linear total ATE, for reference; `estimator` says which was published; the mediator's
     chosen equation is recorded). `supports` (the overlap verdicts) say where ROI stands. An
-    effect that could not be estimated keeps its row, with NaN numbers and the reason."""
+    effect that could not be estimated keeps its row, with NaN numbers and the reason.
+
+    Parameters
+    ----------
+    data
+        The model table: transformed media per channel, control columns, the KPI.
+    g_expanded
+        The DAG over model columns (a multi-column node such as Fourier seasonality expanded).
+    specs
+        One identified effect per (channel, effect type): treatment, adjustment set, mediators.
+    outcome
+        The KPI column.
+    spends
+        Channel → total spend over the modelled weeks (the ROI's denominator).
+    naive
+        Channel → coefficient of the all-channels OLS, for the naive ROI beside the causal one.
+    failures
+        Effects identification could not estimate, kept as rows with their reason.
+    series
+        Channel → its spend and transform, for g-computed totals and marginal ROI.
+    supports
+        Channel → the overlap verdict: withheld, and whether ROI against zero is observed."""
     rows = []
     by_channel: dict[str, dict[EffectType, EffectEstimate]] = {}
     for spec in specs:
