@@ -48,3 +48,18 @@ class CheckCase(Enum):
     def render(self, **details: Any) -> str:
         """The message with the check's numbers filled in."""
         return self.template.format(**details)
+
+
+class CaseResult:
+    """Mixin for frozen result dataclasses that carry a `case: CheckCase`: their status and
+    recommendation are the case's, so no result restates them."""
+
+    case: CheckCase
+
+    @property
+    def status(self) -> Status:
+        return self.case.status
+
+    @property
+    def recommendation(self) -> str:
+        return self.case.recommendation

@@ -12,10 +12,12 @@ it into quantile strata, and measure:
 - per stratum `spread`: the SD of the media within the stratum over its SD across all weeks. A
   stratum where the channel never moves (TV only on air in the high season: the low-season
   stratum is all zeros) shows no contrast at all there, not even the ×1.01 one of the marginal ROI.
-- per stratum `floor`: the lowest level of the media comparable weeks show (the 5% quantile of the
-  stratum). ROI against zero spend needs the levels between zero and that floor; the share of the
-  incremental KPI that comes from below it, Σ_t min(x_t, floor_k(t)) / Σ_t x_t, is
-  `extrapolated_share` (exact for an effect linear in the media). Above a tolerance, ROI is
+- per stratum `floor`: the lowest spend comparable weeks show (the 5% quantile of the stratum's
+  spend). ROI against zero spend needs the spend levels between zero and that floor; the share of
+  the incremental KPI that comes from below it, Σ_t min(s_t, floor_k(t)) / Σ_t s_t, is
+  `extrapolated_share` (exact for an effect linear in spend). Spend, not transformed media: a pulsed
+  channel's dark weeks still carry last weeks' adstock, yet they show the contrast the estimand
+  needs, weeks without spend. Above a tolerance, ROI is
   `extrapolated`: an always-on channel's ROI against zero is a reading of the response curve, not
   of the data, and its marginal ROI is the number to lead with.
 
@@ -38,7 +40,7 @@ from cmmm_pipeline.core.config import CheckConfig
 
 ALL_WEEKS = "all weeks (no adjusters)"
 FLOOR_QUANTILE = 0.05
-"""The stratum's support floor: the level its lowest 5% of weeks reach (robust to one stray week)."""
+"""The stratum's support floor: the spend its lowest 5% of weeks reach (robust to one stray week)."""
 
 
 class RoiSupport(Enum):
@@ -59,7 +61,7 @@ class OverlapThresholds:
     min_residual_share: float = 0.1
     max_extrapolated_share: float = 0.2
     """ROI against zero is `observed` when at most this share of the incremental KPI comes from
-    media levels below the comparable weeks' floor."""
+    spend levels below the comparable weeks' floor."""
 
     @classmethod
     def from_checks(cls, checks: CheckConfig) -> OverlapThresholds:
@@ -100,7 +102,7 @@ class OverlapStratum:
     residual_share: float
     """Channel level: sqrt(1 − R²) of the media on the adjustment set."""
     extrapolated_share: float
-    """Channel level: share of the incremental KPI from media below the strata's floors."""
+    """Channel level: share of the incremental KPI from spend below the strata's floors."""
     ok: bool
     reason: str
     adjustment: tuple[str, ...]
@@ -146,20 +148,20 @@ def strata(score: np.ndarray, bins: int) -> np.ndarray:
     return (ranks * bins) // len(score)
 
 
-def support_floors(treatment: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """(weeks,) the support floor of each week's stratum."""
-    floors = np.zeros(len(treatment))
+def support_floors(spend: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """(weeks,) the support floor of each week's stratum: its 5% quantile of spend."""
+    floors = np.zeros(len(spend))
     for k in np.unique(labels):
         mask = labels == k
-        floors[mask] = float(np.quantile(treatment[mask], FLOOR_QUANTILE, method="lower"))
+        floors[mask] = float(np.quantile(spend[mask], FLOOR_QUANTILE, method="lower"))
     return floors
 
 
-def extrapolated_share(treatment: np.ndarray, floors: np.ndarray) -> float:
-    """Σ_t min(x_t, floor_t) / Σ_t x_t: the part of β·Σ_t x_t that needs media levels below what
+def extrapolated_share(spend: np.ndarray, floors: np.ndarray) -> float:
+    """Σ_t min(s_t, floor_t) / Σ_t s_t: the part of β·Σ_t s_t that needs spend levels below what
     comparable weeks show (0 for a channel with dark weeks in every stratum; 1 for a constant)."""
-    total = float(np.sum(treatment))
-    return float(np.sum(np.minimum(treatment, floors)) / total) if total > 0 else 0.0
+    total = float(np.sum(spend))
+    return float(np.sum(np.minimum(spend, floors)) / total) if total > 0 else 0.0
 
 
 def channel_overlap(channel: str, treatment: np.ndarray, spend: np.ndarray, adjusters: np.ndarray,
@@ -177,9 +179,9 @@ def channel_overlap(channel: str, treatment: np.ndarray, spend: np.ndarray, adju
     score = propensity_score(treatment, confounders) if stratified else np.full(len(treatment), treatment.mean())
     bins = thresholds.bins if stratified else 1
     labels = strata(score, bins)
-    floors = support_floors(treatment, labels)
+    floors = support_floors(spend, labels)
     share = residual_share(treatment, full)
-    extrapolated = extrapolated_share(treatment, floors)
+    extrapolated = extrapolated_share(spend, floors)
     median = float(np.median(spend))
     overall_sd = float(np.std(treatment))
     channel_problem = (f"residual share {share:.2f} < {thresholds.min_residual_share}"

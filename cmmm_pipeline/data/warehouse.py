@@ -37,19 +37,24 @@ def ensure_schemas(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(f'CREATE SCHEMA IF NOT EXISTS "{PUBLISHED}"')
 
 
+def _replace_tables(con: duckdb.DuckDBPyConnection, schema: str, tables: Mapping[str, pd.DataFrame]) -> None:
+    """Inside the caller's transaction: replace each table of `schema` with its DataFrame."""
+    for table, frame in tables.items():
+        view = f"_incoming_{table}"
+        con.register(view, frame)
+        try:
+            con.execute(f"CREATE OR REPLACE TABLE {_name(schema, table)} AS SELECT * FROM {view}")
+        finally:
+            con.unregister(view)
+
+
 def write_tables(con: duckdb.DuckDBPyConnection, tables: Mapping[str, pd.DataFrame], schema: str = STAGING) -> None:
     """Replace each table with its DataFrame, all or none (one transaction)."""
     ensure_schemas(con)
     create_schema(con, schema)
     con.execute("BEGIN TRANSACTION")
     try:
-        for table, frame in tables.items():
-            view = f"_incoming_{table}"
-            con.register(view, frame)
-            try:
-                con.execute(f"CREATE OR REPLACE TABLE {_name(schema, table)} AS SELECT * FROM {view}")
-            finally:
-                con.unregister(view)
+        _replace_tables(con, schema, tables)
         con.execute("COMMIT")
     except Exception:
         con.execute("ROLLBACK")
@@ -234,13 +239,7 @@ def write_step(con: duckdb.DuckDBPyConnection, schema: str, step: str, tables: M
     con.execute(f"CREATE TABLE IF NOT EXISTS {values} (step VARCHAR, value_type VARCHAR, document VARCHAR)")
     con.execute("BEGIN TRANSACTION")
     try:
-        for table, frame in tables.items():
-            view = f"_incoming_{table}"
-            con.register(view, frame)
-            try:
-                con.execute(f"CREATE OR REPLACE TABLE {_name(schema, table)} AS SELECT * FROM {view}")
-            finally:
-                con.unregister(view)
+        _replace_tables(con, schema, tables)
         con.execute(f"DELETE FROM {values} WHERE step = ?", [step])
         con.execute(f"INSERT INTO {values} VALUES (?, ?, ?)", [step, value_type, document])
         con.execute("COMMIT")

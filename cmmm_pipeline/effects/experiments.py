@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from cmmm_pipeline.core.config import ExperimentConfig
-from cmmm_pipeline.core.status import CheckCase, Status
+from cmmm_pipeline.core.status import CaseResult, CheckCase, Status
 
 EXPERIMENT_COLUMNS = ["channel", "start", "end", "weeks", "measured_incremental_kpi", "measured_ci_low",
                       "measured_ci_high", "model_incremental_kpi", "model_ci_low", "model_ci_high",
@@ -52,7 +52,7 @@ class ExperimentCase(CheckCase):
 
 
 @dataclass(frozen=True)
-class ExperimentReconciliation:
+class ExperimentReconciliation(CaseResult):
     channel: str
     start: dt.date
     end: dt.date
@@ -71,14 +71,6 @@ class ExperimentReconciliation:
     """The model's estimate lies inside the test's interval."""
     case: ExperimentCase
     message: str
-
-    @property
-    def status(self) -> Status:
-        return self.case.status
-
-    @property
-    def recommendation(self) -> str:
-        return self.case.recommendation
 
 
 def window_mask(weeks: pd.Series, start: dt.date, end: dt.date) -> np.ndarray:

@@ -35,7 +35,7 @@ from scipy import stats
 
 from cmmm_pipeline.core.config import EffectType
 from cmmm_pipeline.core.errors import ConfigError
-from cmmm_pipeline.core.status import CheckCase, Status
+from cmmm_pipeline.core.status import CaseResult, CheckCase, Status
 from cmmm_pipeline.effects.estimation import DowhyFit, EffectSpec, design, fit_dowhy, hac_pvalue, observed_nodes
 
 REFUTATION_COLUMNS = ["channel", "effect", "refuter", "status", "estimate", "new_effect", "p_value", "statistic",
@@ -150,7 +150,7 @@ class RefutationThresholds:
 
 
 @dataclass(frozen=True)
-class RefutationResult:
+class RefutationResult(CaseResult):
     """One refuter's verdict on one effect: its case (status and recommendation) and the message
     with the numbers filled in."""
 
@@ -167,14 +167,6 @@ class RefutationResult:
     """Placebo: placebo effect in SEs; random cause / subset: |shift| in SEs; unobserved cause: the
     adjusted effect in SEs; robustness value: RV_α (the strength that removes significance)."""
     message: str
-
-    @property
-    def status(self) -> Status:
-        return self.case.status
-
-    @property
-    def recommendation(self) -> str:
-        return self.case.recommendation
 
 
 @dataclass(frozen=True)

@@ -109,9 +109,12 @@ def test_an_always_on_channel_is_extrapolated_and_a_pulsed_one_observed() -> Non
     pulsed = _estimate(simulate(Scenario(dark_weeks=0.25), 3).data)[0].table.set_index(["channel", "effect"])
     for channel in ("email", "digital", "search"):
         assert always_on.loc[(channel, "total"), "roi_support"] == "extrapolated"
-        assert always_on.loc[(channel, "total"), "extrapolated_share"] > 0.5
-    assert pulsed.loc[("email", "total"), "roi_support"] == "observed"
-    assert pulsed.loc[("email", "total"), "extrapolated_share"] < 0.2
+        # The share of spend below the comparable weeks' lowest spend: well above the tolerance.
+        assert always_on.loc[(channel, "total"), "extrapolated_share"] > 0.3
+    # Pulsed channels show weeks without spend in every stratum, carryover or not: ROI is observed.
+    for channel in ("email", "digital"):
+        assert pulsed.loc[(channel, "total"), "roi_support"] == "observed"
+        assert pulsed.loc[(channel, "total"), "extrapolated_share"] == 0.0
 
 
 def test_the_mediator_model_is_chosen_by_likelihood() -> None:

@@ -27,7 +27,7 @@ RESTATED_AT = 30
 """The refresh whose export also restates a past week's KPI."""
 RESTATED_WEEK = 120
 RESTATED_FACTOR = 1.08
-FAST_ESTIMATION = "estimation: {bootstrap_samples: 50, refuter_simulations: 1}\n"
+FAST_ESTIMATION = "estimation: {bootstrap_samples: 50, refuter_simulations: 2}\n"
 
 
 def _export(data: pd.DataFrame, path: Path) -> None:

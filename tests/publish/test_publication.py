@@ -25,7 +25,7 @@ from cmmm_pipeline.publish import outputs
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE_DIR = REPO / "cmmm_pipeline" / "sample"
-FAST_ESTIMATION = "estimation: {bootstrap_samples: 50, refuter_simulations: 1}\n"
+FAST_ESTIMATION = "estimation: {bootstrap_samples: 50, refuter_simulations: 2}\n"
 RUN_B = "run-b"
 ROI_SHIFT = 0.25
 
