@@ -315,7 +315,7 @@ def test_the_asset_graph_and_the_report_asset_page_render(dagster_dev: DagsterDe
                                                           tmp_path: Path) -> None:
     """What a person opening the UI sees: the lineage of the five assets, and the robustness report's
     page with its metadata (wide window: the graph shows full asset cards, not name-only boxes)."""
-    pages = {"asset_graph": (f"{dagster_dev.url}/locations/{LOCATION}/asset-groups/cmmm", 2200, 620, ASSETS),
+    pages = {"asset_graph": (f"{dagster_dev.url}/locations/{LOCATION}/asset-groups/cmmm", 2400, 1000, ASSETS),
              "asset_report": (f"{dagster_dev.url}/assets/robustness_report", 1400, 1400,
                               ["forest_plot", "change_since_previous_run", "previous_run", "report.html"])}
     for name, (url, width, height, expected) in pages.items():
