@@ -31,7 +31,7 @@ from cmmm_pipeline.core.loading import parse_config
 from cmmm_pipeline.dag.diagnostics import DiagnosticSettings, Driver, diagnose_missing_drivers
 from cmmm_pipeline.dag.graph import expand_graph
 from cmmm_pipeline.media.features import build_features, configured_transform, node_columns
-from cmmm_pipeline.simulation.simulate import Scenario, simulate
+from cmmm_pipeline.simulation.simulate import Scenario, ar1, simulate
 
 ALL_CONTROLS = ("seasonality", "trend", "price")
 
@@ -76,14 +76,7 @@ def world_config(world: World) -> PipelineConfig:
 
 def hidden_driver(n: int, sd: float, seed: int) -> np.ndarray:
     """A stationary AR(0.9) series of marginal standard deviation `sd`."""
-    rng = np.random.default_rng([seed, 99])
-    phi = 0.9
-    e = rng.normal(0.0, sd * np.sqrt(1 - phi**2), n)
-    out = np.empty(n)
-    out[0] = rng.normal(0.0, sd)
-    for t in range(1, n):
-        out[t] = phi * out[t - 1] + e[t]
-    return out
+    return ar1(np.random.default_rng([seed, 99]), n, 0.9, sd)
 
 
 def run_world(world: World, seeds: Sequence[int], settings: DiagnosticSettings) -> pd.DataFrame:

@@ -47,7 +47,7 @@ from cmmm_pipeline.dag.overlap import (
 )
 from cmmm_pipeline.media.features import build_features, configured_transform, node_columns
 from cmmm_pipeline.media.transforms import geometric_adstock
-from cmmm_pipeline.simulation.simulate import WEEKS_PER_YEAR, Scenario, simulate
+from cmmm_pipeline.simulation.simulate import WEEKS_PER_YEAR, Scenario, ar1, simulate
 
 EDGES = (("seasonality", "tv"), ("seasonality", "digital"), ("seasonality", "sales"), ("tv", "search"),
          ("tv", "sales"), ("search", "sales"), ("digital", "sales"), ("email", "sales"), ("price", "sales"),
@@ -67,15 +67,6 @@ def study_config() -> PipelineConfig:
 # ---------------------------------------------------------------------------------------------
 # Generators. The project simulator, and an independent one written here: lognormal AR(1) plans,
 # search driven by TV's carried-over spend, optional always-on TV, a channel launched later.
-
-
-def _ar1(rng: np.random.Generator, n: int, phi: float, sd: float) -> np.ndarray:
-    e = rng.normal(0.0, sd * np.sqrt(1 - phi**2), n)
-    out = np.empty(n)
-    out[0] = rng.normal(0.0, sd)
-    for t in range(1, n):
-        out[t] = phi * out[t - 1] + e[t]
-    return out
 
 
 @dataclass(frozen=True)
@@ -104,15 +95,15 @@ class Independent:
             on = season > np.quantile(season, self.tv_high_season_only)
             tv = np.where(on, 1200.0 * np.exp(rng.normal(0.0, self.tv_on_air_sd, n)), 0.0)
         else:
-            level = 1200.0 * np.exp(self.confounding * season + _ar1(rng, n, 0.6, self.tv_noise_sd))
+            level = 1200.0 * np.exp(self.confounding * season + ar1(rng, n, 0.6, self.tv_noise_sd))
             flights = np.repeat(rng.random(n // 3 + 1) < 0.7, 3)[:n] if not self.tv_always_on else np.ones(n, bool)
             tv = np.where(flights, level, 0.0)
         carry = geometric_adstock(tv, 0.5)
-        search = 250.0 * (1.0 + 1.5 * carry / max(carry.mean(), 1e-9)) * np.exp(_ar1(rng, n, 0.3, 0.25))
-        digital = 600.0 * np.exp(self.confounding * season + _ar1(rng, n, 0.5, 0.35))
+        search = 250.0 * (1.0 + 1.5 * carry / max(carry.mean(), 1e-9)) * np.exp(ar1(rng, n, 0.3, 0.25))
+        digital = 600.0 * np.exp(self.confounding * season + ar1(rng, n, 0.5, 0.35))
         digital[: self.launch_week] = 0.0
         email = np.where(rng.random(n) < 0.2, 0.0, 90.0 * np.exp(rng.normal(0.0, 0.5, n)))
-        price = 10.0 + _ar1(rng, n, 0.7, 0.4)
+        price = 10.0 + ar1(rng, n, 0.7, 0.4)
         sales = 5000.0 + 800.0 * season + rng.normal(0.0, 100.0, n)  # overlap never reads the KPI
         return pd.DataFrame({"week": pd.date_range("2023-01-02", periods=n, freq="W-MON"), "tv_spend": tv,
                              "search_spend": search, "digital_spend": digital, "email_spend": email, "price": price,

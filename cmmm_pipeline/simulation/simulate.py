@@ -88,7 +88,7 @@ class SimulationResult:
     """Per week and channel, the total effect's weekly contribution (for lift-test windows)."""
 
 
-def _ar1(rng: np.random.Generator, n: int, phi: float, sd: float) -> np.ndarray:
+def ar1(rng: np.random.Generator, n: int, phi: float, sd: float) -> np.ndarray:
     """Stationary AR(1) noise with marginal standard deviation `sd`."""
     e = rng.normal(0.0, sd * np.sqrt(1.0 - phi**2), n)
     out = np.empty(n)
@@ -119,9 +119,9 @@ class _Noise:
 def _draw_noise(rng: np.random.Generator, n: int) -> _Noise:
     flights = rng.random(n // 4 + 1) < 0.75  # TV runs in 4-week flights, about 3 in 4 of them on air
     return _Noise(
-        tv=_ar1(rng, n, 0.5, 0.35), digital=_ar1(rng, n, 0.5, 0.3), search=_ar1(rng, n, 0.3, 0.3),
-        email=rng.normal(0.0, 0.5, n), price=_ar1(rng, n, 0.7, 0.4), kpi=_ar1(rng, n, 0.3, 1.0),
-        common=_ar1(rng, n, 0.6, 0.35), tv_on=np.repeat(flights, 4)[:n].astype(float),
+        tv=ar1(rng, n, 0.5, 0.35), digital=ar1(rng, n, 0.5, 0.3), search=ar1(rng, n, 0.3, 0.3),
+        email=rng.normal(0.0, 0.5, n), price=ar1(rng, n, 0.7, 0.4), kpi=ar1(rng, n, 0.3, 1.0),
+        common=ar1(rng, n, 0.6, 0.35), tv_on=np.repeat(flights, 4)[:n].astype(float),
         pause=rng.random((2, n)),  # drawn last, so every draw above is the same whatever dark_weeks is
     )
 
