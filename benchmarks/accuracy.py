@@ -6,7 +6,8 @@ sets, and compute 95% intervals with the block bootstrap that re-selects the tra
 every resample. Printed per channel and effect: the mean truth, the bias and the median relative
 error of the ROI, interval coverage and the share of seeds with p < 0.05 — for the pipeline (the
 published estimate: smoothed over the selection where it rests on a selected transform, else the
-DoWhy estimate with its percentile interval), ablations (the estimate at the applied transforms
+DoWhy estimate with its percentile interval; its p-value and interval include the test of no effect
+that repeats the selection, `effects/null_test.py`), ablations (the estimate at the applied transforms
 with percentile or basic intervals from the same draws; transforms held fixed in the bootstrap)
 and naive OLS (one regression on all channels and controls, HAC interval).
 
@@ -59,11 +60,14 @@ from cmmm_pipeline.effects.bootstrap import (  # noqa: E402
     wald_pvalue,
 )
 from cmmm_pipeline.effects.estimation import channel_specs, gcomputation_specs, naive_coefficients  # noqa: E402
+from cmmm_pipeline.effects.null_test import null_tests, with_null_tests  # noqa: E402
 from cmmm_pipeline.media.features import build_features, node_columns  # noqa: E402
 from cmmm_pipeline.media.selection import SelectionSettings, channel_candidates, select_transforms  # noqa: E402
 from cmmm_pipeline.simulation.simulate import Scenario, simulate  # noqa: E402
 
 LEVEL = 0.95
+NULL_TEST_SAMPLES = 99
+"""As the pipeline's default `estimation.null_test_samples`: the published p-value and interval include it."""
 EDGES = (("seasonality", "tv"), ("seasonality", "digital"), ("seasonality", "sales"), ("tv", "search"),
          ("tv", "sales"), ("search", "sales"), ("digital", "sales"), ("email", "sales"), ("price", "sales"),
          ("trend", "sales"))
@@ -131,7 +135,10 @@ def run_seed(scenario: Scenario, config: PipelineConfig, specs: list, seed: int,
         if s.effect is EffectType.DIRECT:
             points[(s.channel, EffectType.INDIRECT)] = (points[(s.channel, EffectType.TOTAL)]
                                                         - points[(s.channel, EffectType.DIRECT)])
-    shipped = {(i.channel, i.effect): i for i in intervals(problem, methods.pipeline, points, boot)}
+    tests = null_tests(problem, selection_settings, methods.pipeline.block_length, NULL_TEST_SAMPLES,
+                       np.random.default_rng([1000 + seed, 1]))
+    shipped = {(i.channel, i.effect): i
+               for i in with_null_tests(intervals(problem, methods.pipeline, points, boot), tests, LEVEL)}
     hac = {(s.channel, s.effect): hac_incremental_se(problem, s) for s in specs}
     rows = []
     for (channel, effect), est in points.items():

@@ -106,8 +106,10 @@ RELAXED_OVERLAP = {"overlap_bins": 1, "overlap_min_weeks": 2, "overlap_min_sprea
 benchmark) at their loosest, to measure accuracy where the default gate refuses. Not a default setting."""
 
 
-def write_inputs(case: Case, folder: Path, relax_overlap: bool = False) -> Path:
-    """The CSV and a config that a new user would write: spend columns only, no transforms."""
+def write_inputs(case: Case, folder: Path, relax_overlap: bool = False,
+                 estimation: dict[str, object] | None = None) -> Path:
+    """The CSV and a config that a new user would write: spend columns only, no transforms
+    (`estimation`: settings an ablation changes; none by default)."""
     case.data.to_csv(folder / "weekly.csv", index=False)
     channels = {c: {"spend_column": f"{c}_spend"} for c in case.truth["channel"]}
     graph: dict[str, object] = {"edges": [list(e) for e in case.edges]}
@@ -117,6 +119,8 @@ def write_inputs(case: Case, folder: Path, relax_overlap: bool = False) -> Path:
               "channels": channels, "controls": list(case.controls), "graph": graph}
     if relax_overlap:
         config["checks"] = dict(RELAXED_OVERLAP)
+    if estimation:
+        config["estimation"] = dict(estimation)
     path = folder / "config.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path
@@ -133,12 +137,13 @@ def cmmm_command(tree: Path | None) -> list[str]:
     return [str(ROOT / ".venv" / "bin" / "python"), "-c", _FROM_TREE, str(tree.resolve())]
 
 
-def run_case(case: Case, keep: Path | None, tree: Path | None = None, relax_overlap: bool = False) -> Outcome:
+def run_case(case: Case, keep: Path | None, tree: Path | None = None, relax_overlap: bool = False,
+             estimation: dict[str, object] | None = None) -> Outcome:
     """Run `cmmm run` in a subprocess, as a user does, and read what it published."""
     with tempfile.TemporaryDirectory(prefix=f"heldout-{case.world}-") as tmp:
         folder = Path(tmp) if keep is None else keep / f"{case.world}-{case.seed}"
         folder.mkdir(parents=True, exist_ok=True)
-        config = write_inputs(case, folder, relax_overlap)
+        config = write_inputs(case, folder, relax_overlap, estimation)
         output = folder / "out"
         started = time.perf_counter()
         proc = subprocess.run([*cmmm_command(tree), "run", "--config", str(config), "--output", str(output),
@@ -309,6 +314,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="import cmmm_pipeline from this copy of the tree (default: the working tree's cmmm)")
     parser.add_argument("--relax-overlap", action="store_true",
                         help="ablation, not a default: loosen the overlap gate to its minimum thresholds")
+    parser.add_argument("--estimation", action="append", default=[], metavar="KEY=VALUE",
+                        help="ablation, not a default: set an `estimation` key of every config (repeatable)")
     parser.add_argument("--csv", type=Path, default=None, help="write the per-channel rows to this CSV")
     parser.add_argument("--summarize", type=Path, default=None,
                         help="reprint the per-channel table from a CSV written by --csv, without running")
@@ -329,11 +336,14 @@ def main(argv: list[str] | None = None) -> int:
         print("nothing to run")
         return 0
     jobs = max(1, min(args.jobs, MAX_JOBS))
+    estimation = {k: yaml.safe_load(v) for k, _, v in (item.partition("=") for item in args.estimation)}
     settings = "overlap gate relaxed (ablation)" if args.relax_overlap else "default settings"
+    if estimation:
+        settings += f", estimation {estimation} (ablation)"
     print(f"{len(cases)} runs, {jobs} at a time; cmmm at {settings}, every transform left to selection")
     started = time.perf_counter()
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        outcomes = list(pool.map(lambda c: run_case(c, args.keep, args.tree, args.relax_overlap), cases))
+        outcomes = list(pool.map(lambda c: run_case(c, args.keep, args.tree, args.relax_overlap, estimation), cases))
     scored_all = []
     by_world: dict[str, list[Outcome]] = {}
     for outcome in outcomes:

@@ -214,7 +214,8 @@ class CheckConfig:
 @dataclass(frozen=True)
 class EstimationConfig:
     """Estimation settings. `seed` makes every random step (bootstrap, refuters) reproducible.
-    `block_length` None: chosen from the data (Politis–White). Transform selection: `cv_folds`
+    `block_length` None: chosen from the data (Politis–White). `null_test_samples`: null datasets
+    of the selection-aware test of no effect (0: skipped). Transform selection: `cv_folds`
     forward-chaining folds after an initial training window of `cv_initial_fraction` of the weeks,
     at most `selection_passes` coordinate passes over the channels, points chosen by
     `selection_criterion`."""
@@ -223,6 +224,7 @@ class EstimationConfig:
     bootstrap_samples: int = 400
     block_length: int | None = None
     refuter_simulations: int = 20
+    null_test_samples: int = 99
     seed: int = 20240101
     cv_folds: int = 4
     cv_initial_fraction: float = 0.5
@@ -246,6 +248,8 @@ class EstimationConfig:
              "use a positive number of weeks or omit it."),
             ("refuter_simulations", self.refuter_simulations < 2, f"is {self.refuter_simulations}.",
              "use at least 2: a refuter's p-value needs the spread of its simulations."),
+            ("null_test_samples", self.null_test_samples != 0 and self.null_test_samples < 20,
+             f"is {self.null_test_samples}.", "use at least 20 null datasets, or 0 to skip the test."),
             ("seed", self.seed < 0, f"is {self.seed}.", "use a non-negative integer seed."),
             ("cv_folds", self.cv_folds < 2, f"is {self.cv_folds}.", "use at least 2 forward-chaining folds, e.g. 4."),
             ("cv_initial_fraction", not 0.2 <= self.cv_initial_fraction <= 0.8, f"is {self.cv_initial_fraction}.",

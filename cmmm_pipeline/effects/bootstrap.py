@@ -10,7 +10,9 @@ Why each choice (checked on simulated data with known truth, see benchmarks/accu
 - Re-selection inside each resample: the transform parameters were chosen on the same data; a
   bootstrap that holds them fixed forgets that choice and is far too narrow for those channels.
   The resample's rows are sorted by week first, so its forward-chaining CV still trains on the
-  past and tests on the future, and the copies of a week never sit on both sides of a fold.
+  past and tests on the future, and the copies of a week never sit on both sides of a fold. Its
+  coordinate search starts where the selection on the data started (the reference transforms):
+  started at the data's choice it settles back there, and the draws forget how the choice was made.
 - Smoothing over the selection (Efron 2014, "Estimation and accuracy after model selection"): an
   estimate at the one selected grid point jumps with the selection, and its draws are
   heavy-tailed, so their percentiles over-cover while the point itself errs widely. The mean of
@@ -434,7 +436,7 @@ def bootstrap(problem: EffectProblem, settings: BootstrapSettings, selection: Se
     # a week sit together instead of landing on both sides of a fold.
     rows = np.sort(resamples.rows, axis=1)
     if settings.reselect:
-        selected = reselect(problem.inputs, rows, problem.selected, selection)
+        selected = reselect(problem.inputs, rows, problem.inputs.start(), selection)
     else:
         selected = np.tile(problem.selected, (settings.samples, 1))
     out = estimate_all(problem, rows, selected)
@@ -567,6 +569,10 @@ class IntervalEstimate:
     """The published marginal ROI (smoothed where the incremental KPI is)."""
     mroi_ci_low: float = float("nan")
     mroi_ci_high: float = float("nan")
+    null_dispersion: float = float("nan")
+    """Spread of the t-statistic under no effect with the selection repeated (`null_test`); NaN: not run."""
+    null_p_value: float = float("nan")
+    """That test's p-value; `p_value` is the larger of it and the bootstrap's."""
 
 
 def hac_incremental_se(problem: EffectProblem, spec: EffectSpec) -> tuple[float, float]:
@@ -641,7 +647,8 @@ def intervals(problem: EffectProblem, draws: BootstrapDraws, points: dict[tuple[
 
 INTERVAL_COLUMNS = ["channel", "effect", "smoothed_incremental_kpi", "interval_method", "incremental_ci_low",
                     "incremental_ci_high", "roi_ci_low", "roi_ci_high", "mroi_estimate", "mroi_ci_low", "mroi_ci_high", "p_value", "std_error",
-                    "bootstrap_std_error", "hac_std_error", "block_length", "bootstrap_samples"]
+                    "bootstrap_std_error", "hac_std_error", "null_dispersion", "null_p_value", "block_length",
+                    "bootstrap_samples"]
 
 
 def intervals_table(estimates: list[IntervalEstimate]) -> pd.DataFrame:
@@ -654,7 +661,8 @@ def intervals_table(estimates: list[IntervalEstimate]) -> pd.DataFrame:
         "incremental_ci_high": i.incremental_ci_high, "roi_ci_low": i.roi_ci_low, "roi_ci_high": i.roi_ci_high,
         "mroi_estimate": i.mroi, "mroi_ci_low": i.mroi_ci_low, "mroi_ci_high": i.mroi_ci_high,
         "p_value": i.p_value, "std_error": i.std_error, "bootstrap_std_error": i.bootstrap_std_error,
-        "hac_std_error": i.hac_std_error, "block_length": i.block_length, "bootstrap_samples": i.samples}
+        "hac_std_error": i.hac_std_error, "null_dispersion": i.null_dispersion,
+        "null_p_value": i.null_p_value, "block_length": i.block_length, "bootstrap_samples": i.samples}
         for i in estimates], columns=INTERVAL_COLUMNS)
 
 

@@ -506,13 +506,18 @@ def naive_coefficients(data: pd.DataFrame, channels: list[str], controls: list[s
 # Inference
 
 
+def newey_west_lags(n: int) -> int:
+    """Newey–West's rule of thumb for the HAC lags of n weeks: floor(4 (n / 100)^(2/9))."""
+    return int(np.floor(4 * (n / 100.0) ** (2.0 / 9.0)))
+
+
 def hac_pvalue(x: np.ndarray, y: np.ndarray, column: int = 1, maxlags: int | None = None) -> tuple[float, float]:
     """Two-sided p-value and HAC (Newey–West) standard error of one coefficient: valid under the
     serial correlation of weekly residuals, where the classical OLS p-value is too small."""
     import statsmodels.api as sm
 
     n = len(y)
-    lags = maxlags if maxlags is not None else int(np.floor(4 * (n / 100.0) ** (2.0 / 9.0)))
+    lags = maxlags if maxlags is not None else newey_west_lags(n)
     fit = sm.OLS(y, x).fit(cov_type="HAC", cov_kwds={"maxlags": lags, "use_correction": True}, use_t=True)
     return float(fit.pvalues[column]), float(fit.bse[column])
 

@@ -32,9 +32,14 @@ from cmmm_pipeline.effects.bootstrap import (
 )
 from cmmm_pipeline.effects.estimation import MARGINAL_STEP, EffectSpec, Estimator, GComputationSpec, gcomputation_specs
 from cmmm_pipeline.effects.experiments import experiments_table, reconcile, window_mask
+from cmmm_pipeline.effects.null_test import null_tests, with_null_tests
 from cmmm_pipeline.effects.refutation import RefutationThresholds, channel_robustness, refutations_table, refute_all
 from cmmm_pipeline.media.features import ChannelTransform
 from cmmm_pipeline.media.selection import SelectionSettings
+
+NULL_TEST_STREAM = 1
+"""The null test's random stream, apart from the bootstrap's (seeded by `seed` alone), so adding
+or removing the test leaves the bootstrap's draws as they were."""
 
 
 def window_draws(problem: EffectProblem, draws: BootstrapDraws, channel: str, ate: float,
@@ -131,6 +136,9 @@ def assess(raw: pd.DataFrame, features: pd.DataFrame, config: PipelineConfig, po
     marginal_points = ({(r.channel, EffectType(r.effect)): float(r.mroi) * MARGINAL_STEP * float(r.spend)
                         for r in estimated.itertuples(index=False)} if "mroi" in estimated.columns else None)
     estimates = intervals(problem, draws, points, settings, marginal_points)
+    tests = null_tests(problem, selection, draws.block_length, est.null_test_samples,
+                       np.random.default_rng([est.seed, NULL_TEST_STREAM]))
+    estimates = with_null_tests(estimates, tests, est.ci_level)
     table = intervals_table(estimates)
     smoothed = {i.channel for i in estimates if i.method is IntervalKind.SMOOTHED}  # lift tests read alike
     # The bootstrap's standard error of the incremental KPI, on the ATE's scale (÷ Σ_t x_t).

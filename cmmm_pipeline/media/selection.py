@@ -269,10 +269,10 @@ def cv_fold_sse(fixed: np.ndarray, candidates: np.ndarray, y: np.ndarray, edges:
 
 
 def _channel_fold_sse(inputs: SelectionInputs, rows: np.ndarray, selected: np.ndarray, k: int,
-                      edges: np.ndarray) -> np.ndarray:
+                      edges: np.ndarray, y: np.ndarray | None = None) -> np.ndarray:
     others = [inputs.series[i][rows, selected[:, i][:, None]] for i in range(len(inputs.channels)) if i != k]
     fixed = np.concatenate([inputs.base[rows], np.stack(others, axis=2)], axis=2) if others else inputs.base[rows]
-    return cv_fold_sse(fixed, inputs.series[k][rows], inputs.y[rows], edges)
+    return cv_fold_sse(fixed, inputs.series[k][rows], inputs.y[rows] if y is None else y, edges)
 
 
 def rmse(fold_sse: np.ndarray, edges: np.ndarray) -> np.ndarray:
@@ -297,14 +297,16 @@ def pick(fold_sse: np.ndarray, edges: np.ndarray, distances: np.ndarray, criteri
 
 
 def coordinate_search(inputs: SelectionInputs, rows: np.ndarray, start: np.ndarray, edges: np.ndarray,
-                      max_passes: int, criterion: SelectionCriterion = SelectionCriterion.CV_MIN) -> np.ndarray:
+                      max_passes: int, criterion: SelectionCriterion = SelectionCriterion.CV_MIN,
+                      y: np.ndarray | None = None) -> np.ndarray:
     """(B, channels) selected grid indices for each row set in `rows` (B, weeks): each pass
-    re-chooses every searchable channel given the others, until a pass changes nothing."""
+    re-chooses every searchable channel given the others, until a pass changes nothing. `y`
+    (B, weeks): a KPI per row set in place of the observed one on those rows."""
     selected = np.tile(np.asarray(start), (rows.shape[0], 1))
     for _ in range(max_passes):
         changed = False
         for k in inputs.searchable:
-            best = pick(_channel_fold_sse(inputs, rows, selected, k, edges), edges, inputs.distances(k), criterion)
+            best = pick(_channel_fold_sse(inputs, rows, selected, k, edges, y), edges, inputs.distances(k), criterion)
             changed |= bool(np.any(best != selected[:, k]))
             selected[:, k] = best
         if not changed:

@@ -746,6 +746,9 @@ def _summary_section(inputs: ReportInputs) -> Section:
     if "mroi" in est.columns:
         intro += (" mROI (marginal ROI) is the return on the next unit of spend at the spend levels the data show; "
                   "where ROI against zero spend is extrapolated, the sentence leads with it.")
+    if "null_p_value" in est.columns and pd.to_numeric(est["null_p_value"], errors="coerce").notna().any():
+        intro += (" Transforms were selected from the data, so the test also repeats that selection on data "
+                  "where the channel has no effect; an interval that test cannot separate from zero reaches zero.")
     return Section("summary", "Summary", (cards, table_block(table)), intro)
 
 

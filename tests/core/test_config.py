@@ -242,6 +242,9 @@ def test_thresholds_are_validated_at_construction() -> None:
         EstimationConfig(ci_level=float("nan"))
     with pytest.raises(ConfigError, match=r"\[threshold-range\] estimation.bootstrap_samples"):
         EstimationConfig(bootstrap_samples=10)
+    with pytest.raises(ConfigError, match=r"\[threshold-range\] estimation.null_test_samples: is 5\..*or 0 to skip"):
+        EstimationConfig(null_test_samples=5)
+    assert EstimationConfig(null_test_samples=0).null_test_samples == 0  # skips the test
 
 
 def test_threshold_keys_from_yaml_reach_the_config() -> None:

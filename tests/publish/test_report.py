@@ -622,3 +622,13 @@ def test_a_missing_driver_is_an_attention_item_naming_the_fix() -> None:
                      "controls, with an edge from trend to the KPI."]
     assert [i.level for i in items if i.anchor == "dag"] == [Level.REVIEW]
     assert not [i for i in attention_items(base) if i.anchor == "dag"]
+
+
+def test_the_summary_says_the_test_repeats_the_selection_only_when_it_ran() -> None:
+    tables = _tables()
+    untested = _text(_section(render_report(ReportInputs.from_tables(_run(), tables)), "summary"))
+    assert "repeats that selection" not in untested
+    tables["estimates"] = tables["estimates"].assign(null_p_value=[0.3, 1e-6, float("nan"), float("nan")])
+    tested = _text(_section(render_report(ReportInputs.from_tables(_run(), tables)), "summary"))
+    assert ("the test also repeats that selection on data where the channel has no effect; an interval that test "
+            "cannot separate from zero reaches zero.") in tested
