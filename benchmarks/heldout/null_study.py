@@ -82,7 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{SAMPLES} null datasets per test, blocks of {BLOCK_LENGTH} weeks; seeds per world: {n}")
     print("t_rms: root mean square over seeds of the HAC t at the selected transforms (a calibrated test: 1);")
     print("dispersion: the test's own estimate of that spread, mean over seeds; rejects: share of seeds with p < 0.05")
-    print("(hac: the uncorrected HAC test at the selected transforms, normal two-sided p; test: the test of no effect).")
+    print("(hac: the uncorrected HAC test at the selected transforms, normal two-sided p;"
+          " test: the test of no effect).")
     print(summary.round(3).to_string())
     nulls = table[table["channel"].isin(["podcast", "ooh"])]
     print(f"\nnull channels, all worlds: HAC test rejects {float((nulls['p_hac'] < 0.05).mean()):.2f}, the test of no "
