@@ -207,8 +207,10 @@ def score(outcome: Outcome) -> pd.DataFrame:
             "refused": outcome.refused or outcome.crashed, "withheld": withheld,
             "zero_in_support": bool(t.zero_in_support), "always_on": bool(t.always_on), "null": bool(t.null),
             "roi_truth": t.roi, "roi": roi, "roi_err": relative_error(roi, t.roi),
+            "roi_ci_low": _get(row, "roi_ci_low"), "roi_ci_high": _get(row, "roi_ci_high"),
             "roi_cover": covered(_get(row, "roi_ci_low"), _get(row, "roi_ci_high"), t.roi),
             "mroi_truth": t.mroi, "mroi": mroi, "mroi_err": relative_error(mroi, t.mroi),
+            "mroi_ci_low": _get(row, "mroi_ci_low"), "mroi_ci_high": _get(row, "mroi_ci_high"),
             "mroi_cover": covered(_get(row, "mroi_ci_low"), _get(row, "mroi_ci_high"), t.mroi),
             "naive_err": relative_error(_get(row, "naive_roi"), t.roi),
             "p_value": _get(row, "p_value"), "roi_support": _text(row, "roi_support"),
@@ -295,12 +297,15 @@ def print_channels(table: pd.DataFrame) -> None:
         return
     print("\n=== per channel, pooled over the published runs of the simulated worlds")
     print(f"{'channel':<10} {'runs':>4} {'truth':>6} {'est/truth-1':>11} {'ROI err':>7} {'cover':>5} {'naive err':>9} "
-          f"{'p<.05':>5}")
+          f"{'p<.05':>5} | {'mROI truth':>10} {'est/truth-1':>11} {'err':>6} {'cover':>5}")
     for channel, g in ok.groupby("channel", sort=False):
         ratio = _median(g["roi"] / g["roi_truth"] - 1) if (g["roi_truth"] != 0).all() else math.nan
+        marginal = _median(g["mroi"] / g["mroi_truth"] - 1) if (g["mroi_truth"] != 0).all() else math.nan
         print(f"{channel:<10} {len(g):>4} {_median(g['roi_truth']):>6.2f} {_fmt(ratio, '+.2f'):>11} "
               f"{_fmt(_median(g['roi_err'])):>7} {_fmt(_mean(g['roi_cover']), '.2f'):>5} "
-              f"{_fmt(_median(g['naive_err'])):>9} {float((g['p_value'] < 0.05).mean()):>5.2f}")
+              f"{_fmt(_median(g['naive_err'])):>9} {float((g['p_value'] < 0.05).mean()):>5.2f} | "
+              f"{_median(g['mroi_truth']):>10.2f} {_fmt(marginal, '+.2f'):>11} {_fmt(_median(g['mroi_err'])):>6} "
+              f"{_fmt(_mean(g['mroi_cover']), '.2f'):>5}")
 
 
 def main(argv: list[str] | None = None) -> int:

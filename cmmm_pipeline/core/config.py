@@ -102,6 +102,16 @@ class SelectionCriterion(Enum):
     ONE_SE = "one_se"
 
 
+class SelectionBand(Enum):
+    """Which intervals reach the estimates of the transforms the data cannot tell from the selected
+    one (effects/selection_band.py): ALL (incremental KPI, ROI and mROI, with the p-value to
+    match), MROI (the marginal ROI only), OFF (the bootstrap's intervals as they are)."""
+
+    ALL = "all"
+    MROI = "mroi"
+    OFF = "off"
+
+
 class EffectType(Enum):
     """Which paths a channel's effect flows through."""
 
@@ -218,7 +228,8 @@ class EstimationConfig:
     of the selection-aware test of no effect (0: skipped). Transform selection: `cv_folds`
     forward-chaining folds after an initial training window of `cv_initial_fraction` of the weeks,
     at most `selection_passes` coordinate passes over the channels, points chosen by
-    `selection_criterion`."""
+    `selection_criterion`; `selection_band`: which intervals also reach the near-equivalent
+    transforms' estimates."""
 
     ci_level: float = 0.95
     bootstrap_samples: int = 400
@@ -230,15 +241,19 @@ class EstimationConfig:
     cv_initial_fraction: float = 0.5
     selection_passes: int = 3
     selection_criterion: SelectionCriterion = SelectionCriterion.CV_MIN
+    selection_band: SelectionBand = SelectionBand.MROI
 
     def __post_init__(self) -> None:
-        if not isinstance(self.selection_criterion, SelectionCriterion):
+        for name, kind in (("selection_criterion", SelectionCriterion), ("selection_band", SelectionBand)):
+            value = getattr(self, name)
+            if isinstance(value, kind):
+                continue
             try:  # as read from YAML
-                object.__setattr__(self, "selection_criterion", SelectionCriterion(self.selection_criterion))
+                object.__setattr__(self, name, kind(value))
             except ValueError:
-                raise ConfigError("config-unknown-value", "estimation.selection_criterion",
-                                  f"is {brief(self.selection_criterion)}, not a known criterion.",
-                                  f"use one of: {', '.join(m.value for m in SelectionCriterion)}.") from None
+                raise ConfigError("config-unknown-value", f"estimation.{name}", f"is {brief(value)}, not a known "
+                                  f"{'criterion' if kind is SelectionCriterion else 'setting'}.",
+                                  f"use one of: {', '.join(m.value for m in kind)}.") from None
         require_field_types(self, "estimation")
         _range_problems(self, "estimation", [
             ("ci_level", not 0.5 < self.ci_level < 1.0, f"is {self.ci_level}.", "use a level in (0.5, 1), e.g. 0.95."),

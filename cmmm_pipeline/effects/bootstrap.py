@@ -457,11 +457,11 @@ def interval(point: float, draws: np.ndarray, level: float, kind: IntervalKind) 
     return float(2.0 * point - high_q), float(2.0 * point - low_q)
 
 
-def wald_pvalue(point: float, std_error: float, df: int) -> float:
-    """Two-sided t-test of 'no effect' with the given standard error."""
+def wald_pvalue(point: float, std_error: float, df: int | None) -> float:
+    """Two-sided t-test of 'no effect' with the given standard error (None: normal)."""
     if not np.isfinite(std_error) or std_error <= 0:
         return float("nan")
-    return float(2.0 * stats.t.sf(abs(point) / std_error, df))
+    return float(2.0 * (stats.t.sf(abs(point) / std_error, df) if df else stats.norm.sf(abs(point) / std_error)))
 
 
 def smoothed_standard_error(draws: np.ndarray, unit_counts: np.ndarray, stratum_sizes: np.ndarray) -> float:
@@ -573,6 +573,8 @@ class IntervalEstimate:
     """Spread of the t-statistic under no effect with the selection repeated (`null_test`); NaN: not run."""
     null_p_value: float = float("nan")
     """That test's p-value; `p_value` is the larger of it and the bootstrap's."""
+    df: int | None = None
+    """Degrees of freedom of the t-test behind `p_value` (None: normal)."""
 
 
 def hac_incremental_se(problem: EffectProblem, spec: EffectSpec) -> tuple[float, float]:
@@ -641,7 +643,8 @@ def intervals(problem: EffectProblem, draws: BootstrapDraws, points: dict[tuple[
             channel, effect, summary.estimate, summary.low, summary.high, summary.low / spend, summary.high / spend,
             wald_pvalue(summary.estimate, summary.std_error, summary.df or df), summary.std_error,
             summary.bootstrap_std_error, hac_se, draws.block_length, summary.samples, summary.method,
-            *((marginal.estimate / step, marginal.low / step, marginal.high / step) if marginal else (nan, nan, nan))))
+            *((marginal.estimate / step, marginal.low / step, marginal.high / step) if marginal else (nan, nan, nan)),
+            df=summary.df or df))
     return out
 
 

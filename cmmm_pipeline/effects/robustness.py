@@ -1,6 +1,8 @@
 """The robustness step: for the point estimates of `ate_estimates`, bootstrap intervals that repeat
-the transform selection in every resample (`bootstrap`), DoWhy refuters with a status per channel
-(`refutation`), and the lift tests reconciled with the model over their weeks (`experiments`).
+the transform selection in every resample (`bootstrap`), widened to the transforms the data cannot
+tell apart (`selection_band`) and tested for no effect with the selection repeated (`null_test`),
+DoWhy refuters with a status per channel (`refutation`), and the lift tests reconciled with the
+model over their weeks (`experiments`).
 
 It takes what the earlier steps computed as typed values (the specs behind the estimates, the
 candidate grids and the applied choice), never rebuilt from tables, and repeats exactly the
@@ -16,7 +18,7 @@ import networkx as nx
 import numpy as np
 import pandas as pd
 
-from cmmm_pipeline.core.config import EffectType, PipelineConfig
+from cmmm_pipeline.core.config import EffectType, PipelineConfig, SelectionBand
 from cmmm_pipeline.data.ingest import spend_totals
 from cmmm_pipeline.effects.bootstrap import (
     BootstrapDraws,
@@ -33,6 +35,7 @@ from cmmm_pipeline.effects.bootstrap import (
 from cmmm_pipeline.effects.estimation import MARGINAL_STEP, EffectSpec, Estimator, GComputationSpec, gcomputation_specs
 from cmmm_pipeline.effects.experiments import experiments_table, reconcile, window_mask
 from cmmm_pipeline.effects.null_test import null_tests, with_null_tests
+from cmmm_pipeline.effects.selection_band import band_range, with_band
 from cmmm_pipeline.effects.refutation import RefutationThresholds, channel_robustness, refutations_table, refute_all
 from cmmm_pipeline.media.features import ChannelTransform
 from cmmm_pipeline.media.selection import SelectionSettings
@@ -136,6 +139,9 @@ def assess(raw: pd.DataFrame, features: pd.DataFrame, config: PipelineConfig, po
     marginal_points = ({(r.channel, EffectType(r.effect)): float(r.mroi) * MARGINAL_STEP * float(r.spend)
                         for r in estimated.itertuples(index=False)} if "mroi" in estimated.columns else None)
     estimates = intervals(problem, draws, points, settings, marginal_points)
+    if est.selection_band is not SelectionBand.OFF:
+        estimates = with_band(estimates, problem, band_range(problem, selection, list(points)),
+                              widen_roi=est.selection_band is SelectionBand.ALL)
     tests = null_tests(problem, selection, draws.block_length, est.null_test_samples,
                        np.random.default_rng([est.seed, NULL_TEST_STREAM]))
     estimates = with_null_tests(estimates, tests, est.ci_level)

@@ -281,19 +281,21 @@ def rmse(fold_sse: np.ndarray, edges: np.ndarray) -> np.ndarray:
 
 
 def pick(fold_sse: np.ndarray, edges: np.ndarray, distances: np.ndarray, criterion: SelectionCriterion) -> np.ndarray:
-    """(B,) the chosen grid index per resample (see `SelectionCriterion`). The one-SE band is paired:
-    each candidate's per-fold mean squared error minus the best candidate's, so the noise the folds
-    share cancels, and a candidate is within the band when that mean difference is at most its
-    standard error."""
-    best = rmse(fold_sse, edges).argmin(axis=1)
+    """(B,) the chosen grid index per resample (see `SelectionCriterion`; the band: `within_one_se`)."""
     if criterion is SelectionCriterion.CV_MIN:
-        return best
+        return rmse(fold_sse, edges).argmin(axis=1)
+    return np.where(within_one_se(fold_sse, edges), distances[None, :], np.inf).argmin(axis=1)
+
+
+def within_one_se(fold_sse: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """(B, G) the candidates the folds cannot tell from the best one: each candidate's per-fold mean
+    squared error minus the best candidate's (paired, so the noise the folds share cancels), whose
+    mean is at most its standard error."""
+    best = rmse(fold_sse, edges).argmin(axis=1)
     fold_mse = fold_sse / np.diff(edges)[1:]
     diff = fold_mse - np.take_along_axis(fold_mse, best[:, None, None], axis=1)
-    folds = diff.shape[2]
-    se = diff.std(axis=2, ddof=1) / np.sqrt(folds)
-    within = np.isfinite(diff).all(axis=2) & (diff.mean(axis=2) <= se)
-    return np.where(within, distances[None, :], np.inf).argmin(axis=1)
+    se = diff.std(axis=2, ddof=1) / np.sqrt(diff.shape[2])
+    return np.isfinite(diff).all(axis=2) & (diff.mean(axis=2) <= se)
 
 
 def coordinate_search(inputs: SelectionInputs, rows: np.ndarray, start: np.ndarray, edges: np.ndarray,
@@ -312,6 +314,23 @@ def coordinate_search(inputs: SelectionInputs, rows: np.ndarray, start: np.ndarr
         if not changed:
             break
     return selected
+
+
+def near_equivalent(inputs: SelectionInputs, selected: np.ndarray, settings: SelectionSettings) -> np.ndarray:
+    """(A, channels) the selections the data cannot tell from `selected` (channels,): for each
+    searchable channel, every other grid point within the one-SE band of its best, the other
+    channels held at their selection. The applied selection itself is not among them."""
+    n = inputs.y.size
+    rows = np.arange(n)[None, :]
+    edges = fold_bounds(n, settings.folds, settings.initial_fraction)
+    out = []
+    for k in inputs.searchable:
+        band = np.flatnonzero(within_one_se(_channel_fold_sse(inputs, rows, selected[None, :], k, edges), edges)[0])
+        for g in band[band != selected[k]]:
+            alternative = np.array(selected, copy=True)
+            alternative[k] = g
+            out.append(alternative)
+    return np.array(out, dtype=int).reshape(-1, len(inputs.channels))
 
 
 def reselect(inputs: SelectionInputs, rows: np.ndarray, start: np.ndarray, settings: SelectionSettings,

@@ -256,7 +256,8 @@ def _write_run_folder(con: duckdb.DuckDBPyConnection, folder: Path, config: Pipe
     run = RunInfo(run_id=run_id, run_time=when, kpi=config.kpi,
                   config_path=str(config.source), config_text=config.source.read_text(encoding="utf-8"),
                   ci_level=config.estimation.ci_level,
-                  spend_columns={c.name: c.spend_column for c in config.channels})
+                  spend_columns={c.name: c.spend_column for c in config.channels},
+                  selection_band=config.estimation.selection_band)
     html = render_report(ReportInputs.from_tables(run, tables, changes, history.roi_history(con)))
     contents: dict[str, bytes] = {}
     for table, filename in CSV_EXPORTS.items():

@@ -27,6 +27,7 @@ import networkx as nx
 import numpy as np
 import pandas as pd
 
+from cmmm_pipeline.core.config import SelectionBand
 from cmmm_pipeline.core.status import Status
 from cmmm_pipeline.dag.drawing import draw_dag_png, implications
 from cmmm_pipeline.dag.graph import graph_from_table
@@ -88,6 +89,8 @@ class RunInfo:
     ci_level: float
     spend_columns: Mapping[str, str]
     """channel → its spend column in the raw table."""
+    selection_band: SelectionBand = SelectionBand.MROI
+    """Which intervals reach the near-equivalent transforms' estimates (`estimation.selection_band`)."""
 
 
 @dataclass(frozen=True)
@@ -749,6 +752,11 @@ def _summary_section(inputs: ReportInputs) -> Section:
     if "null_p_value" in est.columns and pd.to_numeric(est["null_p_value"], errors="coerce").notna().any():
         intro += (" Transforms were selected from the data, so the test also repeats that selection on data "
                   "where the channel has no effect; an interval that test cannot separate from zero reaches zero.")
+    band = inputs.run.selection_band
+    if _available(inputs.transform_selection) and band is not SelectionBand.OFF:
+        which = "Intervals (and p-values)" if band is SelectionBand.ALL else "mROI intervals"
+        intro += (f" {which} also reach the estimates at every transform whose cross-validation error is within "
+                  "one standard error of the best (transform_selection.csv): the data cannot choose among them.")
     return Section("summary", "Summary", (cards, table_block(table)), intro)
 
 

@@ -356,3 +356,13 @@ def test_the_selection_criterion_is_read_as_an_enum_and_an_unknown_one_is_refuse
     assert EstimationConfig(selection_criterion="one_se").selection_criterion is SelectionCriterion.ONE_SE
     with pytest.raises(ConfigError, match=r"\[config-unknown-value\].*selection_criterion.*use one of: cv_min, one_se"):
         EstimationConfig(selection_criterion="one_sd")
+
+
+def test_the_selection_band_is_read_as_an_enum_and_an_unknown_one_is_refused() -> None:
+    from cmmm_pipeline.core.config import EstimationConfig, SelectionBand
+
+    assert EstimationConfig().selection_band is SelectionBand.MROI
+    assert EstimationConfig(selection_band="all").selection_band is SelectionBand.ALL
+    with pytest.raises(ConfigError, match=r"\[config-unknown-value\] estimation.selection_band: is 'roi', not a "
+                                          r"known setting.*use one of: all, mroi, off"):
+        EstimationConfig(selection_band="roi")

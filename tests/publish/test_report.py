@@ -632,3 +632,25 @@ def test_the_summary_says_the_test_repeats_the_selection_only_when_it_ran() -> N
     tested = _text(_section(render_report(ReportInputs.from_tables(_run(), tables)), "summary"))
     assert ("the test also repeats that selection on data where the channel has no effect; an interval that test "
             "cannot separate from zero reaches zero.") in tested
+
+
+def test_the_summary_says_intervals_reach_near_equivalent_transforms_only_where_they_do() -> None:
+    from dataclasses import replace as with_changes
+
+    from cmmm_pipeline.core.config import SelectionBand
+
+    tables = _tables()
+    sentence = ("also reach the estimates at every transform whose cross-validation error is within one "
+                "standard error of the best (transform_selection.csv)")
+    if "transform_selection" in tables:
+        del tables["transform_selection"]
+    configured = _text(_section(render_report(ReportInputs.from_tables(_run(), tables)), "summary"))
+    assert sentence not in configured  # no transform was selected
+    tables["transform_selection"] = pd.DataFrame({"channel": ["tv"], "cv_error": [1.0], "selected": [True]})
+    selected = _text(_section(render_report(ReportInputs.from_tables(_run(), tables)), "summary"))
+    assert f"mROI intervals {sentence}" in selected  # the default
+    every = with_changes(_run(), selection_band=SelectionBand.ALL)
+    assert f"Intervals (and p-values) {sentence}" in _text(_section(render_report(ReportInputs.from_tables(every, tables)),
+                                                                    "summary"))
+    off = with_changes(_run(), selection_band=SelectionBand.OFF)
+    assert sentence not in _text(_section(render_report(ReportInputs.from_tables(off, tables)), "summary"))
