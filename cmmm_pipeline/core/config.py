@@ -244,6 +244,8 @@ class EstimationConfig:
     selection_band: SelectionBand = SelectionBand.MROI
 
     def __post_init__(self) -> None:
+        if self.selection_band is False:  # YAML 1.1 reads an unquoted `off` as false
+            object.__setattr__(self, "selection_band", SelectionBand.OFF)
         for name, kind in (("selection_criterion", SelectionCriterion), ("selection_band", SelectionBand)):
             value = getattr(self, name)
             if isinstance(value, kind):

@@ -363,6 +363,7 @@ def test_the_selection_band_is_read_as_an_enum_and_an_unknown_one_is_refused() -
 
     assert EstimationConfig().selection_band is SelectionBand.MROI
     assert EstimationConfig(selection_band="all").selection_band is SelectionBand.ALL
+    assert EstimationConfig(selection_band=False).selection_band is SelectionBand.OFF  # `off` unquoted in YAML
     with pytest.raises(ConfigError, match=r"\[config-unknown-value\] estimation.selection_band: is 'roi', not a "
                                           r"known setting.*use one of: all, mroi, off"):
         EstimationConfig(selection_band="roi")
