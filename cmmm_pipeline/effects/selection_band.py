@@ -87,7 +87,8 @@ def _least_significant(e: IntervalEstimate, band: tuple[float, float]) -> float:
     lowest, highest = band
     if not (np.isfinite(lowest) and np.isfinite(highest) and np.isfinite(e.incremental_kpi)):
         return float("nan")
-    moved = (e.incremental_kpi + min(0.0, lowest - e.incremental_kpi), e.incremental_kpi + max(0.0, highest - e.incremental_kpi))
+    estimate = e.incremental_kpi
+    moved = (estimate + min(0.0, lowest - estimate), estimate + max(0.0, highest - estimate))
     if moved[0] <= 0.0 <= moved[1]:
         return 1.0
     return wald_pvalue(min(moved, key=abs), e.std_error, e.df)

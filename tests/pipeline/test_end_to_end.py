@@ -127,7 +127,8 @@ def test_sample_estimates_match_the_golden_file(sample_run: Path) -> None:
 
     golden_path = GOLDEN_DIR / "sample_estimates.csv"
     found_path = sample_run / "estimates.csv"
-    assert found_path.read_text(encoding="utf-8").splitlines()[0] == golden_path.read_text(encoding="utf-8").splitlines()[0]
+    header = golden_path.read_text(encoding="utf-8").splitlines()[0]
+    assert found_path.read_text(encoding="utf-8").splitlines()[0] == header
     golden, found = pd.read_csv(golden_path, dtype=str), pd.read_csv(found_path, dtype=str)
     assert found.shape == golden.shape
     for column in golden.columns:
