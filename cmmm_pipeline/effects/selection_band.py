@@ -25,7 +25,13 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from cmmm_pipeline.core.config import EffectType
-from cmmm_pipeline.effects.bootstrap import EffectProblem, IntervalEstimate, estimate_all, wald_pvalue
+from cmmm_pipeline.effects.bootstrap import (
+    BootstrapDraws,
+    EffectProblem,
+    IntervalEstimate,
+    estimate_all,
+    wald_pvalue,
+)
 from cmmm_pipeline.effects.estimation import MARGINAL_STEP
 from cmmm_pipeline.media.selection import SelectionSettings, near_equivalent
 
@@ -44,14 +50,6 @@ class BandRange:
     """How many near-equivalent selections were estimated (0: the band holds the applied one only)."""
 
 
-def _column(problem: EffectProblem, table: np.ndarray, channel: str, effect: EffectType) -> np.ndarray:
-    def of(e: EffectType) -> np.ndarray:
-        return table[:, next(j for j, s in enumerate(problem.specs) if s.channel == channel and s.effect is e)]
-    if effect is EffectType.INDIRECT:
-        return of(EffectType.TOTAL) - of(EffectType.DIRECT)
-    return of(effect)
-
-
 def band_range(problem: EffectProblem, selection: SelectionSettings, keys: list[tuple[str, EffectType]]) -> BandRange:
     """Every key's estimates over the applied and the near-equivalent selections."""
     alternatives = near_equivalent(problem.inputs, problem.selected, selection)
@@ -59,17 +57,17 @@ def band_range(problem: EffectProblem, selection: SelectionSettings, keys: list[
     identity = np.arange(problem.n)
     parts = [estimate_all(problem, np.tile(identity, (len(chunk), 1)), chunk)
              for chunk in (every[i:i + CHUNK] for i in range(0, every.shape[0], CHUNK))]
+    # Laid out as draws, so the indirect effect is read as total − direct the way the bootstrap reads it.
+    estimates = BootstrapDraws(problem.specs, np.concatenate([p.ate for p in parts]),
+                               np.concatenate([p.incremental for p in parts]), every, block_length=0,
+                               reselected=False, marginal=np.concatenate([p.marginal for p in parts]))
 
-    def ranges(table: np.ndarray) -> dict[tuple[str, EffectType], tuple[float, float]]:
-        out = {}
-        for channel, effect in keys:
-            v = _column(problem, table, channel, effect)
-            v = v[np.isfinite(v)]
-            out[(channel, effect)] = (float(v.min()), float(v.max())) if v.size else (np.nan, np.nan)
-        return out
+    def span(values: np.ndarray) -> tuple[float, float]:
+        finite = values[np.isfinite(values)]
+        return (float(finite.min()), float(finite.max())) if finite.size else (np.nan, np.nan)
 
-    return BandRange(ranges(np.concatenate([p.incremental for p in parts])),
-                     ranges(np.concatenate([p.marginal for p in parts])), int(alternatives.shape[0]))
+    return BandRange({k: span(estimates.incremental_of(*k)) for k in keys},
+                     {k: span(estimates.marginal_of(*k)) for k in keys}, int(alternatives.shape[0]))
 
 
 def _widen(low: float, high: float, estimate: float, band: tuple[float, float]) -> tuple[float, float]:
