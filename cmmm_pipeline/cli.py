@@ -110,11 +110,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     output = args.output.resolve()
     warehouse_path = (args.warehouse or output / "cmmm.duckdb").resolve()
     try:
-        load_config(config_path)  # refuse a bad config before anything starts
+        config = load_config(config_path)  # refuse a bad config before anything starts
     except CmmmError as exc:
         _print_problems(exc)
         return REFUSED
-    output.mkdir(parents=True, exist_ok=True)
+    from cmmm_pipeline.publish.preflight import check_run_targets
+
+    try:  # an output folder or warehouse that cannot take a run is refused before anything is written
+        check_run_targets(output, warehouse_path, config.data.path)
+    except CmmmError as exc:
+        _print_problems(exc)
+        return REFUSED
     from cmmm_pipeline.run import run_pipeline
 
     outcome = run_pipeline(str(config_path), str(output), str(warehouse_path))

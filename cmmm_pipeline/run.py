@@ -46,6 +46,13 @@ def run_pipeline(config_path: str, output_dir: str, warehouse_path: str) -> RunO
     errors = [_step_error(e) for e in result.all_events  # a refused warehouse lock fails resource setup
               if e.event_type in (DagsterEventType.STEP_FAILURE, DagsterEventType.RESOURCE_INIT_FAILURE)]
     messages = [m for m in (*failed_checks, *errors) if m]
+    if _ran_out_of_space(result.all_events):  # a library's rollback error says nothing of the cause
+        from pathlib import Path
+
+        from cmmm_pipeline.publish.preflight import disk_full_error, space_need
+
+        need = space_need(Path(warehouse_path).parent, Path(warehouse_path), None)
+        messages = [str(disk_full_error(Path(warehouse_path).parent, need.needed, need.free))]
     if result.success and not failed_checks:
         import duckdb
 
@@ -58,7 +65,8 @@ def run_pipeline(config_path: str, output_dir: str, warehouse_path: str) -> RunO
                       tuple(checks), "")
 
 
-_OWN_ERRORS = frozenset({"CmmmError", "ConfigError", "ConfigErrors", "DataError", "EstimationError", "PublicationError"})
+_OWN_ERRORS = frozenset({"CmmmError", "ConfigError", "ConfigErrors", "DataError", "EstimationError", "PublicationError",
+                         "OutputError"})
 _CHECK_FAILED = "DagsterAssetCheckFailedError"
 
 
@@ -80,6 +88,23 @@ def _check_lines(evaluations: Iterable[Any]) -> tuple[list[str], list[str]]:
         if blocking:
             failures.append(f"Check '{name}' failed:\n{description}" if description else f"Check '{name}' failed.")
     return lines, failures
+
+
+def _error_texts(event: object) -> Iterable[str]:
+    error = getattr(getattr(event, "event_specific_data", None), "error", None)
+    while error is not None:
+        yield error.message
+        error = error.cause or getattr(error, "context", None)
+
+
+def _ran_out_of_space(events: Iterable[Any]) -> bool:
+    from dagster import DagsterEventType
+
+    from cmmm_pipeline.publish.preflight import is_disk_full_message
+
+    return any(is_disk_full_message(text) for e in events
+               if e.event_type in (DagsterEventType.STEP_FAILURE, DagsterEventType.RESOURCE_INIT_FAILURE)
+               for text in _error_texts(e))
 
 
 def _step_error(event: object) -> str:

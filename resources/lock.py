@@ -11,12 +11,14 @@ import datetime as dt
 import json
 import os
 import socket
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
 from filelock import FileLock, Timeout
 
 from cmmm_pipeline.core.errors import CmmmError
+from cmmm_pipeline.publish.preflight import not_writable_error
 
 LOCK_RULE = "warehouse-locked"
 
@@ -65,16 +67,46 @@ class WarehouseLock:
         self._lock = FileLock(str(lock_path(database)), timeout=timeout, thread_local=False, is_singleton=False)
 
     def acquire(self, run_id: str) -> None:
-        lock_path(self.database).parent.mkdir(parents=True, exist_ok=True)
+        for path in (lock_path(self.database), holder_path(self.database)):
+            _refuse_foreign(path)
         try:
+            lock_path(self.database).parent.mkdir(parents=True, exist_ok=True)
             self._lock.acquire(timeout=self.timeout)
         except Timeout:
             raise locked_error(self.database, read_holder(self.database), self.timeout) from None
+        except OSError as exc:
+            raise not_writable_error(lock_path(self.database), exc) from None
         holder = {"run_id": run_id, "pid": os.getpid(), "host": socket.gethostname(),
                   "started": dt.datetime.now(dt.UTC).replace(microsecond=0, tzinfo=None).isoformat(sep=" ")}
-        holder_path(self.database).write_text(json.dumps(holder), encoding="utf-8")
+        try:
+            _write_no_follow(holder_path(self.database), json.dumps(holder).encode("utf-8"))
+        except OSError as exc:
+            self._lock.release(force=True)
+            raise not_writable_error(holder_path(self.database), exc) from None
 
     def release(self) -> None:
         if self._lock.is_locked:
-            holder_path(self.database).unlink(missing_ok=True)
+            holder = holder_path(self.database)
+            if os.path.lexists(holder) and stat.S_ISREG(holder.lstat().st_mode):
+                holder.unlink()
             self._lock.release(force=True)
+
+
+def _refuse_foreign(path: Path) -> None:
+    """The lock and its note are regular files the pipeline made: a link or anything else there is
+    not ours, and is neither followed nor replaced."""
+    if os.path.lexists(path) and not stat.S_ISREG(path.lstat().st_mode):
+        kind = f"a symbolic link to {os.readlink(path)[:200]!r}" if path.is_symlink() else "not a regular file"
+        raise CmmmError("output-not-ours", str(path),
+                        f"is {kind}, which the pipeline did not create; it is neither followed nor replaced, so "
+                        "nothing was run.",
+                        "remove that entry (the lock files are recreated), or choose another --warehouse, then run "
+                        "again.")
+
+
+def _write_no_follow(path: Path, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)

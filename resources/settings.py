@@ -21,6 +21,8 @@ from cmmm_pipeline.core.errors import CmmmError
 from cmmm_pipeline.core.loading import load_config
 from cmmm_pipeline.data import warehouse
 from cmmm_pipeline.publish.outputs import RepairAction, repair_publication
+from cmmm_pipeline.publish.preflight import (OutputError, check_disk_space, check_output_folder_usable,
+                                             check_warehouse_file)
 from resources.lock import WarehouseLock
 
 CONNECTION_CONFIG = {"custom_user_agent": "dagster"}
@@ -38,7 +40,14 @@ def connect(database: str) -> Iterator[duckdb.DuckDBPyConnection]:
         Path(database).parent.mkdir(parents=True, exist_ok=True)
     # DuckDB shares one database instance per file within a process and refuses a second
     # configuration: connect exactly as DuckDBResource does.
-    con = duckdb.connect(database, config=CONNECTION_CONFIG)
+    try:
+        con = duckdb.connect(database, config=CONNECTION_CONFIG)
+    except duckdb.IOException as exc:
+        if _is_file(database) and "not a valid DuckDB database" in str(exc):
+            raise OutputError("warehouse-invalid", database,
+                              "is not a DuckDB database; the pipeline never overwrites a file it did not create.",
+                              "point --warehouse (or CMMM_WAREHOUSE) at a new path, or move the file away.") from None
+        raise
     try:
         yield con
     finally:
@@ -97,6 +106,10 @@ class WarehouseResource(DuckDBResource):
         run_id = context.run.run_id if context.run is not None else None
         if not run_id or not _is_file(self.database):
             return
+        if self.output_dir:  # refused with a rule before the lock or DuckDB touch anything
+            check_output_folder_usable(Path(self.output_dir))
+        check_warehouse_file(Path(self.database))
+        check_disk_space(Path(self.output_dir or Path(self.database).parent), Path(self.database), None)
         lock = WarehouseLock(self.database, self.lock_timeout_seconds)
         lock.acquire(run_id)
         self._run_lock = lock

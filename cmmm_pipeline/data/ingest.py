@@ -52,11 +52,38 @@ def read_table(config: PipelineConfig) -> pd.DataFrame:
     return read_data_file(config.data.path, config.data.table, used_columns(config))
 
 
+def _file_kind(path: Path) -> str:
+    """'file', 'missing', or what else the path is (its target's kind, for a link)."""
+    import stat
+
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return "missing"
+    except OSError as exc:
+        return f"not readable ({exc.strerror or type(exc).__name__})"
+    if stat.S_ISREG(mode):
+        return "file"
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    if stat.S_ISFIFO(mode):
+        return "a named pipe (FIFO)"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    return "a socket or another special file"
+
+
 def read_data_file(path: Path, table: str | None = None, used: list[str] | None = None) -> pd.DataFrame:
     """The weekly table as stored (CSV, Parquet or a DuckDB table); any failure is one refusal.
     For a CSV, the used columns' names are first checked in the raw header line."""
-    if not path.is_file():
+    kind = _file_kind(path)
+    if kind == "missing":
         raise DataError("data-missing", str(path), "no such file.", "fix data.path in the config.")
+    if kind != "file":
+        raise DataError("data-not-a-file", str(path),
+                        f"is {kind}, not a regular file; the pipeline reads only regular files (a device or a "
+                        "pipe could be endless or block forever).",
+                        "export the weekly table to a CSV or Parquet file and point data.path at it.")
     suffix = path.suffix.lower()
     if not table and suffix in CSV_SUFFIXES:
         try:

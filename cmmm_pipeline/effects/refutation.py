@@ -94,7 +94,7 @@ class HiddenConfounderCase(CheckCase):
     REVERSED = (Status.FAIL, ("a hidden confounder explaining {pct}% of spend and KPI variation reverses the sign of "
                               "the effect."), "do not act on this channel's estimate without a lift test.")
     NOT_SIGNIFICANT = (Status.REVIEW, ("a hidden confounder explaining {pct}% of spend and KPI variation leaves the "
-                                       "effect positive but no longer distinguishable from zero ({in_se:+.2f} SE)."),
+                                       "effect {direction} but no longer distinguishable from zero ({in_se:+.2f} SE)."),
                        ("name the plausible hidden drivers of this channel's spend and measure them, or run a lift "
                         "test."))
     SURVIVES = (Status.PASS, ("a hidden confounder explaining {pct}% of spend and KPI variation leaves the effect at "
@@ -340,7 +340,8 @@ def unobserved_common_cause(target: RefutationTarget, seed: int, thresholds: Ref
         case = HiddenConfounderCase.SURVIVES
     p = float(2 * stats.t.sf(abs(in_se), summary.df))
     return RefutationResult(spec.channel, spec.effect, RefuterKind.UNOBSERVED_COMMON_CAUSE, case, fit.value, new,
-                            p, in_se, case.render(pct=round(100 * r2), in_se=in_se))
+                            p, in_se, case.render(pct=round(100 * r2), in_se=in_se,
+                                                  direction="negative" if fit.value < 0 else "positive"))
 
 
 def sensitivity(spec: EffectSpec, summary: RegressionSummary, thresholds: RefutationThresholds) -> RefutationResult:

@@ -3,8 +3,9 @@ warehouse so that both always show the same run (one run, one publication).
 
 Layout of the output folder:
 
-    OUTPUT/runs/<run_id>/     every file of one run (estimates.csv, report.html, the CSVs) and
-                              publication.json (run id, run time, SHA-256 of each file)
+    OUTPUT/runs/<run_id>/     every file of one run (estimates.csv, report.html, the CSVs),
+                              publication.json (run id, run time, SHA-256 of each file) and the
+                              ownership marker .cmmm-run (the run id), written first
     OUTPUT/current            symlink -> runs/<run_id> of the published run: the single pointer
     OUTPUT/estimates.csv ...  symlinks -> current/<name>: the paths users open never change
 
@@ -16,6 +17,15 @@ top-level links; prune old run folders. A crash before the commit leaves the war
 `current` on the previous run; a crash after it leaves `current` one step behind, and the next
 start rolls it forward to the warehouse's run (`repair_publication`), whose folder is complete
 before the commit by construction.
+
+Ownership: the pipeline deletes only what it created. Before anything is written or removed,
+`check_output_folder` refuses (`output-not-ours`) a `runs` or `current` entry, or a published name,
+that is not the pipeline's own kind of entry (a symlink to somewhere else, a folder, a device), and
+it never follows a link. A run folder is removed only when it is a real folder holding the marker
+(or, from an older release, the manifest) of the run it is named after, and then only the file names
+a run writes are unlinked, one by one, before an `rmdir` that leaves a folder with anything foreign in
+it in place. A regular file at a published name (the older layout, or a user's file) is renamed aside,
+never deleted.
 """
 
 from __future__ import annotations
@@ -26,7 +36,8 @@ import hashlib
 import json
 import os
 import re
-import shutil
+import secrets
+import stat
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -70,11 +81,67 @@ CURRENT = "current"
 KEEP_RUNS = 5
 """Run folders kept (the newest publications); older ones are removed after each publication."""
 PARTIAL_SUFFIX = ".partial"
+OWNER_MARKER = ".cmmm-run"
+"""Written first into every run folder (its content is the run id): what makes a folder ours to remove."""
 _RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,99}")
 
 
 class PublicationError(CmmmError):
     """The output folder cannot take (or does not hold) a consistent publication."""
+
+
+NOT_OURS = "output-not-ours"
+
+
+def _not_ours(path: Path, what: str) -> PublicationError:
+    return PublicationError(
+        NOT_OURS, str(path),
+        f"is {what}, which the pipeline did not create; it neither follows nor removes it, so nothing was "
+        "written or deleted.",
+        "move that entry out of the output folder (or choose another --output / CMMM_OUTPUT_DIR), then run again.")
+
+
+def _kind(path: Path) -> str:
+    """What an entry is, for a message (a link is described with its target, never followed)."""
+    mode = path.lstat().st_mode
+    if stat.S_ISLNK(mode):
+        return f"a symbolic link to {os.readlink(path)[:200]!r}"
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    if stat.S_ISREG(mode):
+        return "a regular file"
+    return "a special file (device, FIFO or socket)"
+
+
+def check_output_folder(directory: Path) -> None:
+    """Refuse (`output-not-ours`) before anything is touched when an entry the publication would
+    replace or remove is not of the kind the pipeline creates: `runs` must be a real folder,
+    `current` a link to `runs/<run id>`, each published name a link to `current/<name>` (or a
+    regular file of the older layout, which is renamed aside). Links are read, never followed."""
+    directory = Path(directory)
+    runs = directory / RUNS_DIR
+    if os.path.lexists(runs) and not stat.S_ISDIR(runs.lstat().st_mode):
+        raise _not_ours(runs, _kind(runs))
+    current = directory / CURRENT
+    if os.path.lexists(current):
+        target = os.readlink(current) if current.is_symlink() else None
+        if target is None or not _is_run_link(target):
+            raise _not_ours(current, _kind(current))
+    for name in (*USER_FILES, OWNER_MARKER):
+        path = directory / name
+        if not os.path.lexists(path):
+            continue
+        mode = path.lstat().st_mode
+        if stat.S_ISLNK(mode):
+            if os.readlink(path) != f"{CURRENT}/{name}":
+                raise _not_ours(path, _kind(path))
+        elif not stat.S_ISREG(mode) or name == OWNER_MARKER:
+            raise _not_ours(path, _kind(path))
+
+
+def _is_run_link(target: str) -> bool:
+    head, _, name = target.partition("/")
+    return head == RUNS_DIR and bool(_RUN_ID.fullmatch(name))
 
 
 class RepairAction(Enum):
@@ -181,28 +248,31 @@ def publish_run(con: duckdb.DuckDBPyConnection, directory: Path, config: Pipelin
     runs = directory / RUNS_DIR
     folder, partial = runs / run_id, runs / f".{run_id}{PARTIAL_SUFFIX}"
     previous = warehouse.published_run(con)
+    check_output_folder(directory)
     try:
         runs.mkdir(parents=True, exist_ok=True)
         repair_publication(con, directory)
-        if folder.is_symlink() or folder.exists():
+        if os.path.lexists(folder):
             if _current_run(directory) == run_id:
                 raise PublicationError("run-already-published", str(folder),
                                        f"run {run_id} is the published run; its folder cannot be rewritten.",
                                        "publish a new run (every run has its own id).")
-            _remove(folder)  # an earlier attempt of this run that never committed
-        _remove(partial)
+            if not _remove_run_folder(folder):  # an earlier attempt of this run that never committed
+                raise _not_ours(folder, _kind(folder) + " without this run's marker")
+        if os.path.lexists(partial) and not _remove_run_folder(partial):
+            raise _not_ours(partial, _kind(partial) + " without this run's marker")
         restated = _restatements(con, staging)
         with warehouse.publishing(con, run_id, run_time, "estimates", staging=staging,
                                   folder=f"{RUNS_DIR}/{run_id}"):
             names, changes, forest = _write_run_folder(con, partial, config, run_id, restated)
             _seal_folder(partial, folder)
     except OSError as exc:
-        _remove(partial, quiet=True)
+        _remove_run_folder(partial, quiet=True)
         if warehouse.published_run(con) == previous:
-            _remove(folder, quiet=True)
+            _remove_run_folder(folder, quiet=True)
         raise _not_writable(directory, exc, previous) from exc
     except BaseException:
-        _remove(partial, quiet=True)
+        _remove_run_folder(partial, quiet=True)
         raise
     try:
         _switch_current(directory, run_id)
@@ -224,10 +294,10 @@ def _not_writable(directory: Path, exc: OSError, previous: warehouse.PublishedRu
     reason = exc.strerror or str(exc.args[0] if exc.args else type(exc).__name__)
     where = f" at {exc.filename}" if exc.filename else ""
     kept = f"run {previous.run_id}" if previous else "nothing (no run was published before)"
-    fix = ("free space on its disk" if exc.errno in (errno.ENOSPC, errno.EDQUOT)
-           else "make the folder writable by the user that runs the pipeline")
+    full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    fix = "free space on its disk" if full else "make the folder writable by the user that runs the pipeline"
     return PublicationError(
-        "output-not-writable", str(directory),
+        "disk-full" if full else "output-not-writable", str(directory),
         f"the run's files could not be written ({reason}{where}), so nothing was published: the warehouse "
         f"and the output folder still show {kept}.",
         f"{fix}, or choose another output folder (--output or CMMM_OUTPUT_DIR), then run again.")
@@ -247,7 +317,8 @@ def _write_run_folder(con: duckdb.DuckDBPyConnection, folder: Path, config: Pipe
     """Every file of the run, rendered from the `published` tables the open transaction holds, then
     the manifest naming the run and each file's hash (written last: a folder with a manifest is
     complete)."""
-    folder.mkdir(parents=True)
+    folder.mkdir()
+    _write_file(folder / OWNER_MARKER, run_id.encode("utf-8"))
     published = set(warehouse.table_names(con, warehouse.PUBLISHED))
     tables = {t: warehouse.read_table(con, t, warehouse.PUBLISHED) for t in REPORT_TABLES if t in published}
     estimates = tables["estimates"]
@@ -310,9 +381,8 @@ def _switch_current(directory: Path, run_id: str) -> None:
 
 
 def _replace_symlink(path: Path, target: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.unlink(missing_ok=True)
-    os.symlink(target, tmp)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+    os.symlink(target, tmp)  # a fresh name: fails rather than replace anything already there
     try:
         os.replace(tmp, path)
     except BaseException:
@@ -321,44 +391,127 @@ def _replace_symlink(path: Path, target: str) -> None:
 
 
 def _link_user_file(directory: Path, name: str) -> None:
-    """`OUTPUT/<name>` -> `current/<name>` (replacing a regular file the older layout left there)."""
-    _replace_symlink(directory / name, f"{CURRENT}/{name}")
+    """`OUTPUT/<name>` -> `current/<name>` (a regular file the older layout left there is set aside)."""
+    path = directory / name
+    if os.path.lexists(path) and not path.is_symlink():
+        _set_aside(path)
+    _replace_symlink(path, f"{CURRENT}/{name}")
+
+
+def _is_our_link(path: Path, name: str) -> bool:
+    return path.is_symlink() and os.readlink(path) == f"{CURRENT}/{name}"
+
+
+def _set_aside(path: Path) -> Path:
+    """Rename a regular file at a published name to a free `<name>.before-links[.N]`: the older
+    layout's files (or a user's own) are never deleted."""
+    for n in range(1000):
+        aside = path.with_name(f"{path.name}.before-links" + (f".{n}" if n else ""))
+        if not os.path.lexists(aside):
+            os.rename(path, aside)
+            return aside
+    raise _not_ours(path, "a regular file with 1000 earlier copies set aside beside it")
 
 
 def _refresh_links(directory: Path, names: tuple[str, ...]) -> bool:
-    """Top-level names link through `current`; names the current run did not publish are removed,
-    so no file of an older run stays in view. True when anything changed."""
+    """Top-level names link through `current`; our links to names the current run did not publish
+    are removed, so no file of an older run stays in view. True when anything changed."""
     changed = False
     for name in USER_FILES:
         path = directory / name
         if name in names:
-            if not (path.is_symlink() and os.readlink(path) == f"{CURRENT}/{name}"):
+            if not _is_our_link(path, name):
                 _link_user_file(directory, name)
                 changed = True
-        elif path.is_symlink() or path.is_file():
+        elif _is_our_link(path, name):
             path.unlink()
+            changed = True
+        elif os.path.lexists(path) and stat.S_ISREG(path.lstat().st_mode):
+            _set_aside(path)
             changed = True
     return changed
 
 
 def _prune(con: duckdb.DuckDBPyConnection, runs: Path, keep: int) -> None:
-    """Remove run folders other than the `keep` newest publications (and leftovers of crashed runs)."""
+    """Remove our run folders other than the `keep` newest publications (and leftovers of crashed
+    runs); anything else in `runs/` is not ours and stays."""
     log = warehouse.publication_log(con)
     kept = set(log["run_id"].astype(str).tail(keep)) if not log.empty else set()
     for entry in runs.iterdir():
         if entry.name not in kept:
-            _remove(entry)
+            _remove_run_folder(entry)
 
 
-def _remove(path: Path, quiet: bool = False) -> None:
+def _folder_run_id(name: str) -> str | None:
+    """The run a run-folder name stands for (`<id>` or `.<id>.partial`), None for any other name."""
+    if name.startswith(".") and name.endswith(PARTIAL_SUFFIX):
+        name = name[1:-len(PARTIAL_SUFFIX)]
+    return name if _RUN_ID.fullmatch(name) else None
+
+
+def _read_small(path: Path, limit: int = 1 << 20) -> bytes | None:
+    """A regular file's bytes (None for a link, a non-regular file or one over `limit`), never following a link."""
     try:
-        if path.is_symlink() or path.is_file():
-            path.unlink()
-        elif path.is_dir():
-            shutil.rmtree(path)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_size > limit:
+            return None
+        return os.read(fd, info.st_size + 1)
+    finally:
+        os.close(fd)
+
+
+def is_own_run_folder(path: Path) -> bool:
+    """A real folder (not a link) named after a run that holds that run's marker, or the manifest
+    naming that run (folders of releases before the marker)."""
+    run_id = _folder_run_id(path.name)
+    if run_id is None or not stat.S_ISDIR(path.lstat().st_mode):
+        return False
+    if _read_small(path / OWNER_MARKER) == run_id.encode("utf-8"):
+        return True
+    manifest = _read_small(path / MANIFEST_FILE)
+    try:
+        return manifest is not None and json.loads(manifest).get("run_id") == run_id
+    except (ValueError, AttributeError):
+        return False
+
+
+_RUN_FILE_NAMES = frozenset((*USER_FILES, OWNER_MARKER))
+
+
+def _remove_run_folder(path: Path, quiet: bool = False) -> bool:
+    """Remove one of our run folders: unlink only the names a run writes (a link or a hard link loses
+    just that name; nothing is followed), then `rmdir`, which keeps a folder that holds anything
+    else. An empty folder named like a run's (a crash before its marker) is removed too. Returns
+    False, touching nothing, for anything that is not ours."""
+    try:
+        if not os.path.lexists(path):
+            return True
+        if _folder_run_id(path.name) is None or not stat.S_ISDIR(path.lstat().st_mode):
+            return False
+        if not is_own_run_folder(path):
+            if any(path.iterdir()):
+                return False
+            path.rmdir()
+            return True
+        for name in _RUN_FILE_NAMES - {OWNER_MARKER}:
+            entry = path / name
+            if os.path.lexists(entry) and not stat.S_ISDIR(entry.lstat().st_mode):
+                entry.unlink()
+        (path / OWNER_MARKER).unlink(missing_ok=True)
+        try:
+            path.rmdir()
+        except OSError as exc:
+            if exc.errno != errno.ENOTEMPTY:
+                raise
+        return True
     except OSError:
         if not quiet:
             raise
+        return False
 
 
 def _current_run(directory: Path) -> str | None:
@@ -382,6 +535,7 @@ def repair_publication(con: duckdb.DuckDBPyConnection, directory: Path) -> Repai
     of truth: a run folder is complete before its commit, so the pointer can always be rolled
     forward to it, while the tables the commit replaced are gone and cannot be rolled back to."""
     directory = Path(directory)
+    check_output_folder(directory)
     published = warehouse.published_run(con)
     before = _current_run(directory)
     if published is None:

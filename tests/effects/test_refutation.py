@@ -181,3 +181,18 @@ def test_every_case_carries_its_status_and_recommendation(tv_results: dict) -> N
     placebo = tv_results[RefuterKind.PLACEBO_TREATMENT]
     assert placebo.case is ref.PlaceboCase.CLEAR
     assert placebo.message == ref.PlaceboCase.CLEAR.render(in_se=placebo.statistic, t=0.0)
+
+
+def test_a_negative_effect_is_described_as_negative_by_the_hidden_confounder() -> None:
+    """An estimate of the wrong sign was described as 'positive' by the hidden-confounder sentence."""
+    world = _world()
+    features = sample_world()["features"].copy()
+    spec = world["specs"][("email", EffectType.TOTAL)]
+    # Flip email's effect to -0.3 of its size (about -1.2 SE): negative, and a 5% confounder erases it.
+    summary = regression_summary(features, spec, "sales")
+    features["sales"] = features["sales"] - 1.3 * summary.estimate * features["email"]
+    results = {r.refuter: r for r in refute_effect(features, world["g"], spec, "sales", 5, 3, THRESHOLDS)}
+    hidden = results[RefuterKind.UNOBSERVED_COMMON_CAUSE]
+    assert hidden.estimate == pytest.approx(-0.3 * summary.estimate, rel=1e-6)
+    assert hidden.status is Status.REVIEW
+    assert "leaves the effect negative but no longer distinguishable from zero" in hidden.message

@@ -257,7 +257,8 @@ def test_a_failed_write_leaves_the_warehouse_and_the_files_as_they_were(
     with pytest.raises(outputs.PublicationError) as caught:
         publish_b(world)
     message = str(caught.value)
-    assert message.startswith(f"[output-not-writable] {out}: ")
+    rule = "disk-full" if code == errno.ENOSPC else "output-not-writable"
+    assert message.startswith(f"[{rule}] {out}: ")
     assert os.strerror(code) in message and f"still show run {wh_before['run']}" in message
     assert f"Fix: {fix}" in message
     assert warehouse_state(out / "cmmm.duckdb") == wh_before
