@@ -17,6 +17,7 @@ drives the KPI; mediators and confounders specific to the business are for the u
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -97,7 +98,8 @@ class Values:
     """Coefficient of variation: standard deviation over mean (inf when the mean is not positive)."""
     minimum: float
     binary: bool
-    missing: int
+    unclean: int
+    """Cells that are empty or hold text: the run refuses them (no-missing-values, numeric-type)."""
 
     @property
     def spend_like(self) -> bool:
@@ -199,7 +201,7 @@ def read_values(values: pd.Series) -> Values:
     return Values(zero_share=float((present == 0).mean()) if len(present) else 0.0, cv=cv,
                   minimum=float(present.min()) if len(present) else 0.0,
                   binary=bool(len(present)) and set(np.unique(present)) <= {0.0, 1.0},
-                  missing=int(numbers.isna().sum()))
+                  unclean=int(numbers.isna().sum()))
 
 
 def _is_date_column(values: pd.Series) -> bool:
@@ -475,6 +477,16 @@ def _promote(controls: list[Role], candidates: list[_Column]) -> _Column | None:
     return max(shaped, key=lambda c: (c.values.zero_share, c.values.cv)) if shaped else None
 
 
+def _unclean(item: Role | Channel, columns: dict[str, _Column]) -> Role | Channel:
+    """The item marked DECIDE when its column has empty or text cells, which the run would refuse."""
+    c = columns.get(item.spend_column if isinstance(item, Channel) else item.column)
+    if c is None or not c.values.unclean:
+        return item
+    issue = (f"{c.values.unclean} cell(s) of '{c.column}' are empty or text, which the run refuses "
+             "(no-missing-values, numeric-type): fill or clean them")
+    return dataclasses.replace(item, decide=True, reason=f"{item.reason}; {issue}" if item.reason else issue)
+
+
 def guess_roles(table: pd.DataFrame, path: Path) -> Starter:
     """Assign each column a role from its name and values, with the reason and whether a human must
     decide it; refuse a table without dates, or without a KPI and a column that could be spend."""
@@ -513,7 +525,9 @@ def guess_roles(table: pd.DataFrame, path: Path) -> Starter:
     channels: list[Channel] = []
     for medium, members in media.items():
         channels.append(_channel(medium, members, taken | {c.name for c in channels}))
-    return Starter(date, kpi, tuple(channels), tuple(controls), tuple(left), tuple(notes))
+    by_name = {c.column: c for c in candidates}
+    return Starter(date, _unclean(kpi, by_name), tuple(_unclean(c, by_name) for c in channels),
+                   tuple(_unclean(r, by_name) for r in controls), tuple(left), tuple(notes))
 
 
 def _q(name: str) -> str:

@@ -162,6 +162,20 @@ def test_no_channel_named_or_shaped_promotes_the_most_spend_like_column(tmp_path
     assert [r.column for r in starter.controls] == ["price"]
 
 
+def test_text_cells_in_a_used_column_are_a_decision_and_the_only_validate_problem(
+        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    table = headers.pysimmmulator().astype({"TV_spend": object})
+    table.loc[7, "TV_spend"] = "$99"
+    status, path = _init(tmp_path, table)
+    assert status == 0
+    text = path.read_text(encoding="utf-8")
+    assert re.search(r"# DECIDE tv: the spend of medium 'tv'; 1 cell\(s\) of 'TV_spend' are empty or text", text)
+    capsys.readouterr()
+    assert main(["validate", "--config", str(path)]) == 2
+    problems = [line for line in capsys.readouterr().err.splitlines() if line.startswith("cmmm: [")]
+    assert len(problems) == 1 and problems[0].startswith("cmmm: [numeric-type]") and "TV_spend" in problems[0]
+
+
 @pytest.mark.parametrize(("content", "rule", "named"), [
     ("Amazon_spend,total_revenue\n1,2\n3,4\n", "init-no-date-column", "Amazon_spend"),
     ("week,channel,comment\n2024-01-01,tv,good\n2024-01-08,tv,bad\n", "init-too-few-numeric-columns", "none"),
