@@ -55,6 +55,8 @@ RATIO_WORDS = frozenset({"per", "rate", "ratio", "share", "pct", "percent", "per
 MEDIA_OUTCOME_WORDS = frozenset({"visits", "sessions", "traffic", "pageviews", "visitors"})
 KPI_QUALIFIERS = frozenset({"total", "net", "gross", "weekly", "sum", "all"})
 CURRENCY_WORDS = frozenset({"eur", "usd", "gbp", "chf", "jpy", "cad", "aud", "dollars", "euros", "euro"})
+MEDIUM_ALIASES = {"fb": "facebook", "ig": "instagram", "yt": "youtube", "television": "tv", "adwords": "google"}
+"""Short names of one medium, so that `fb_spend` and `facebook_impressions` are one channel."""
 DATE_WORDS = ("week", "date", "ds", "period", "week_start", "time")
 ROBYN_SUFFIXES = {"S": "spend", "I": "activity", "P": "activity", "B": "baseline"}
 
@@ -189,7 +191,7 @@ def read_name(column: str) -> Name:
     spend = suffix == "spend" or bool(SPEND_WORDS & set(words))
     activity = suffix == "activity" or bool(ACTIVITY_WORDS & set(words))
     metric = Metric.SPEND if spend else Metric.ACTIVITY if activity else Metric.NONE
-    medium = [w for w in words if w not in SPEND_WORDS | ACTIVITY_WORDS | CURRENCY_WORDS]
+    medium = [MEDIUM_ALIASES.get(w, w) for w in words if w not in SPEND_WORDS | ACTIVITY_WORDS | CURRENCY_WORDS]
     return Name(frozenset(words), metric, "_".join(medium), suffix == "baseline")
 
 

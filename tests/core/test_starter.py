@@ -207,6 +207,7 @@ def test_a_pysimmmulator_export_without_its_date_index_is_refused_with_the_fix(t
     ("Long-Form Video_spend", Metric.SPEND, "long_form_video"), ("TV Cost", Metric.SPEND, "tv"),
     ("spend_eur_facebook", Metric.SPEND, "facebook"), ("cost_per_click", Metric.NONE, "cost_per_click"),
     ("competitor_sales_B", Metric.NONE, "competitor_sales"), ("x1", Metric.NONE, "x1"),
+    ("fb_spend", Metric.SPEND, "facebook"), ("TV_GRPs", Metric.ACTIVITY, "tv"),
 ])
 def test_names_are_read_in_the_conventions_of_common_exports(column: str, metric: Metric, medium: str) -> None:
     name = read_name(column)
