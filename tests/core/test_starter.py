@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from cmmm_pipeline.cli import main
+from cmmm_pipeline.core.errors import DataError
 from cmmm_pipeline.core.loading import load_config
 from cmmm_pipeline.core.starter import Metric, Starter, guess_roles, read_name, read_values, time_feature
 from tests.core import public_headers as headers
@@ -196,7 +197,7 @@ def test_refusals_name_a_rule_documented_for_init(tmp_path: Path, capsys: pytest
 
 def test_a_pysimmmulator_export_without_its_date_index_is_refused_with_the_fix(tmp_path: Path) -> None:
     """pysimmmulator's own `to_csv(index=False)` (before 0.6) dropped the weekly dates."""
-    with pytest.raises(Exception) as info:
+    with pytest.raises(DataError) as info:
         guess_roles(headers.pysimmmulator().drop(columns=["week_start"]), tmp_path / "mmm_input_df.csv")
     assert info.value.rule == "init-no-date-column" and "index=True" in info.value.fix
 
