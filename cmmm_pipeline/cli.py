@@ -88,10 +88,9 @@ def init(data_file: Path, output: Path) -> int:
     except CmmmError as exc:
         _print_problems(exc)
         return REFUSED
-    print(f"Wrote {output.resolve()}: {len(starter.channels)} channels "
-          f"({', '.join(c for _, c in starter.channels)}), KPI '{starter.kpi}'"
-          f"{' (guessed)' if starter.kpi_guessed else ''}, controls: {', '.join(starter.controls) or 'none'}.\n"
-          f"Next: read the comments marked CHECK/DECIDE, then `cmmm validate --config {output}` and "
+    decide = f"decide the {starter.decisions} item(s) marked DECIDE, " if starter.decisions else ""
+    print(f"Wrote {output.resolve()}: {starter.summary()}.\n"
+          f"Next: {decide}read the reason given for each guess, then `cmmm validate --config {output}` and "
           f"`cmmm run --config {output}`.")
     return 0
 

@@ -125,8 +125,8 @@ def test_init_never_overwrites_a_config(tmp_path: Path, capsys: pytest.CaptureFi
     ("absent.csv", None, "data-missing"),
     ("empty.csv", "", "data-unreadable"),
     ("header.csv", "week,tv_spend,sales\n", "data-empty"),
-    ("words.csv", "week,channel,comment\n2024-01-01,tv,good\n2024-01-08,tv,bad\n", "column-missing"),
-    ("nodates.csv", "tv_spend,sales\n1,2\n3,4\n", "column-missing"),
+    ("words.csv", "week,channel,comment\n2024-01-01,tv,good\n2024-01-08,tv,bad\n", "init-too-few-numeric-columns"),
+    ("nodates.csv", "tv_spend,sales\n1,2\n3,4\n", "init-no-date-column"),
     ("table.xlsx", "not really", "data-format"),
 ])
 def test_init_refuses_unusable_files_with_the_rule_run_names(tmp_path: Path, capsys: pytest.CaptureFixture,
@@ -139,8 +139,7 @@ def test_init_refuses_unusable_files_with_the_rule_run_names(tmp_path: Path, cap
     assert not (tmp_path / "config.yaml").exists()
 
 
-def test_init_names_channels_from_spend_like_columns_and_marks_a_guessed_kpi(tmp_path: Path,
-                                                                             capsys: pytest.CaptureFixture) -> None:
+def test_init_names_channels_by_medium_and_marks_a_guessed_kpi(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     sample = pd.read_csv(SAMPLE_DIR / "weekly.csv")
     table = pd.DataFrame({"Date": sample["week"], "TV Cost": sample["tv_spend"],
                           "facebook_impressions": sample["digital_spend"], "temperature": sample["price"],
@@ -151,8 +150,10 @@ def test_init_names_channels_from_spend_like_columns_and_marks_a_guessed_kpi(tmp
     text = (tmp_path / "config.yaml").read_text(encoding="utf-8")
     raw = yaml.safe_load(text)
     assert raw["data"] == {"path": "export.csv", "date_column": "Date", "kpi": "weekly_total"}
-    assert raw["channels"] == {"facebook": {"spend_column": "facebook_impressions"}}
-    assert "GUESSED" in text and "TV Cost" in text.split("# Left out:")[1]  # unusable name, said why
+    # A spend column may have any name (the channel's is clean); impressions without spend: to decide.
+    assert raw["channels"] == {"tv": {"spend_column": "TV Cost"}, "facebook": {"spend_column": "facebook_impressions"}}
+    assert "# DECIDE KPI 'weekly_total'" in text and "# DECIDE facebook: no spend column" in text
+    assert "region: the same text in every row" in text.split("# Left out")[1]
     assert raw["controls"] == ["seasonality", "trend", "temperature"]
     assert main(["validate", "--config", str(tmp_path / "config.yaml")]) == 0
 
