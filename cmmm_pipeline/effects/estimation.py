@@ -212,11 +212,29 @@ def batched_ols(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     xt = x.transpose(0, 2, 1)
     xtx = xt @ x
     xty = (xt @ y[:, :, None])[..., 0]
+    ok, solution = solve_normal_equations(xtx, xty[..., None])
     out = np.full(xty.shape, np.nan)
-    ok = np.linalg.cond(xtx) < 1e12
-    if ok.any():
-        out[ok] = np.linalg.solve(xtx[ok], xty[ok][..., None])[..., 0]
+    out[ok] = solution[..., 0]
     return out
+
+
+MAX_CONDITION = 1e12
+"""Normal equations whose column-scaled Gram matrix is worse conditioned than this are singular."""
+
+
+def solve_normal_equations(gram: np.ndarray, rhs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Solve B systems gram_b · s = rhs_b ((B, p, p) and (B, p, k)) after scaling each column to unit
+    norm, so that a control measured in millions (a competitor's sales) does not make a well-posed
+    design look singular: the condition number is judged on the scaled matrix, which only collinear
+    columns make large. Returns the mask of solvable systems and their (n_ok, p, k) solutions."""
+    diag = np.einsum("bii->bi", gram)
+    scale = np.sqrt(np.where(diag > 0, diag, np.nan))
+    scaled = gram / (scale[:, :, None] * scale[:, None, :])
+    finite = np.isfinite(scaled).all(axis=(1, 2))
+    ok = finite.copy()
+    ok[finite] = np.linalg.cond(scaled[finite]) < MAX_CONDITION
+    solution = np.linalg.solve(scaled[ok], rhs[ok] / scale[ok][:, :, None]) / scale[ok][:, :, None]
+    return ok, solution
 
 
 MARGINAL_STEP = 0.01

@@ -32,7 +32,7 @@ from scipy import stats
 
 from cmmm_pipeline.core.config import EffectType
 from cmmm_pipeline.effects.bootstrap import EffectProblem, IntervalEstimate
-from cmmm_pipeline.effects.estimation import EffectSpec, newey_west_lags
+from cmmm_pipeline.effects.estimation import EffectSpec, newey_west_lags, solve_normal_equations
 from cmmm_pipeline.media.selection import SelectionSettings, coordinate_search, fold_bounds
 
 CHUNK = 64
@@ -60,13 +60,12 @@ def batched_hac_t(design: np.ndarray, y: np.ndarray, lags: int) -> np.ndarray:
     others = np.delete(design, 1, axis=2)
     treatment = design[:, :, 1]
     gram = np.einsum("bnp,bnq->bpq", others, others)
-    ok = np.linalg.cond(gram) < 1e12
+    rhs = np.stack([np.einsum("bnp,bn->bp", others, treatment), np.einsum("bnp,bn->bp", others, y)], axis=2)
+    ok, coef = solve_normal_equations(gram, rhs)
     out = np.full(design.shape[0], np.nan)
     if not ok.any():
         return out
-    others, treatment, y, gram = others[ok], treatment[ok], y[ok], gram[ok]
-    rhs = np.stack([np.einsum("bnp,bn->bp", others, treatment), np.einsum("bnp,bn->bp", others, y)], axis=2)
-    coef = np.linalg.solve(gram, rhs)
+    others, treatment, y = others[ok], treatment[ok], y[ok]
     x_resid = treatment - np.einsum("bnp,bp->bn", others, coef[:, :, 0])
     y_resid = y - np.einsum("bnp,bp->bn", others, coef[:, :, 1])
     xx = np.einsum("bn,bn->b", x_resid, x_resid)

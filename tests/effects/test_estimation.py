@@ -198,3 +198,22 @@ def test_the_sample_is_the_seeded_simulation() -> None:
     raw = load_raw(config)
     data = simulate(Scenario(), SAMPLE_SEED).data
     np.testing.assert_allclose(raw["sales"].to_numpy(), data["sales"].to_numpy())
+
+
+def test_batched_ols_is_scale_free_and_still_refuses_collinear_designs() -> None:
+    """A control measured in millions (Robyn's competitor sales, ~7e6) made every resample look
+    rank-deficient, so the intervals came out NaN; only collinear columns may do that."""
+    from cmmm_pipeline.effects.estimation import batched_ols
+
+    rng = np.random.default_rng(3)
+    n = 120
+    media, control = rng.gamma(2.0, 1.0, n), rng.normal(0.0, 1.0, n)
+    y = 2.0 + 1.5 * media + 0.8 * control + rng.normal(0.0, 0.1, n)
+    x = np.column_stack([np.ones(n), media, control])
+    wide = x * np.array([1.0, 1.0, 7e6])
+    collinear = np.column_stack([np.ones(n), media, 3.0 * media])
+    beta = batched_ols(np.stack([x, wide, collinear]), np.stack([y, y, y]))
+    assert beta[0, 1] == pytest.approx(1.5, abs=0.05)
+    assert beta[1, :2] == pytest.approx(beta[0, :2], rel=1e-9)
+    assert beta[1, 2] * 7e6 == pytest.approx(beta[0, 2], rel=1e-9)
+    assert np.isnan(beta[2]).all()
