@@ -25,6 +25,7 @@ threshold in `checks.outlier_columns` lets through.
 
     python -m benchmarks.outlier_calibration --seeds 200      # the figures in docs/checks.md (about 6 min)
     python -m benchmarks.outlier_calibration --seeds 20       # a quick look (about 40 s)
+    python -m benchmarks.outlier_calibration --csv weekly.csv --kpi sales --spend tv_spend,search_spend
 """
 
 from __future__ import annotations
@@ -211,11 +212,40 @@ def one_off_table(seeds: int, thresholds: tuple[float, ...]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def judge_file(path: Path, kpi: str, spend: list[str]) -> pd.DataFrame:
+    """Each column of a user's weekly export as the gate sees it at the default thresholds: its median
+    (spending) week, robust scale, largest robust z and that week's share of the median."""
+    from cmmm_pipeline.core.config import CheckConfig
+
+    data = pd.read_csv(path)
+    defaults = CheckConfig()
+    rows = []
+    for column, kind in [(kpi, ColumnKind.KPI), *((c, ColumnKind.SPEND) for c in spend)]:
+        values = data[column].to_numpy(float)
+        threshold = defaults.outlier_threshold(column, kind is ColumnKind.KPI)
+        bound = column_bound(kind, values, column, threshold or 1.0)
+        if bound is None:
+            rows.append({"column": column, "kind": kind.value, "note": "too few weeks to judge"})
+            continue
+        z = bound.z(values)
+        rows.append({"column": column, "kind": kind.value, "weeks": bound.weeks, "median": f"{bound.center:.4g}",
+                     "robust scale": f"{bound.scale:.3g}", "max z": f"{z.max():.2f}",
+                     "max / median": f"{np.nanmax(values) / bound.center:.2f}",
+                     "refused at default": int(bound.flags(values).sum())})
+    return pd.DataFrame(rows)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=200, help="datasets per scenario / world (default 200)")
     parser.add_argument("--seed", type=int, default=20240101, help="seed of the injections")
+    parser.add_argument("--csv", type=Path, help="judge this weekly CSV instead (with --kpi and --spend)")
+    parser.add_argument("--kpi", help="the KPI column of --csv")
+    parser.add_argument("--spend", default="", help="comma-separated spend columns of --csv")
     args = parser.parse_args(argv)
+    if args.csv is not None:
+        print(judge_file(args.csv, args.kpi, [c for c in args.spend.split(",") if c]).to_string(index=False))
+        return
     started = time.perf_counter()
     clean = [*clean_datasets(args.seeds), *bursty_datasets(args.seeds)]
     pd.set_option("display.width", 200)
