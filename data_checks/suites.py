@@ -157,7 +157,10 @@ def outlier_rule(data: pd.DataFrame, column: str, kind: ColumnKind, config: Pipe
 
 def _above(z: float) -> str:
     """A threshold just above a robust z-score, readable: 12.3 or 6.61e+08."""
-    return f"{math.ceil(z * 10) / 10:g}" if z < 1e4 else f"{z * 1.001:.3g}"
+    if z < 1e4:
+        return f"{math.ceil(z * 10) / 10:g}"
+    step = 10.0 ** (math.floor(math.log10(z)) - 2)
+    return f"{math.ceil(z / step) * step:.3g}"
 
 
 def raw_spend_rules(config: PipelineConfig, columns: pd.Index | None = None,

@@ -254,3 +254,11 @@ def test_thresholds_built_in_code_are_checked_too() -> None:
     with pytest.raises(ConfigError) as info:
         CheckConfig(outlier_spend_threshold=0.5, outlier_columns={"tv_spend": -1})
     assert [p.rule for p in info.value.problems] == ["threshold-range", "threshold-range"]
+
+
+@pytest.mark.parametrize("z", [3.01, 11.04, 9_999.99, 10_000.0, 100_040.0, 6.61177e8, 1.0004e12])
+def test_the_threshold_a_message_suggests_lets_the_week_through(z: float) -> None:
+    from data_checks.suites import _above
+
+    suggested = float(_above(z))
+    assert z <= suggested <= z * 1.011 + 0.1
