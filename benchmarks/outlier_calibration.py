@@ -23,8 +23,8 @@ by family; and the detection rate of each size, for the KPI and for spend; then 
 gate may refuse (a sponsorship week at 20x and 60x the channel's median week), which a per-column
 threshold in `checks.outlier_columns` lets through.
 
-    python -m benchmarks.outlier_calibration --seeds 200      # the figures in docs/checks.md (about 6 min)
-    python -m benchmarks.outlier_calibration --seeds 20       # a quick look (about 40 s)
+    python -m benchmarks.outlier_calibration --seeds 200      # the figures in docs/checks.md (4 to 6 min)
+    python -m benchmarks.outlier_calibration --seeds 20       # a quick look (about 25 s)
     python -m benchmarks.outlier_calibration --csv weekly.csv --kpi sales --spend tv_spend,search_spend
 """
 
