@@ -33,7 +33,8 @@ def check_result(result: SuiteResult) -> AssetCheckResult:
 def raw_spend_quality(settings: CmmmSettings, raw_spend: pd.DataFrame) -> AssetCheckResult:
     """Great Expectations suite on the raw weekly table: columns present and numeric, no empty cells
     or infinities, spend >= 0, no all-zero or constant channel, KPI finite (and > 0 if configured),
-    one row per week, no gaps in the weekly calendar, at least `checks.min_weeks` weeks."""
+    no wild KPI or spend week beyond its robust bound, one row per week, no gaps in the weekly
+    calendar, at least `checks.min_weeks` weeks."""
     return check_result(validate_raw_spend(raw_spend, settings.config))
 
 

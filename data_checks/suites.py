@@ -8,13 +8,16 @@ missing or duplicated week dates themselves.
 
 from __future__ import annotations
 
+import math
 import sys
 from dataclasses import replace
 from enum import Enum
 
+import numpy as np
 import pandas as pd
 
 from cmmm_pipeline.core.config import GENERATED_CONTROLS, PipelineConfig
+from cmmm_pipeline.data.outliers import ColumnKind, column_bound
 from cmmm_pipeline.media.features import WEEK, node_columns
 from data_checks.gx_runner import ExpectationFailure, Rule, SuiteResult, run_suite
 
@@ -49,6 +52,7 @@ class DataRule(Enum):
     WEEKLY_CADENCE = "weekly-cadence"
     MEDIA_NON_NEGATIVE = "media-non-negative"
     COLUMN_NOT_CONSTANT = "column-not-constant"
+    VALUE_OUTLIER = "value-outlier"
 
 
 _FIXES: dict[DataRule, str] = {
@@ -80,6 +84,8 @@ _FIXES: dict[DataRule, str] = {
                                  "fix the raw spend.",
     DataRule.COLUMN_NOT_CONSTANT: "a control that never changes cannot be adjusted for: drop it from controls, "
                                   "or use a period in which it varied.",
+    DataRule.VALUE_OUTLIER: "check the weeks at the source (a unit, currency or decimal-mark error, a doubled row); "
+                            "if they are real, raise checks.outlier_columns.<column> or set it to off.",
 }
 
 
@@ -121,11 +127,49 @@ def _kpi_rules(column: str, must_be_positive: bool) -> list[Rule]:
     return rules
 
 
-def raw_spend_rules(config: PipelineConfig, columns: pd.Index | None = None) -> list[Rule]:
+def outlier_rule(data: pd.DataFrame, column: str, kind: ColumnKind, config: PipelineConfig) -> Rule | None:
+    """`value-outlier` on one column: its values must lie within the robust bound computed from the
+    column itself (`cmmm_pipeline.data.outliers`). None when the rule is off for the column, when the
+    column is not all finite numbers (other rules report that) or too short to judge."""
+    import great_expectations as gx
+
+    threshold = config.checks.outlier_threshold(column, kind is ColumnKind.KPI)
+    if threshold is None or not pd.api.types.is_numeric_dtype(data[column]):
+        return None
+    values = data[column].to_numpy(dtype=float)
+    if not np.isfinite(values).all():
+        return None
+    bound = column_bound(kind, values, column, threshold)
+    if bound is None:
+        return None
+    outside = bound.flags(values)
+    fix = None
+    if outside.any():
+        worst = float(np.max(bound.z(values)[outside]))
+        fix = (f"check these weeks at the source: a unit, currency or decimal-mark error, a doubled or misplaced "
+               f"row. If they are real, let them through with checks.outlier_columns.{column} set above "
+               f"{_above(worst)} (their robust z-score; the threshold is now {threshold:g}), or off.")
+    expectation = gx.expectations.ExpectColumnValuesToBeBetween(
+        column=column, min_value=None if bound.lower is None else max(bound.lower, -_LARGEST),
+        max_value=min(bound.upper, _LARGEST))
+    return _rule(DataRule.VALUE_OUTLIER, expectation, bound.requirement(), fix=fix)
+
+
+def _above(z: float) -> str:
+    """A threshold just above a robust z-score, readable: 12.3 or 6.61e+08."""
+    if z < 1e4:
+        return f"{math.ceil(z * 10) / 10:g}"
+    step = 10.0 ** (math.floor(math.log10(z)) - 2)
+    return f"{math.ceil(z / step) * step:.3g}"
+
+
+def raw_spend_rules(config: PipelineConfig, columns: pd.Index | None = None,
+                    data: pd.DataFrame | None = None) -> list[Rule]:
     """Rules on the normalised raw table (see `cmmm_pipeline.data.ingest.normalise`).
 
     `columns` are the table's columns; rules on a column it lacks are replaced by the failing
-    column-present rule alone, so one absent column reads as one clear failure.
+    column-present rule alone, so one absent column reads as one clear failure. With `data` (the
+    table itself), the value-outlier rule joins them: its bounds are computed from the data.
     """
     import great_expectations as gx
 
@@ -160,6 +204,10 @@ def raw_spend_rules(config: PipelineConfig, columns: pd.Index | None = None) -> 
         rules.append(_rule(DataRule.KPI_NOT_CONSTANT,
                            e.ExpectColumnUniqueValueCountToBeBetween(column=config.kpi, min_value=2),
                            "the KPI must vary (at least 2 distinct values)"))
+    if data is not None:
+        judged = [(config.kpi, ColumnKind.KPI)] if config.kpi in present else []
+        judged += [(c, ColumnKind.SPEND) for c in spend if c in present]
+        rules += [r for r in (outlier_rule(data, c, kind, config) for c, kind in judged) if r is not None]
     return rules
 
 
@@ -203,7 +251,7 @@ def calendar_rules() -> list[Rule]:
 
 def validate_raw_spend(raw: pd.DataFrame, config: PipelineConfig) -> SuiteResult:
     """The raw-table rules and the weekly-calendar rules, as one result."""
-    rows = run_suite(RAW_SUITE, raw, raw_spend_rules(config, raw.columns),
+    rows = run_suite(RAW_SUITE, raw, raw_spend_rules(config, raw.columns, raw),
                      row_labels=raw[WEEK] if WEEK in raw.columns else None, row_noun="week")
     if WEEK not in raw.columns:
         return rows

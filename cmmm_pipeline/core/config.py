@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -201,8 +202,17 @@ class CheckConfig:
     overlap_min_residual_share: float = 0.1
     max_data_age_days: int = 10
     """The freshness check warns when the newest week is older than this many days at run time."""
+    outlier_kpi_threshold: float = 20.0
+    outlier_spend_threshold: float = 10.0
+    """`value-outlier`: robust z-scores beyond which a KPI week / a spending week is refused
+    (`cmmm_pipeline.data.outliers`; calibrated by benchmarks/outlier_calibration.py)."""
+    outlier_columns: tuple[tuple[str, float | None], ...] | None = None
+    """Per-column thresholds that replace the two above: (column, threshold), None switching the rule
+    off for the column. Read from a YAML mapping `column: number | off`."""
 
     def __post_init__(self) -> None:
+        if self.outlier_columns is not None:
+            object.__setattr__(self, "outlier_columns", _outlier_columns(self.outlier_columns))
         require_field_types(self, "checks")
         _range_problems(self, "checks", [
             ("min_weeks", self.min_weeks < 8, f"is {self.min_weeks}.",
@@ -218,7 +228,49 @@ class CheckConfig:
              "use a share of the channel's media variation left after its adjustment set, e.g. 0.1."),
             ("max_data_age_days", self.max_data_age_days < 1, f"is {self.max_data_age_days}.",
              "use a number of days of at least 1, e.g. 10 for a weekly export."),
+            *((name, getattr(self, name) < MIN_OUTLIER_THRESHOLD, f"is {getattr(self, name)}.", _OUTLIER_FIX)
+              for name in ("outlier_kpi_threshold", "outlier_spend_threshold")),
+            *((f"outlier_columns.{column}", threshold is not None and threshold < MIN_OUTLIER_THRESHOLD,
+               f"is {threshold}.", _OUTLIER_FIX) for column, threshold in self.outlier_columns or ()),
         ])
+
+    def outlier_threshold(self, column: str, is_kpi: bool) -> float | None:
+        """The `value-outlier` threshold of a column (None: the rule is off for it)."""
+        for name, threshold in self.outlier_columns or ():
+            if name == column:
+                return threshold
+        return self.outlier_kpi_threshold if is_kpi else self.outlier_spend_threshold
+
+
+MIN_OUTLIER_THRESHOLD = 3.0
+"""Below 3 robust scales ordinary weeks of normal data would be refused."""
+_OUTLIER_FIX = ("use a robust z-score of at least 3 (defaults: 20 for the KPI, 10 for spend); to let a known "
+                "one-off week through, set checks.outlier_columns.<column> to a higher number or to off.")
+
+
+def _outlier_columns(raw: Any) -> tuple[tuple[str, float | None], ...]:
+    """`checks.outlier_columns` as (column, threshold | None) pairs, from a YAML mapping (`off`, which
+    YAML reads as false, switches a column off) or from pairs built in code."""
+    pairs = list(raw.items()) if isinstance(raw, Mapping) else list(raw) if isinstance(raw, (list, tuple)) else None
+    if pairs is None or any(not isinstance(p, (list, tuple)) or len(p) != 2 for p in pairs):
+        raise ConfigError("config-type", "checks.outlier_columns", f"must be a mapping of column: threshold, got "
+                          f"{brief(raw)}.", "write e.g. outlier_columns: {tv_spend: 25, sales: off}.")
+    problems, out = [], []
+    for column, value in pairs:
+        if not isinstance(column, str) or not column.strip():
+            problems.append(ConfigError("config-type", "checks.outlier_columns", f"has the key {brief(column)}, "
+                                        "not a column name.", "write each key as a data column's name."))
+            continue
+        off = value is None or value is False or (isinstance(value, str) and value.strip().lower() == "off")
+        if not off and not is_finite_number(value):
+            problems.append(ConfigError("config-type", f"checks.outlier_columns.{column}", f"must be a number or "
+                                        f"off, got {brief(value)}.", "write a robust z-score such as 25, or off."))
+            continue
+        out.append((column.strip(), None if off else float(value)))
+    error = combined(problems)
+    if error is not None:
+        raise error
+    return tuple(out)
 
 
 @dataclass(frozen=True)

@@ -395,6 +395,8 @@ def parse_config(raw: Any, source: Path) -> PipelineConfig:
     experiments = p.check(_experiments, top.get("experiments"), source, nodes)
     checks = p.check(_section, top.get("checks"), source, "checks", CheckConfig)
     estimation = p.check(_section, top.get("estimation"), source, "estimation", EstimationConfig)
+    if checks is not None and checks.outlier_columns and data is not None and channels is not None:
+        _check_outlier_columns(checks, data, channels, source, p)
     if graph is not None and nodes is not None:
         edges, graph_file, latent = graph
         channel_names, control_names, kpi = nodes
@@ -577,6 +579,19 @@ def _check_roles(data: DataConfig, channels: tuple[ChannelConfig, ...], controls
                         "normalised date.", "rename the data column, or make it data.date_column.",
                         "reserved-column"))
         used.setdefault(column, role)
+
+
+def _check_outlier_columns(checks: CheckConfig, data: DataConfig, channels: tuple[ChannelConfig, ...],
+                           source: Path, p: Problems) -> None:
+    """`checks.outlier_columns` may name only the KPI and spend columns, the columns the rule judges:
+    a misspelt column would silently leave the default threshold in force."""
+    allowed = [data.kpi, *(c.spend_column for c in channels)]
+    for column, _ in checks.outlier_columns or ():
+        if column not in allowed:
+            close = difflib.get_close_matches(column, allowed, n=1)
+            hint = f"did you mean '{close[0]}'? " if close else ""
+            p.add(_fail(source, f"checks.outlier_columns.{clip(column)}", f"'{clip(column)}' is not the KPI or a "
+                        "spend column.", f"{hint}use one of: {', '.join(allowed)}.", "config-unknown-key"))
 
 
 def _no_duplicates(source: Path, key: str, names: tuple[str, ...], p: Problems) -> None:

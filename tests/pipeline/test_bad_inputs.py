@@ -124,6 +124,9 @@ CASES = [
          ("channels.tv.adstock.decai", "[config-range] ", "channels.search.adstock.decay", "[graph-unknown-node] "),
          config=lambda t: with_edge("[serch, sales]")(t.replace("decay: 0.6", "decai: 0.6")
                                                       .replace("decay: 0.2", "decay: 1.5"))),
+    Case("config-outlier-column-misspelt", REFUSED_BEFORE_RUN, "config-unknown-key",
+         ("checks.outlier_columns.tv_spnd", "did you mean 'tv_spend'?"),
+         config=lambda t: t + "checks: {outlier_columns: {tv_spnd: 25}}\n"),
     Case("graph-file-undirected", REFUSED_BEFORE_RUN, "graph-file", ("dag.dot", "digraph"),
          config=lambda t: t[:t.index("graph:")] + "graph: {file: dag.dot}\n" + t[t.index("experiments:"):],
          files={"dag.dot": "graph { tv -- sales }\n"}),
@@ -135,6 +138,9 @@ CASES = [
          .rename(columns={"tv_spend.x": "tv_spend"})),
     Case("data-kpi-beyond-bound", RUN_FAILED, "value-too-large", ("column 'sales'", week(40), "1e+300"),
          data=cell("sales", 40, "1e300")),
+    Case("data-wild-kpi-week", RUN_FAILED, "value-outlier",
+         ("raw_spend column 'sales'", "1 week(s) fail: " + week(40), "9.9e+11", "robust scale",
+          "checks.outlier_columns.sales"), data=cell("sales", 40, "990000000000")),
     Case("data-text-in-numbers", RUN_FAILED, "numeric-type", ("column 'search_spend'", week(3), week(9), "'1,234.50'"),
          data=lambda df: cell("search_spend", 9, "$99")(cell("search_spend", 3, "1,234.50")(df))),
     Case("data-bad-date", RUN_FAILED, "date-parse", ("column 'week'", "data row(s) 8", "'2023-13-45'"),
@@ -262,6 +268,25 @@ def test_a_bad_run_into_a_fresh_folder_writes_no_estimates(tmp_path: Path, capsy
     output = tmp_path / "fresh"
     assert main(["run", "--config", str(write_case(case, tmp_path / "case")), "--output", str(output)]) == RUN_FAILED
     capsys.readouterr()
+    assert not (output / "estimates.csv").exists() and not (output / "report.html").exists()
+    with duckdb.connect(str(output / WAREHOUSE), read_only=True) as con:
+        published = con.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'published'")
+        assert published.fetchall()[0][0] == 0
+
+
+def test_the_wild_kpi_week_of_issue_18_publishes_nothing(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """One KPI week of 9.9e11 (under ingestion's 1e12 bound) was published with ROIs of about 1e8: now the
+    raw_spend check refuses it by name, before any estimate, and a fresh folder gets no results."""
+    case = Case("wild", RUN_FAILED, "value-outlier", (), data=cell("sales", 40, "990000000000"))
+    output = tmp_path / "fresh"
+    assert main(["run", "--config", str(write_case(case, tmp_path / "case")), "--output", str(output)]) == RUN_FAILED
+    out, err = capsys.readouterr()
+    assert "check raw_spend.raw_spend_quality: FAIL — failed rules: value-outlier (sales)" in out.splitlines()
+    paragraph = next(line for line in err.splitlines() if line.startswith("[value-outlier]"))
+    assert paragraph.startswith("[value-outlier] raw_spend column 'sales': a KPI week must lie within 20 robust "
+                                "scales of the median week (median ")
+    assert f"1 week(s) fail: {week(40)} (values: 9.9e+11). Fix: " in paragraph
+    assert "checks.outlier_columns.sales" in paragraph
     assert not (output / "estimates.csv").exists() and not (output / "report.html").exists()
     with duckdb.connect(str(output / WAREHOUSE), read_only=True) as con:
         published = con.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'published'")
