@@ -25,6 +25,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -37,6 +38,7 @@ from cmmm_pipeline.effects.bootstrap import (
     BootstrapSettings,
     DrawSummary,
     EffectProblem,
+    _shifted_media,
     estimate_all,
     hac_incremental_se,
     rests_on_selection,
@@ -223,8 +225,6 @@ def gcomputed_window(problem: EffectProblem, spec: GComputationSpec, rows: np.nd
     """(B, weeks) the g-computed total effect of removing the treatment's spend in `window` only:
     the outcome and mediator-spend regressions on each row set (as `gcomputation_on_rows`), the
     mediator's spend responding to the changed treatment through its own transform."""
-    from cmmm_pipeline.effects.bootstrap import _shifted_media
-
     y = problem.inputs.y[rows]
     media_change = _at(_window_media_change(problem, spec.channel, window), problem, spec.channel, selected)
     carry_change = _at(_window_carryover(problem, spec.channel, window), problem, spec.channel, selected)
@@ -238,8 +238,6 @@ def gcomputed_window(problem: EffectProblem, spec: GComputationSpec, rows: np.nd
         carried[:, :, 1] = np.take_along_axis(carry, on, axis=1)
         by = {MediatorEquation.SATURATED: saturated, MediatorEquation.CARRYOVER: carried}
         return tuple(by[e] for e in EQUATIONS)
-
-    from functools import partial
 
     mediators = [MediatorArrays(
         designs(m, rows), problem.spend_series[m.mediator][rows], spec.column(m.mediator),
