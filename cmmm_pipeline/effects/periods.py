@@ -262,6 +262,10 @@ def campaign_rows(problem: EffectProblem, draws: BootstrapDraws, point: pd.DataF
         k = problem.inputs.channels.index(c.channel) if c.channel in problem.inputs.channels else None
         mine = estimated[estimated["channel"] == c.channel]
         if k is None or mine.empty:
+            spend = float((problem.spend_series.get(c.channel, np.zeros(problem.n)) * window).sum())
+            rows.append(_row(c.channel, EffectType.TOTAL, PeriodType.CAMPAIGN, c.name, weeks, window.astype(bool), None,
+                             float("nan"), spend, df, note=f"not estimated: {c.channel}'s effect is withheld or not "
+                                                           "identified (see estimates.csv)"))
             continue
         change = _window_media_change(problem, c.channel, window)
         applied = int(problem.selected[k])
@@ -374,6 +378,10 @@ def condition_rows(problem: EffectProblem, draws: BootstrapDraws, raw: pd.DataFr
     for m in modifiers:
         spec = next((s for s in problem.specs if s.channel == m.channel and s.effect is EffectType.TOTAL), None)
         if spec is None or m.modifier not in raw.columns:
+            out.append(_row(m.channel, EffectType.TOTAL, PeriodType.CONDITION, m.modifier, weeks,
+                            np.ones(len(weeks), dtype=bool), None, float("nan"), float("nan"), df,
+                            note=f"not estimated: {m.channel}'s total effect is withheld or not identified "
+                                 "(see estimates.csv)"))
             continue
         levels = modifier_levels(raw[m.modifier].to_numpy(dtype=float), m.modifier, m.cut_points)
         if len(levels.labels) < 2:
