@@ -185,3 +185,23 @@ def test_campaign_and_modifier_configs_reach_the_domain(sample: dict) -> None:
                                                pd.Timestamp(SPRING[2]).date()),)
     assert config.effect_modifiers == (EffectModifierConfig("tv", "price"),)
     assert config.interactions == (("tv", "digital"),)
+
+
+def test_a_pair_where_one_channel_causes_the_other_is_withheld_and_a_flat_product_is_measured() -> None:
+    from cmmm_pipeline.effects.synergies import SynergySpec, Withheld, residual_share, synergy_spec
+
+    config = sample_config_selecting()
+    raw = load_raw(config)
+    chosen = select_transforms(raw, config, SelectionSettings.from_config(config.estimation))
+    features = build_features(raw, config, chosen.transforms)
+    est = estimate_channels(raw, features, config, build_graph(config), chosen.transforms)
+    mediated = synergy_spec(est.expanded, est.specs, "tv", "search", config.kpi)
+    assert isinstance(mediated, Withheld) and "tv causes search" in mediated.reason
+    pair = synergy_spec(est.expanded, est.specs, "tv", "digital", config.kpi)
+    assert isinstance(pair, SynergySpec)
+    assert "search" not in pair.adjustment and {"price", "trend"} <= set(pair.adjustment)
+    rng = np.random.default_rng(0)
+    a, b = rng.random(200), rng.random(200)
+    own = np.column_stack([np.ones(200), a, b, a * b])
+    flat = np.column_stack([np.ones(200), a, b, 2.0 * a + 0.5 * b])
+    assert residual_share(own) > 0.2 and residual_share(flat) < 1e-9
