@@ -10,7 +10,15 @@ from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, ass
 from cmmm_pipeline.data import warehouse
 from cmmm_pipeline.effects.robustness import assess
 from cmmm_pipeline.publish import outputs
-from resources.metadata import OWNERS, file_link, markdown_image, markdown_table, roi_metadata, rule_failures
+from resources.metadata import (
+    OWNERS,
+    file_link,
+    markdown_image,
+    markdown_table,
+    period_metadata,
+    roi_metadata,
+    rule_failures,
+)
 from resources.settings import CmmmSettings, WarehouseResource
 from resources.values import AteEstimates, TransformedMedia
 
@@ -35,7 +43,9 @@ def robustness_report(context: AssetExecutionContext, settings: CmmmSettings, du
         estimates = outputs.final_estimates(point, assessment.intervals, assessment.robustness)
         with duckdb.get_connection() as con:
             warehouse.write_tables(con, {"estimates": estimates, "refutations": assessment.refutations,
-                                         "experiments": assessment.experiments}, staging)
+                                         "experiments": assessment.experiments,
+                                         "effects_by_period": assessment.periods,
+                                         "synergies": assessment.synergies}, staging)
             run_time = dt.datetime.now(dt.UTC).replace(tzinfo=None)
             written = outputs.publish_run(con, Path(settings.output_dir), config, run_id, run_time, staging=staging)
     shown = estimates[[c for c in ("channel", "effect", "roi", "roi_ci_low", "roi_ci_high", "p_value", "naive_roi",
@@ -51,4 +61,5 @@ def robustness_report(context: AssetExecutionContext, settings: CmmmSettings, du
         "report": file_link(written.report),
         "report_path": MetadataValue.path(str(written.report.resolve())),
         "estimates_csv": MetadataValue.path(str(written.estimates.resolve())),
+        **period_metadata(assessment.periods, assessment.synergies),
     })

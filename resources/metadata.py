@@ -78,3 +78,45 @@ def rule_failures() -> Iterator[None]:
     except CmmmError as error:
         raise Failure(description=str(error), metadata={"rule": error.rule, "place": error.place,
                                                         "fix": error.fix}) from error
+
+
+def _finite(value: object) -> bool:
+    try:
+        return math.isfinite(float(value))  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return False
+
+
+def period_metadata(periods: pd.DataFrame, synergies: pd.DataFrame) -> dict[str, MetadataValue]:
+    """Floats Dagster plots across runs: each channel's total incremental KPI in the latest quarter
+    (`quarter_incremental/<channel>`), each campaign's incremental KPI and ROI
+    (`campaign/<name>/incremental_kpi|roi`), each synergy (`synergy/<a>_<b>`); and the campaign,
+    condition and synergy tables."""
+    out: dict[str, MetadataValue] = {}
+    total = periods[periods["effect"] == "total"] if "effect" in periods.columns else periods
+    quarters = total[total["period_type"] == "quarter"]
+    if len(quarters):
+        latest = quarters[quarters["period"] == max(quarters["period"])]
+        out["latest_quarter"] = MetadataValue.text(str(latest["period"].iloc[0]))
+        for channel, value in zip(latest["channel"], latest["incremental_kpi"]):
+            if _finite(value):
+                out[f"quarter_incremental/{channel}"] = MetadataValue.float(float(value))
+    campaigns = total[total["period_type"] == "campaign"]
+    for name, kpi, roi in zip(campaigns["period"], campaigns["incremental_kpi"], campaigns["roi"]):
+        for key, value in (("incremental_kpi", kpi), ("roi", roi)):
+            if _finite(value):
+                out[f"campaign/{name}/{key}"] = MetadataValue.float(float(value))
+    for a, b, value in zip(synergies["channel_a"], synergies["channel_b"], synergies["incremental_kpi"]):
+        if _finite(value):
+            out[f"synergy/{a}_{b}"] = MetadataValue.float(float(value))
+    shown = ["channel", "effect", "period", "incremental_kpi", "incremental_ci_low", "incremental_ci_high", "p_value",
+             "roi"]
+    if len(campaigns):
+        out["campaigns"] = markdown_table(periods[periods["period_type"] == "campaign"][shown])
+    conditions = periods[periods["period_type"] == "condition"]
+    if len(conditions):
+        out["conditions"] = markdown_table(conditions[[*shown, "equal_effect_p_value"]])
+    if len(synergies):
+        out["synergies"] = markdown_table(synergies[["channel_a", "channel_b", "incremental_kpi", "incremental_ci_low",
+                                                     "incremental_ci_high", "p_value", "withheld_reason"]])
+    return out

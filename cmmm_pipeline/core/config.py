@@ -187,6 +187,27 @@ class ExperimentConfig:
 
 
 @dataclass(frozen=True)
+class CampaignConfig:
+    """A named window of one channel's spend (dates inclusive, each a week of the data): its effect is
+    the KPI as run minus the KPI with the channel's spend removed in the window only."""
+
+    name: str
+    channel: str
+    start: dt.date
+    end: dt.date
+
+
+@dataclass(frozen=True)
+class EffectModifierConfig:
+    """A channel's effect by level of an observed pre-treatment column: by terciles of `modifier`, or
+    by the user's `cut_points` (levels `modifier<=c1`, `c1<modifier<=c2`, ..., `modifier>ck`)."""
+
+    channel: str
+    modifier: str
+    cut_points: tuple[float, ...] = ()
+
+
+@dataclass(frozen=True)
 class CheckConfig:
     """Thresholds of the data-quality, independence and overlap gates. `overlap_min_spread` is each
     stratum's SD of transformed media relative to the channel's overall SD; `overlap_min_residual_share`
@@ -341,6 +362,10 @@ class PipelineConfig:
     graph_file: Path | None = None
     latent: tuple[str, ...] = ()
     """Graph nodes with no data column (unobserved causes); DoWhy treats them as unobserved."""
+    campaigns: tuple[CampaignConfig, ...] = ()
+    effect_modifiers: tuple[EffectModifierConfig, ...] = ()
+    interactions: tuple[tuple[str, str], ...] = ()
+    """`graph.interactions`: declared channel pairs whose synergy is estimated (no other pair is)."""
 
     @property
     def channel_names(self) -> tuple[str, ...]:

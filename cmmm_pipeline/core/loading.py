@@ -24,9 +24,11 @@ from cmmm_pipeline.core.config import (
     SEASONALITY,
     AdstockConfig,
     AdstockType,
+    CampaignConfig,
     ChannelConfig,
     CheckConfig,
     DataConfig,
+    EffectModifierConfig,
     EstimationConfig,
     ExperimentConfig,
     FeatureConfig,
@@ -369,7 +371,8 @@ def load_config(path: str | Path) -> PipelineConfig:
     return parse_config(read_yaml(text, source), source)
 
 
-TOP_LEVEL_KEYS = {"data", "channels", "controls", "graph", "features", "experiments", "checks", "estimation"}
+TOP_LEVEL_KEYS = {"data", "channels", "controls", "graph", "features", "experiments", "checks", "estimation",
+                  "campaigns", "effect_modifiers"}
 
 
 def parse_config(raw: Any, source: Path) -> PipelineConfig:
@@ -397,15 +400,24 @@ def parse_config(raw: Any, source: Path) -> PipelineConfig:
     estimation = p.check(_section, top.get("estimation"), source, "estimation", EstimationConfig)
     if checks is not None and checks.outlier_columns and data is not None and channels is not None:
         _check_outlier_columns(checks, data, channels, source, p)
+    campaigns = p.check(_campaigns, top.get("campaigns"), source, nodes)
+    modifiers = p.check(_effect_modifiers, top.get("effect_modifiers"), source, nodes)
+    interactions = (p.check(_interactions, top["graph"].get("interactions"), source, nodes)
+                    if isinstance(top.get("graph"), Mapping) else ())
+    declared = None
     if graph is not None and nodes is not None:
         edges, graph_file, latent = graph
         channel_names, control_names, kpi = nodes
-        p.check(check_graph, GraphSpec(source, channel_names, control_names, kpi, latent, edges, graph_file))
+        declared = p.check(check_graph, GraphSpec(source, channel_names, control_names, kpi, latent, edges, graph_file))
+    if declared is not None and modifiers:
+        for problem in descendant_modifiers(declared, modifiers, str(source)):
+            p.add(problem)
     p.raise_if_any()
     edges, graph_file, latent = graph
     return PipelineConfig(source=source, data=data, channels=channels, controls=controls, edges=edges,
                           features=features, experiments=experiments, checks=checks, estimation=estimation,
-                          graph_file=graph_file, latent=latent)
+                          graph_file=graph_file, latent=latent, campaigns=campaigns, effect_modifiers=modifiers,
+                          interactions=interactions)
 
 
 def _node_names(top: Mapping[str, Any]) -> tuple[tuple[str, ...], tuple[str, ...], str] | None:
@@ -444,7 +456,7 @@ def _graph(raw: Any, source: Path, nodes: tuple[tuple[str, ...], tuple[str, ...]
     """`graph`: edges or a file (exactly one), and the latent nodes."""
     g = _mapping(raw, source, "graph")
     p = Problems()
-    _check_keys(g, {"edges", "file", "latent"}, set(), source, "graph", p)
+    _check_keys(g, {"edges", "file", "latent", "interactions"}, set(), source, "graph", p)
     if ("edges" in g) == ("file" in g):
         p.add(_fail(source, "graph", "must give exactly one of 'edges' or 'file'.",
                     "list the edges, or point 'file' at a DOT or GML drawing.", "config-missing-key"))
@@ -615,3 +627,159 @@ def _section(raw: Any, source: Path, key: str, cls: type) -> Any:
             p.add(ConfigError(problem.rule, f"{source} key '{problem.place}'", problem.detail, problem.fix))
     p.raise_if_any()
     return section
+
+
+# --- periods, campaigns, conditions and synergies (effects/periods.py, effects/synergies.py) ---------
+
+_CAMPAIGN_FIELDS = {"name", "channel", "start", "end"}
+
+
+def _campaigns(raw: Any, source: Path, nodes: tuple[tuple[str, ...], tuple[str, ...], str] | None
+               ) -> tuple[CampaignConfig, ...]:
+    """`campaigns`: named windows of one channel (dates inclusive; checked against the data's weeks at
+    ingestion, see `data.validation.campaign_problems`)."""
+    raw = [] if raw is None else raw
+    if not isinstance(raw, list):
+        raise _fail(source, "campaigns", "must be a list.",
+                    "write one mapping per campaign: {name, channel, start, end}.", "config-type")
+    p = Problems()
+    out: list[CampaignConfig] = []
+    names = () if nodes is None else nodes[0]
+    seen: set[str] = set()
+    for i, item in enumerate(raw):
+        key = f"campaigns[{i}]"
+        m = p.check(_mapping, item, source, key)
+        if m is None:
+            continue
+        q = Problems()
+        _check_keys(m, _CAMPAIGN_FIELDS, _CAMPAIGN_FIELDS, source, key, q)
+        checks = {"name": _string, "channel": _string, "start": _date, "end": _date}
+        values = {f: q.check(fn, m[f], source, f"{key}.{f}") for f, fn in checks.items() if f in m}
+        if q.items:
+            for problem in q.items:
+                p.add(problem)
+            continue
+        campaign = CampaignConfig(**values)
+        if nodes is not None and campaign.channel not in names:
+            p.add(_fail(source, f"{key}.channel", f"'{campaign.channel}' is not a configured channel.",
+                        f"use one of: {', '.join(names)}.", "campaign-channel"))
+        if campaign.end < campaign.start:
+            p.add(_fail(source, f"{key}.end", f"({campaign.end}) is before start ({campaign.start}).",
+                        "swap or correct the dates (both inclusive).", "campaign-dates"))
+        if campaign.name in seen:
+            p.add(_fail(source, f"{key}.name", f"'{clip(campaign.name)}' names an earlier campaign too.",
+                        "give each campaign its own name: it labels the campaign's row.", "duplicate-campaign"))
+        seen.add(campaign.name)
+        out.append(campaign)
+    p.raise_if_any()
+    return tuple(out)
+
+
+def _cut_points(raw: Any, source: Path, key: str) -> tuple[float, ...]:
+    if not isinstance(raw, list) or not raw:
+        raise _fail(source, key, "must be a non-empty list of numbers.", "write e.g. cut_points: [9.8, 10.2].",
+                    "config-type")
+    values = tuple(_number(v, source, f"{key}[{i}]") for i, v in enumerate(raw))
+    if any(b <= a for a, b in zip(values, values[1:])):
+        raise _fail(source, key, f"is {brief(list(values))}, not strictly increasing.",
+                    "list the cut points in increasing order, each once.", "config-range")
+    return values
+
+
+def _effect_modifiers(raw: Any, source: Path, nodes: tuple[tuple[str, ...], tuple[str, ...], str] | None
+                      ) -> tuple[EffectModifierConfig, ...]:
+    """`effect_modifiers: {channel: [column, {column: c, cut_points: [...]}, ...]}`: each column an
+    observed control (pre-treatment; a descendant of the channel is refused once the graph is known)."""
+    if raw is None:
+        return ()
+    m = _mapping(raw, source, "effect_modifiers")
+    p = Problems()
+    out: list[EffectModifierConfig] = []
+    channels, controls = ((), ()) if nodes is None else (nodes[0], nodes[1])
+    for channel, items in m.items():
+        key = f"effect_modifiers.{brief(channel) if not isinstance(channel, str) else channel}"
+        if nodes is not None and channel not in channels:
+            p.add(_fail(source, key, f"'{brief(channel)}' is not a configured channel.",
+                        f"use one of: {', '.join(channels)}.", "effect-modifier-channel"))
+            continue
+        if not isinstance(items, list) or not items:
+            p.add(_fail(source, key, "must be a non-empty list of columns.", "write e.g. tv: [price].", "config-type"))
+            continue
+        for i, item in enumerate(items):
+            where = f"{key}[{i}]"
+            cuts: tuple[float, ...] = ()
+            if isinstance(item, Mapping):
+                q = Problems()
+                _check_keys(item, {"column", "cut_points"}, {"column"}, source, where, q)
+                column = q.check(_string, item["column"], source, f"{where}.column") if "column" in item else None
+                if "cut_points" in item:
+                    cuts = q.check(_cut_points, item["cut_points"], source, f"{where}.cut_points") or ()
+                if q.items:
+                    for problem in q.items:
+                        p.add(problem)
+                    continue
+            else:
+                column = p.check(_string, item, source, where)
+            if column is None:
+                continue
+            if nodes is not None and (column not in controls or column == SEASONALITY):
+                p.add(_fail(source, where, f"'{clip(column)}' is not an observed control column.",
+                            "use a column listed under controls (not the generated seasonality): an effect "
+                            "modifier must be measured and must not be caused by the channel.",
+                            "effect-modifier-column"))
+                continue
+            out.append(EffectModifierConfig(str(channel), column, cuts))
+    p.raise_if_any()
+    return tuple(out)
+
+
+def descendant_modifiers(graph: Any, modifiers: tuple[EffectModifierConfig, ...], where: str) -> list[ConfigError]:
+    """A modifier the channel causes (a descendant in the DAG) is not pre-treatment: its levels are
+    partly the channel's own effect, so the effect within a level is not the channel's effect there."""
+    import networkx as nx
+
+    problems = []
+    for m in modifiers:
+        if m.channel in graph and m.modifier in nx.descendants(graph, m.channel):
+            problems.append(ConfigError(
+                "effect-modifier-descendant", f"{where} key 'effect_modifiers.{m.channel}'",
+                f"'{m.modifier}' is a descendant of '{m.channel}' in the DAG (the channel moves it), so its levels "
+                f"would split the channel's effect by part of that effect.",
+                "use a pre-treatment column (one the channel does not cause), or revise the DAG."))
+    return problems
+
+
+def _interactions(raw: Any, source: Path, nodes: tuple[tuple[str, ...], tuple[str, ...], str] | None
+                  ) -> tuple[tuple[str, str], ...]:
+    """`graph.interactions`: declared channel pairs whose synergy is estimated (no other pair is)."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise _fail(source, "graph.interactions", "must be a list of [channel, channel] pairs.",
+                    "write e.g. interactions: [[tv, digital]].", "config-type")
+    p = Problems()
+    out: list[tuple[str, str]] = []
+    channels = () if nodes is None else nodes[0]
+    for i, pair in enumerate(raw):
+        key = f"graph.interactions[{i}]"
+        if not isinstance(pair, (list, tuple)) or len(pair) != 2:
+            p.add(_fail(source, key, f"is {brief(pair)}, not a [channel, channel] pair.",
+                        "write each pair as [channel_a, channel_b].", "config-type"))
+            continue
+        a, b = (p.check(_string, v, source, f"{key}[{j}]") for j, v in enumerate(pair))
+        if a is None or b is None:
+            continue
+        unknown = [n for n in (a, b) if nodes is not None and n not in channels]
+        if unknown:
+            p.add(_fail(source, key, f"names '{clip(unknown[0])}', which is not a configured channel.",
+                        f"pair two of: {', '.join(channels)}.", "interaction-channel"))
+        elif a == b:
+            p.add(_fail(source, key, f"pairs '{a}' with itself.", "pair two different channels.",
+                        "interaction-channel"))
+        elif {a, b} in [set(q) for q in out]:
+            p.add(_fail(source, key, f"declares [{a}, {b}] a second time.", "list each pair once.",
+                        "duplicate-interaction"))
+        else:
+            out.append((a, b))
+    p.raise_if_any()
+    return tuple(out)

@@ -18,7 +18,7 @@ import pandas as pd
 from cmmm_pipeline.core.config import GENERATED_CONTROLS, PipelineConfig
 from cmmm_pipeline.core.config import RESERVED_COLUMN as WEEK  # media.features.WEEK, without importing scipy
 from cmmm_pipeline.core.errors import CmmmError, DataError, brief, clip, format_rows
-from cmmm_pipeline.data.validation import check_experiment_dates
+from cmmm_pipeline.data.validation import campaign_problems, check_campaigns, check_experiment_dates
 
 MAX_ABS_VALUE = 1e12
 """The largest magnitude a spend, control or KPI value may take. Beyond it the fit's sums of squares
@@ -268,6 +268,7 @@ def schema_problems(config: PipelineConfig) -> list[CmmmError]:
             check_experiment_dates(pd.DataFrame({WEEK: dates}), WEEK, config)
         except CmmmError as exc:
             problems.append(exc)
+        problems.extend(campaign_problems(out.assign(**{WEEK: dates.to_numpy()}), WEEK, config))
     return problems
 
 
@@ -275,6 +276,7 @@ def load_raw(config: PipelineConfig) -> pd.DataFrame:
     """Read, normalise, and refuse experiments that fall outside the data's weeks."""
     raw = normalise(read_table(config), config)
     check_experiment_dates(raw, WEEK, config)
+    check_campaigns(raw, WEEK, config)
     return raw
 
 

@@ -293,6 +293,9 @@ class BootstrapDraws:
     unit_stratum_sizes: np.ndarray | None = None
     marginal: np.ndarray | None = None
     """(B, specs) extra KPI of +1% spend in every week (the marginal ROI's numerator)."""
+    rows: np.ndarray | None = None
+    """(B, n) each resample's rows (sorted by week): estimates read later from the same resamples
+    (campaigns, effect modifiers, synergies in `periods` and `synergies`) refit on exactly these."""
 
     def column(self, channel: str, effect: EffectType) -> int:
         for j, s in enumerate(self.specs):
@@ -441,7 +444,7 @@ def bootstrap(problem: EffectProblem, settings: BootstrapSettings, selection: Se
         selected = np.tile(problem.selected, (settings.samples, 1))
     out = estimate_all(problem, rows, selected)
     return BootstrapDraws(problem.specs, out.ate, out.incremental, selected, block, settings.reselect,
-                          out.weekly, resamples.unit_counts, resamples.unit_stratum_sizes, out.marginal)
+                          out.weekly, resamples.unit_counts, resamples.unit_stratum_sizes, out.marginal, rows)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ estimator that was published (the same specs, in the table's order, and the same
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import networkx as nx
 import numpy as np
@@ -35,6 +35,8 @@ from cmmm_pipeline.effects.bootstrap import (
 from cmmm_pipeline.effects.estimation import MARGINAL_STEP, EffectSpec, Estimator, GComputationSpec, gcomputation_specs
 from cmmm_pipeline.effects.experiments import experiments_table, reconcile, window_mask
 from cmmm_pipeline.effects.null_test import null_tests, with_null_tests
+from cmmm_pipeline.effects.periods import PERIOD_COLUMNS, effects_by_period
+from cmmm_pipeline.effects.synergies import SYNERGY_COLUMNS, synergies_table
 from cmmm_pipeline.effects.selection_band import band_range, with_band
 from cmmm_pipeline.effects.refutation import RefutationThresholds, channel_robustness, refutations_table, refute_all
 from cmmm_pipeline.media.features import ChannelTransform
@@ -81,6 +83,10 @@ class Assessment:
     robustness: dict[str, str]
     """Per channel, the worst refuter status."""
     block_length: int
+    periods: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=PERIOD_COLUMNS))
+    """Effects by year, quarter, campaign and condition (`effects.periods`), from the same draws."""
+    synergies: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=SYNERGY_COLUMNS))
+    """The declared pairs' synergies (`effects.synergies`), from the same resamples."""
 
 
 def in_table_order(point: pd.DataFrame, specs: Sequence[EffectSpec]) -> tuple[EffectSpec, ...]:
@@ -164,5 +170,11 @@ def assess(raw: pd.DataFrame, features: pd.DataFrame, config: PipelineConfig, po
         reconciled.append(reconcile(e, int(mask.sum()), model.estimate if model else point_in_window,
                                     (model.low, model.high) if model else None, est.ci_level))
     robustness = {c: s.value for c, s in channel_robustness(refutations).items()}
+    periods = effects_by_period(problem, draws, point, features, raw, settings, config.campaigns,
+                                config.effect_modifiers)
+    totals = {r.channel: float(r.incremental_kpi) for r in estimated.itertuples(index=False)
+              if r.effect == EffectType.TOTAL.value}
+    synergies = synergies_table(problem, draws, g_expanded, specs, config.interactions, config.kpi, settings,
+                                config.checks.overlap_min_residual_share, totals)
     return Assessment(table, refutations_table(refutations), experiments_table(reconciled), robustness,
-                      draws.block_length)
+                      draws.block_length, periods, synergies)

@@ -65,12 +65,15 @@ CSV_EXPORTS = {
     "refutations": "refutations.csv",
     "experiments": "experiments.csv",
     "transform_selection": "transform_selection.csv",
+    "effects_by_period": "effects_by_period.csv",
+    "synergies": "synergies.csv",
 }
 
 
 # Published tables the report reads when the run produced them.
 REPORT_TABLES = ("estimates", "raw_spend", "transform_parameters", "transformed_media", "dag_edges", "dag_tests",
-                 "overlap", "identification", "refutations", "experiments", "transform_selection")
+                 "overlap", "identification", "refutations", "experiments", "transform_selection",
+                 "effects_by_period", "synergies")
 CHANGES_FILE = "estimate_changes.csv"
 REPORT_FILE = "report.html"
 MANIFEST_FILE = "publication.json"

@@ -183,3 +183,29 @@ def response_curves_png(curves: Sequence[ResponseCurve], kpi: str) -> bytes:
         if i == 0:
             ax.legend(fontsize=7, loc="upper left", frameon=False)
     return _png(fig)
+
+
+def quarterly_effects_png(periods: pd.DataFrame, kpi: str, ci_level: float = 0.95) -> bytes:
+    """Incremental KPI by quarter per channel (total effect) with its interval: one panel per
+    channel, quarters on a shared axis."""
+    rows = periods[(periods["period_type"] == "quarter") & (periods["effect"] == TOTAL)]
+    channels = list(dict.fromkeys(rows["channel"]))
+    colours = channel_colours(channels)
+    fig = _figure(7.2, 1.6 * max(len(channels), 1) + 0.8)
+    axes = fig.subplots(max(len(channels), 1), 1, sharex=True, squeeze=False)[:, 0]
+    quarters = list(dict.fromkeys(rows["period"]))
+    x = {q: i for i, q in enumerate(quarters)}
+    for ax, channel in zip(axes, channels):
+        r = rows[rows["channel"] == channel]
+        pos = np.array([x[q] for q in r["period"]], dtype=float)
+        value = r["incremental_kpi"].to_numpy(dtype=float)
+        low, high = r["incremental_ci_low"].to_numpy(dtype=float), r["incremental_ci_high"].to_numpy(dtype=float)
+        ax.bar(pos, value, color=colours[channel], alpha=0.75, width=0.7)
+        ax.errorbar(pos, value, yerr=np.vstack([value - low, high - value]), fmt="none", ecolor="#333333",
+                    capsize=2, lw=0.8)
+        ax.axhline(0, color="grey", lw=0.8)
+        ax.set_ylabel(channel, fontsize=8)
+        ax.grid(axis="y", alpha=0.3)
+    axes[-1].set_xticks(range(len(quarters)), quarters, rotation=60, fontsize=7)
+    axes[0].set_title(f"Incremental {kpi} by quarter (total effect), {ci_level * 100:g}% intervals", fontsize=9)
+    return _png(fig)

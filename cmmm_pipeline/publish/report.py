@@ -40,6 +40,7 @@ from cmmm_pipeline.publish.plots import (
     contribution_parts,
     contributions_png,
     forest_plot_png,
+    quarterly_effects_png,
     response_curve,
     response_curves_png,
     smoothing_scale,
@@ -112,6 +113,8 @@ class ReportInputs:
     missing_drivers: pd.DataFrame | None = None
     changes: EstimateChanges | None = None
     roi_history: pd.DataFrame | None = None
+    effects_by_period: pd.DataFrame | None = None
+    synergies: pd.DataFrame | None = None
 
     @staticmethod
     def from_tables(run: RunInfo, tables: Mapping[str, pd.DataFrame], changes: EstimateChanges | None = None,
@@ -124,7 +127,8 @@ class ReportInputs:
             dag_tests=tables.get("dag_tests"), overlap=tables.get("overlap"),
             identification=tables.get("identification"), refutations=tables.get("refutations"),
             experiments=tables.get("experiments"), transform_selection=tables.get("transform_selection"),
-            missing_drivers=tables.get("missing_drivers"), changes=changes, roi_history=roi_history)
+            missing_drivers=tables.get("missing_drivers"), changes=changes, roi_history=roi_history,
+            effects_by_period=tables.get("effects_by_period"), synergies=tables.get("synergies"))
 
     @property
     def alpha(self) -> float:
@@ -1092,6 +1096,7 @@ def sections(inputs: ReportInputs) -> list[Section]:
         _forest_section(inputs),
         _contributions_section(inputs),
         _response_section(inputs),
+        *period_sections(inputs),
         _refuters_section(inputs),
         _independence_section(inputs),
         _overlap_section(inputs),
@@ -1100,6 +1105,79 @@ def sections(inputs: ReportInputs) -> list[Section]:
         _history_section(inputs),
         _inputs_section(inputs),
     ]
+
+
+# --- effects by period, campaign and condition; synergies ------------------------------------------
+
+def _with_interval(frame: pd.DataFrame, value: str, low: str, high: str, decimals: int) -> list[str]:
+    return [f"{_number(float(v), decimals)} ({_number(float(lo), decimals)}–{_number(float(hi), decimals)})"
+            if np.isfinite(float(v)) and np.isfinite(float(lo)) else _number(float(v), decimals)
+            for v, lo, hi in zip(frame[value], frame[low], frame[high])]
+
+
+def _period_table(frame: pd.DataFrame, label: str) -> pd.DataFrame:
+    return pd.DataFrame({
+        "channel": frame["channel"], "effect": frame["effect"], label: frame["period"],
+        "weeks": frame["weeks"], "incremental (interval)": _with_interval(frame, "incremental_kpi",
+                                                                           "incremental_ci_low",
+                                                                           "incremental_ci_high", 0),
+        "spend": frame["spend"], "ROI (interval)": _with_interval(frame, "roi", "roi_ci_low", "roi_ci_high", 2),
+        "p_value": frame["p_value"]}).reset_index(drop=True)
+
+
+def period_sections(inputs: ReportInputs) -> list[Section]:
+    """The effects by quarter (chart) and year, the campaigns, the conditions and the synergies."""
+    periods = inputs.effects_by_period
+    out: list[Section] = []
+    kpi = inputs.run.kpi
+    if periods is None:
+        out.append(Section("periods", "Effects by period", (_na("The effects_by_period table"),)))
+    else:
+        quarters = periods[periods["period_type"] == "quarter"]
+        years = periods[periods["period_type"] == "year"]
+        blocks: list[Block] = []
+        if len(quarters):
+            blocks.append(_image(quarterly_effects_png(periods, kpi, inputs.run.ci_level),
+                                 "incremental KPI by quarter per channel with intervals"))
+        if len(years):
+            blocks.append(table_block(_period_table(years, "year"), "By calendar year"))
+        intro = (f"Incremental {kpi} of each channel within each period: the weeks of the period of {kpi} as run minus "
+                 f"{kpi} with the channel off every week, so the periods add up to the whole history and carryover "
+                 "counts in the week it lands. Intervals and p-values come from the same bootstrap draws as the "
+                 "whole-history estimate. Every quarter is in effects_by_period.csv.")
+        out.append(Section("periods", "Effects by period", tuple(blocks) or (_na(),), intro))
+        campaigns = periods[periods["period_type"] == "campaign"]
+        if len(campaigns):
+            table = _period_table(campaigns, "campaign").assign(
+                **{"window": [f"{a} to {b}" for a, b in zip(campaigns["start"], campaigns["end"])],
+                   "roi_support": campaigns["roi_support"].fillna("").to_list()})
+            out.append(Section("campaigns", "Campaigns", (table_block(table),),
+                               f"Each configured campaign: {kpi} as run minus {kpi} with the channel's spend removed in "
+                               "the window only, summed over every week (the carryover after the window belongs to "
+                               "the campaign); ROI over the campaign's spend. roi_support says whether comparable "
+                               "weeks show spend near zero (observed) or the response curve extrapolates."))
+        conditions = periods[periods["period_type"] == "condition"]
+        if len(conditions):
+            table = _period_table(conditions, "level").assign(
+                equal_effect_p_value=conditions["equal_effect_p_value"].to_list())
+            out.append(Section("conditions", "Effects by condition", (table_block(table),),
+                               "A channel's total effect within levels of a pre-treatment column (terciles or the "
+                               "configured cut points), from its regression with the media split by level under the "
+                               "same adjustment set. equal_effect_p_value tests that the effect per unit of media "
+                               "is the same at every level."))
+    synergies = inputs.synergies
+    if synergies is not None and len(synergies):
+        shown = synergies.assign(**{"synergy (interval)": _with_interval(synergies, "incremental_kpi",
+                                                                          "incremental_ci_low", "incremental_ci_high",
+                                                                          0)})
+        shown = shown[["channel_a", "channel_b", "synergy (interval)", "p_value", "share_of_smaller_effect",
+                       "withheld_reason"]]
+        out.append(Section("synergies", "Synergies", (table_block(shown),),
+                           f"Declared pairs only: {kpi} as run − {kpi}(a off) − {kpi}(b off) + {kpi}(both off), summed "
+                           "over the weeks, from the product of the two channels' transformed media under an "
+                           "adjustment set valid for both. Each channel's own ROI (that channel off, everything else "
+                           "as run) already holds the whole synergy; see docs/estimation.md."))
+    return out
 
 
 # --- rendering -------------------------------------------------------------------------------------

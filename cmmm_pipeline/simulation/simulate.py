@@ -65,6 +65,12 @@ class Scenario:
     search_on_carryover: bool = False
     """Search answers TV's carried-over spend (adstocked, unsaturated, over its mean) instead of
     TV's transformed media: a mediator bought in proportion to the treatment's spend."""
+    synergy: tuple[str, str, float] | None = None
+    """(a, b, gamma): the KPI gains gamma × x_a × x_b (their transformed media), a synergy of the pair.
+    None leaves the data exactly as without the knob."""
+    modification: float = 0.0
+    """TV's effect per unit of media × (1 + modification × (price − 10) / 0.4), clipped at 0: effect
+    modification by price (a pre-treatment column). 0 leaves the data exactly as without the knob."""
     noise_sd: float = 120.0
     noise_ar: float = 0.3
     base_kpi: float = 6000.0
@@ -164,6 +170,22 @@ class _World:
         return np.round(300.0 * (1.0 + self.s.mediation * x_tv) * np.exp(log_noise), 2)
 
     @property
+    def tv_multiplier(self) -> np.ndarray | float:
+        if not self.s.modification:
+            return 1.0
+        return np.clip(1.0 + self.s.modification * (self.price - 10.0) / 0.4, 0.0, None)
+
+    def total_off(self, factual: dict[str, np.ndarray], channel: str, keep: np.ndarray | None = None
+                  ) -> dict[str, np.ndarray]:
+        """The spends with `channel` off (in the weeks where `keep` is False; every week by default),
+        search recomputed from TV's changed spend."""
+        changed = factual[channel] * (keep if keep is not None else 0.0)
+        out = dict(factual, **{channel: changed})
+        if channel == "tv":
+            out["search"] = self.search_spend(changed)
+        return out
+
+    @property
     def scale_tv(self) -> float:
         return float(geometric_adstock(self.tv, self.s.channels["tv"].decay).mean())
 
@@ -172,7 +194,12 @@ class _World:
 
     def kpi(self, spends: dict[str, np.ndarray]) -> np.ndarray:
         s = self.s
-        media = sum(ch.beta * transformed(spends[name], ch, self.scale[name]) for name, ch in s.channels.items())
+        x = {name: transformed(spends[name], ch, self.scale[name]) for name, ch in s.channels.items()}
+        media = sum(ch.beta * x[name] * (self.tv_multiplier if name == "tv" else 1.0)
+                    for name, ch in s.channels.items())
+        if s.synergy is not None:
+            a, b, gamma = s.synergy
+            media = media + gamma * x[a] * x[b]
         return (s.base_kpi + s.trend_effect * self.trend + s.season_effect * self.season
                 + s.price_effect * (self.price - 10.0) + media + s.noise_sd * self.noise.kpi)
 
@@ -283,8 +310,14 @@ graph:
     - [email, sales]
     - [price, sales]
     - [trend, sales]
+  # Declared pairs whose synergy is estimated (in this sample's world TV and digital do not interact).
+  interactions: [[tv, digital]]
 experiments:
   - {{channel: {e['channel']}, start: {e['start']}, end: {e['end']}, incremental_kpi: {e['incremental_kpi']}, ci_low: {e['ci_low']}, ci_high: {e['ci_high']}}}
+# Effects of named windows (dates inclusive, week dates of the data) and by level of a pre-treatment column.
+campaigns:
+  - {{name: spring_tv, channel: tv, start: 2024-03-04, end: 2024-05-27}}
+effect_modifiers: {{tv: [price]}}
 """
 
 
@@ -306,3 +339,49 @@ if __name__ == "__main__":
     import sys
 
     write_sample(sys.argv[1] if len(sys.argv) > 1 else str(__import__("pathlib").Path(__file__).parent / "sample"))
+
+
+# --- truths of the effects by period, campaign, condition and synergy ---------------------------------
+
+def _world(scenario: Scenario | None, seed: int) -> tuple[Scenario, _World, pd.DatetimeIndex]:
+    scenario = scenario or Scenario()
+    world = _World(scenario, _draw_noise(np.random.default_rng(seed), scenario.n_weeks))
+    return scenario, world, pd.date_range(scenario.start, periods=scenario.n_weeks, freq="W-MON")
+
+
+def weekly_truth(scenario: Scenario | None = None, seed: int = 7) -> pd.DataFrame:
+    """week, channel, effect, weekly: each week's KPI as run minus with the channel off every week
+    (total: search responds to TV; direct: search held), noise held fixed. Summed over a period's
+    weeks it is the period's truth; over every week, `simulate(...).truth`."""
+    scenario, world, weeks = _world(scenario, seed)
+    factual = world.spends()
+    y = world.kpi(factual)
+    frames = []
+    for name in scenario.channels:
+        total = y - world.kpi(world.total_off(factual, name))
+        frames.append(pd.DataFrame({"week": weeks, "channel": name, "effect": "total", "weekly": total}))
+        if name == "tv":
+            direct = y - world.kpi(dict(factual, tv=np.zeros(scenario.n_weeks)))
+            frames.append(pd.DataFrame({"week": weeks, "channel": name, "effect": "direct", "weekly": direct}))
+            frames.append(pd.DataFrame({"week": weeks, "channel": name, "effect": "indirect", "weekly": total - direct}))
+    return pd.concat(frames, ignore_index=True)
+
+
+def campaign_truth(channel: str, start: str, end: str, scenario: Scenario | None = None, seed: int = 7) -> float:
+    """Σ over every week of the KPI as run minus the KPI with the channel's spend removed in [start, end]
+    (inclusive week dates) only: the carryover after the window counts; search responds to TV."""
+    scenario, world, weeks = _world(scenario, seed)
+    factual = world.spends()
+    keep = ~((weeks >= pd.Timestamp(start)) & (weeks <= pd.Timestamp(end)))
+    return float((world.kpi(factual) - world.kpi(world.total_off(factual, channel, keep.astype(float)))).sum())
+
+
+def synergy_truth(a: str, b: str, scenario: Scenario | None = None, seed: int = 7) -> float:
+    """Σ_t [Y(as run) − Y(a off) − Y(b off) + Y(both off)], "off" letting search respond to TV."""
+    scenario, world, _ = _world(scenario, seed)
+    factual = world.spends()
+    both = world.total_off(world.total_off(factual, a), b)
+    if "tv" in (a, b):  # search answers TV's spend, whichever channel was switched off last
+        both["search"] = world.search_spend(both["tv"])
+    return float((world.kpi(factual) - world.kpi(world.total_off(factual, a)) - world.kpi(world.total_off(factual, b))
+                  + world.kpi(both)).sum())

@@ -276,6 +276,10 @@ def test_materialisations_carry_readable_metadata(dagster_dev: DagsterDev, weekl
     assert latest["previous_run"] == first.run_id
     assert latest["outside_previous_interval"] == 0  # same data, same seed: nothing moved
     assert "| tv | total |" in latest["change_since_previous_run"]
+    # The campaign, the latest quarter and the declared synergy are float metadata too.
+    assert 10_000 < latest["campaign/spring_tv/incremental_kpi"] < 13_000
+    assert latest["latest_quarter"] == "2025-Q4" and latest["quarter_incremental/tv"] > 0
+    assert abs(latest["synergy/tv_digital"]) < 60_000 and "| tv | digital |" in latest["synergies"]
 
 
 def test_asset_checks_ran_and_recorded_their_results(dagster_dev: DagsterDev, weekly_runs: list[FinishedRun]) -> None:

@@ -463,3 +463,39 @@ def test_the_next_run_repairs_the_output_folder_as_soon_as_it_holds_the_lock(tmp
         resource.teardown_after_execution(context)
     with duckdb.connect(str(tmp_path / "w.duckdb"), read_only=True) as check:
         assert outputs.verify_publication(check, out).ok
+
+
+@pytest.mark.slow
+def test_effects_by_period_and_synergies_are_published_with_the_run(first_run: Path) -> None:
+    """The period and synergy tables are warehouse tables of the one publication, their CSVs equal
+    them, the periods add up to the published estimates, and the sample's truths are covered."""
+    from cmmm_pipeline.simulation.simulate import campaign_truth, synergy_truth
+
+    out = first_run / "out"
+    with duckdb.connect(str(out / "cmmm.duckdb"), read_only=True) as con:
+        check = outputs.verify_publication(con, out)
+        periods = warehouse.read_table(con, "effects_by_period", warehouse.PUBLISHED)
+        synergies = warehouse.read_table(con, "synergies", warehouse.PUBLISHED)
+        estimates = warehouse.read_table(con, "estimates", warehouse.PUBLISHED)
+    assert check.ok, check.problems
+    manifest = (out / "current" / outputs.MANIFEST_FILE).read_text(encoding="utf-8")
+    assert "effects_by_period.csv" in manifest and "synergies.csv" in manifest
+    assert pd.read_csv(out / "effects_by_period.csv").shape == periods.shape
+    whole = estimates.set_index(["channel", "effect"])["incremental_kpi"]
+    for kind in ("year", "quarter"):
+        sums = periods[periods["period_type"] == kind].groupby(["channel", "effect"])["incremental_kpi"].sum()
+        assert set(sums.index) == set(whole.index)
+        for key, value in sums.items():
+            assert value == pytest.approx(whole[key], rel=1e-9), (kind, key)
+    assert set(periods["period_type"]) == {"year", "quarter", "campaign", "condition"}
+    spring = periods[(periods["period_type"] == "campaign") & (periods["effect"] == "total")].iloc[0]
+    truth = campaign_truth("tv", "2024-03-04", "2024-05-27")
+    assert spring["period"] == "spring_tv"
+    assert spring["incremental_ci_low"] <= truth <= spring["incremental_ci_high"]
+    row = synergies.iloc[0]
+    assert (row["channel_a"], row["channel_b"]) == ("tv", "digital")
+    assert synergy_truth("tv", "digital") == pytest.approx(0.0, abs=1e-6)
+    assert row["incremental_ci_low"] < 0.0 < row["incremental_ci_high"]
+    report = (out / outputs.REPORT_FILE).read_text(encoding="utf-8")
+    for title in ("Effects by period", "Campaigns", "Effects by condition", "Synergies"):
+        assert title in report

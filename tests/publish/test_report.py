@@ -39,8 +39,8 @@ from cmmm_pipeline.publish.report import (
     smoothing_scale,
 )
 
-SECTIONS = ["attention", "summary", "dag", "forest", "contributions", "response", "refuters", "independence",
-            "overlap", "identification", "experiments", "history", "inputs"]
+SECTIONS = ["attention", "summary", "dag", "forest", "contributions", "response", "periods", "refuters",
+            "independence", "overlap", "identification", "experiments", "history", "inputs"]
 OPTIONAL = ["dag_tests", "overlap", "identification", "refutations", "experiments", "transform_selection"]
 WEEKS = 60
 
@@ -654,3 +654,33 @@ def test_the_summary_says_intervals_reach_near_equivalent_transforms_only_where_
     assert f"Intervals (and p-values) {sentence}" in every_summary
     off = with_changes(_run(), selection_band=SelectionBand.OFF)
     assert sentence not in _text(_section(render_report(ReportInputs.from_tables(off, tables)), "summary"))
+
+
+def test_the_period_campaign_condition_and_synergy_sections_show_their_tables(full: ReportInputs) -> None:
+    """With the period and synergy tables: the quarterly chart, the yearly table, the campaign with
+    its window and interval, the conditions with the equality test, the synergy with its interval."""
+    from cmmm_pipeline.publish.report import period_sections
+
+    def row(period_type: str, period: str, value: float, **extra: object) -> dict:
+        return {"channel": "tv", "effect": "total", "period_type": period_type, "period": period,
+                "start": "2024-03-04", "end": "2024-05-27", "weeks": 13, "incremental_kpi": value,
+                "incremental_ci_low": value - 100.0, "incremental_ci_high": value + 100.0, "p_value": 0.001,
+                "spend": 1000.0, "roi": value / 1000.0, "roi_ci_low": (value - 100.0) / 1000.0,
+                "roi_ci_high": (value + 100.0) / 1000.0, "interval_method": "percentile",
+                "roi_support": "observed", "equal_effect_p_value": float("nan"), "note": "", **extra}
+
+    periods = pd.DataFrame([row("year", "2024", 4000.0), row("quarter", "2024-Q1", 1000.0),
+                            row("quarter", "2024-Q2", 3000.0), row("campaign", "spring_tv", 1234.0),
+                            row("condition", "price<=9.8", 500.0, equal_effect_p_value=0.042)])
+    synergies = pd.DataFrame([{"channel_a": "tv", "channel_b": "digital", "incremental_kpi": -50.0,
+                               "incremental_ci_low": -900.0, "incremental_ci_high": 800.0, "p_value": 0.9,
+                               "share_of_smaller_effect": -0.01, "withheld_reason": ""}])
+    sections = period_sections(dataclasses.replace(full, effects_by_period=periods, synergies=synergies))
+    assert [s.id for s in sections] == ["periods", "campaigns", "conditions", "synergies"]
+    kinds = [b.kind for b in sections[0].blocks]
+    assert kinds == ["image", "table"]
+    campaign = sections[1].blocks[0]
+    cells = [c.text for c in campaign.rows[0]]
+    assert "spring_tv" in cells and "2024-03-04 to 2024-05-27" in cells and "1,234 (1,134–1,334)" in cells
+    assert "0.042" in [c.text for c in sections[2].blocks[0].rows[0]]
+    assert "-50 (-900–800)" in [c.text for c in sections[3].blocks[0].rows[0]]
