@@ -780,11 +780,11 @@ def _dag_section(inputs: ReportInputs) -> Section:
         caption = Paragraph("The independences this DAG implies were not tested in this run.")
     else:
         rejected = sum(verdicts.values())
-        verdict = (f"{rejected} rejected (red dashed lines, the pairs named under the drawing)" if rejected
-                   else "none rejected")
+        verdict = (f"{rejected} rejected (red dashed lines, the pairs named under the drawing; the edge to add is "
+                   "in the tests table)" if rejected else "none rejected")
         caption = Paragraph(f"{len(verdicts)} independences implied by the DAG were tested: "
-                            f"{len(verdicts) - rejected} consistent with the data (green dotted lines), {verdict}. See",
-                            link_text="the tests", link_anchor="independence")
+                            f"{len(verdicts) - rejected} consistent with the data (not drawn), {verdict}. All are "
+                            "listed in", link_text="the tests", link_anchor="independence")
     intro = ("The causal assumptions: an arrow means “can cause”. Effects are identified from this graph; "
              "a rejected implied independence is evidence of a missing arrow.")
     return Section("dag", "Causal DAG and its tested implications", (_image(png, "causal DAG"), caption), intro)
