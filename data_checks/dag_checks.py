@@ -19,7 +19,7 @@ import pandas as pd
 from dagster import AssetCheckResult, AssetCheckSeverity, MetadataValue, asset_check
 
 from cmmm_pipeline.dag.audit import overlap_thresholds
-from cmmm_pipeline.dag.independence import rejection_message
+from cmmm_pipeline.dag.independence import rejection_advice, rejection_message
 from cmmm_pipeline.dag.overlap import OverlapThresholds, overlap_message, withheld_channels
 from data_checks.checks import check_result
 from data_checks.gx_runner import Rule, SuiteResult, run_suite
@@ -74,7 +74,8 @@ def independence_rules(alpha: float) -> list[Rule]:
                  gx.expectations.ExpectColumnValuesToBeBetween(column="p_adjusted", min_value=alpha),
                  f"each implication of the DAG must hold in the data (adjusted p >= {alpha}, "
                  "checks.independence_alpha)",
-                 "add the missing edge (or common cause) between the two nodes, or explain why the DAG is right.")]
+                 "add the edge the check names (or a common cause of the two nodes), or explain why the DAG is "
+                 "right.")]
 
 
 def validate_independence(table: pd.DataFrame, alpha: float) -> SuiteResult:
@@ -137,6 +138,17 @@ def dag_overlap(settings: CmmmSettings, causal_dag: CausalDag) -> AssetCheckResu
         "channels": MetadataValue.json(support)})
 
 
+def implication_failures(rejected: pd.DataFrame) -> str:
+    """The one-line summary the CLI prints: each rejected implication once, with the edge to add
+    (`dag-implication-holds (digital ⟂ seasonality: add the edge seasonality → digital or a common
+    cause of digital and seasonality)`)."""
+    first = rejected.sort_values("p_adjusted", kind="stable").drop_duplicates("implication")
+    edges = first["edge_to_add"] if "edge_to_add" in first.columns else pd.Series("", index=first.index)
+    parts = [f"{str(i).split(' | ')[0]}: {rejection_advice(str(i), e if isinstance(e, str) else '')}"
+             for i, e in zip(first["implication"], edges)]
+    return f"{DagRule.IMPLICATION_HOLDS.value} ({'; '.join(parts)})"
+
+
 @asset_check(asset="causal_dag", blocking=True)
 def dag_independence(settings: CmmmSettings, causal_dag: CausalDag) -> AssetCheckResult:
     """The conditional independences the DAG implies, tested on the data (Fisher z and chi-squared
@@ -147,8 +159,10 @@ def dag_independence(settings: CmmmSettings, causal_dag: CausalDag) -> AssetChec
     suite = validate_independence(table, config.checks.independence_alpha)
     severity = AssetCheckSeverity.ERROR if config.checks.independence_blocking else AssetCheckSeverity.WARN
     rejected = table[table["rejected"].astype(bool)]
-    shown = rejected[["implication", "test", "statistic", "p_value", "p_adjusted"]]
+    shown = rejected[["implication", "test", "statistic", "p_value", "p_adjusted",
+                      *(["edge_to_add"] if "edge_to_add" in rejected.columns else [])]]
     return _with(suite, severity, rejection_message(table), {
+        **({"failed_rules": MetadataValue.text(implication_failures(rejected))} if len(rejected) else {}),
         "tests": len(table), "implications": int(table["implication"].nunique()),
         "rejected_implications": int(rejected["implication"].nunique()),
         "blocking": MetadataValue.bool(config.checks.independence_blocking),

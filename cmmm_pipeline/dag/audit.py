@@ -19,6 +19,7 @@ from cmmm_pipeline.dag.independence import (
     IndependenceSettings,
     implied_independences,
     run_independence_tests,
+    with_edges_to_add,
 )
 from cmmm_pipeline.dag.overlap import OverlapStratum, OverlapThresholds, overlap_strata, overlap_table
 from cmmm_pipeline.media.features import node_columns
@@ -32,15 +33,21 @@ class DagAudit:
     independence: IndependenceReport
     identification: tuple[Identification, ...]
     overlap: tuple[OverlapStratum, ...]
+    generated: frozenset[str] = frozenset()
+    """Nodes the pipeline generates (seasonality, trend): no edge can point into them."""
+
+    def dag_tests(self) -> pd.DataFrame:
+        """The `dag_tests` table, each rejected implication with the edge that would account for it."""
+        return with_edges_to_add(self.independence.table(), self.graph, self.roles, self.generated)
 
     def tables(self) -> dict[str, pd.DataFrame]:
         """The warehouse tables: dag_edges, dag_tests, identification, overlap."""
-        return {"dag_edges": edges_table(self.graph, self.roles), "dag_tests": self.independence.table(),
+        return {"dag_edges": edges_table(self.graph, self.roles), "dag_tests": self.dag_tests(),
                 "identification": identification_table(self.identification),
                 "overlap": overlap_table(self.overlap)}
 
     def png(self) -> bytes:
-        return draw_dag_png(self.graph, self.independence.table(), self.roles)
+        return draw_dag_png(self.graph, self.dag_tests(), self.roles)
 
 
 def generated_nodes(raw: pd.DataFrame, config: PipelineConfig) -> set[str]:
@@ -70,4 +77,5 @@ def audit_dag(config: PipelineConfig, raw: pd.DataFrame, features: pd.DataFrame)
     adjustments = total_adjustments(identification)
     spend = {c.name: raw[c.spend_column].to_numpy(dtype=float) for c in config.channels}
     strata = overlap_strata(features, spend, adjustments, overlap_thresholds(config), expanded)
-    return DagAudit(g, expanded, node_roles(config), report, tuple(identification), tuple(strata))
+    return DagAudit(g, expanded, node_roles(config), report, tuple(identification), tuple(strata),
+                    frozenset(deterministic))

@@ -511,8 +511,48 @@ class IndependenceReport:
         return rejection_message(self.table())
 
 
+ROLE_ORDER = {"latent": 0, "control": 0, "channel": 1, "kpi": 2}
+"""Causal order of roles: an added edge runs from a lower rank to a higher one where the DAG allows it
+(a control that drives a channel's spend, a channel that drives the KPI)."""
+
+
+def edge_to_add(g: nx.DiGraph, x: str, y: str, roles: Mapping[str, str],
+                no_causes: Collection[str] = ()) -> tuple[str, str] | None:
+    """The edge that would account for a rejected `x ⟂ y | …`: of y → x and x → y, those that keep
+    the DAG acyclic, give the KPI no child and a generated node (`no_causes`) no cause; of these,
+    the one from a control towards a channel or from a channel towards the KPI, else y → x (the
+    local Markov statement regresses x on its parents: y is the parent the data ask for). None when
+    neither is allowed: then only a common cause explains the dependence."""
+    allowed = [(u, v) for u, v in ((y, x), (x, y))
+               if u in g and v in g and v not in no_causes and roles.get(u) != "kpi"
+               and not nx.has_path(g, v, u)]
+    if not allowed:
+        return None
+    return min(allowed, key=lambda e: ROLE_ORDER.get(roles.get(e[0], "control"), 0)
+               - ROLE_ORDER.get(roles.get(e[1], "control"), 0))
+
+
+def with_edges_to_add(table: pd.DataFrame, g: nx.DiGraph, roles: Mapping[str, str],
+                      no_causes: Collection[str] = ()) -> pd.DataFrame:
+    """The `dag_tests` table with `edge_to_add` (`seasonality → digital`) on every rejected row."""
+    edges = []
+    for x, y, rejected in zip(table["x"].astype(str), table["y"].astype(str), table["rejected"].astype(bool)):
+        edge = edge_to_add(g, x, y, roles, no_causes) if rejected else None
+        edges.append(f"{edge[0]} → {edge[1]}" if edge else "")
+    return table.assign(edge_to_add=edges)
+
+
+def rejection_advice(implication: str, edge: str) -> str:
+    """What to do about one rejected implication: the edge to add, or a common cause."""
+    pair = " and ".join(implication.split(" | ")[0].split(" ⟂ "))
+    if edge:
+        return f"add the edge {edge} or a common cause of {pair}"
+    return f"add a common cause of {pair} (no edge between them keeps the DAG valid)"
+
+
 def rejection_message(table: pd.DataFrame) -> str:
-    """One paragraph from a `dag_tests` table: which implications the data reject, and what to do."""
+    """One paragraph from a `dag_tests` table: which implications the data reject, and what to do
+    about each (the edge to add, from its `edge_to_add` column)."""
     if table.empty:
         return "The DAG implies no testable independence between observed nodes."
     tested = table["implication"].nunique()
@@ -522,10 +562,17 @@ def rejection_message(table: pd.DataFrame) -> str:
     if rejected.empty:
         return f"The data are consistent with all {tested} tested implications of the DAG (none with {level})."
     strongest = rejected.sort_values("p_adjusted", kind="stable").drop_duplicates("implication")
-    parts = [f"{r.implication} (adjusted p = {r.p_adjusted:.2g}, {r.test})" for r in strongest.itertuples()]
-    return (f"The data reject {len(strongest)} of {tested} implications of the DAG ({level}): " + "; ".join(parts)
-            + ". Each names two nodes the DAG keeps apart that move together in the data: add the missing edge "
-            "(or common cause) between them, or explain why the DAG is right.")
+    if "edge_to_add" not in strongest.columns:
+        parts = [f"{r.implication} (adjusted p = {r.p_adjusted:.2g}, {r.test})" for r in strongest.itertuples()]
+        return (f"The data reject {len(strongest)} of {tested} implications of the DAG ({level}): "
+                + "; ".join(parts) + ". Each names two nodes the DAG keeps apart that move together in the data: "
+                "add the missing edge (or common cause) between them, or explain why the DAG is right.")
+    parts = [f"{r.implication} rejected (adjusted p = {r.p_adjusted:.2g}, {r.test}): "
+             f"{rejection_advice(str(r.implication), r.edge_to_add if isinstance(r.edge_to_add, str) else '')}"
+             for r in strongest.itertuples()]
+    return (f"The data reject {len(strongest)} of {tested} implications of the DAG ({level}). " + "; ".join(parts)
+            + ". Each pair moves together in the data although the DAG keeps it apart: add the edge, or explain "
+            "why the DAG is right.")
 
 
 def run_independence_tests(data: pd.DataFrame, implications: Sequence[Implication],

@@ -20,6 +20,10 @@ it into quantile strata, and measure:
   needs, weeks without spend. Above a tolerance, ROI is
   `extrapolated`: an always-on channel's ROI against zero is a reading of the response curve, not
   of the data, and its marginal ROI is the number to lead with.
+- `support_low`: the same sum per week, Σ_t min(s_t, floor_k(t)) / weeks: the lowest weekly spend
+  comparable weeks show, averaged over the weeks. It is the lower end of the supported spend range
+  the report's response curve is drawn solid in, and `extrapolated_share` = `support_low` / mean
+  weekly spend: `spend_support` computes both, so the flag and the picture cannot disagree.
 
 A channel fails the gate when its residual share or any stratum's spread or size is below the
 thresholds; it is WITHHELD (no estimate, the reason published) and the other channels go on. The
@@ -103,6 +107,8 @@ class OverlapStratum:
     """Channel level: sqrt(1 − R²) of the media on the adjustment set."""
     extrapolated_share: float
     """Channel level: share of the incremental KPI from spend below the strata's floors."""
+    support_low: float
+    """Channel level: lower end of the supported weekly spend (see `SpendSupport`)."""
     ok: bool
     reason: str
     adjustment: tuple[str, ...]
@@ -122,6 +128,65 @@ class ChannelSupport:
     residual_share: float
     extrapolated_share: float
     roi_support: RoiSupport
+    support_low: float = 0.0
+    """Lower end of the supported weekly spend, from the same `SpendSupport` as the share."""
+
+
+@dataclass(frozen=True)
+class SpendSupport:
+    """The weekly spend range the data support for a channel's response curve, and the share of its
+    incremental KPI that lies below it: one computation behind both `roi_support` and the curve.
+
+    `low` = Σ_t min(s_t, floor_t) / weeks: each week's spend up to the floor of its stratum (the
+    lowest spend comparable weeks show), averaged; with one stratum it is that floor. `high` is the
+    highest weekly spend observed. `extrapolated_share` = `low` / `mean`: for an effect linear in
+    spend, the part of the incremental KPI that needs spend levels below what comparable weeks
+    show; on the curve at the average week, the part of the spend drawn dashed."""
+
+    low: float
+    high: float
+    mean: float
+
+    @property
+    def extrapolated_share(self) -> float:
+        return self.low / self.mean if self.mean > 0 else 0.0
+
+    def roi_support(self, max_extrapolated_share: float) -> RoiSupport:
+        return roi_support(self.extrapolated_share, max_extrapolated_share)
+
+
+def roi_support(extrapolated_share: float, max_extrapolated_share: float) -> RoiSupport:
+    """`observed` when at most `max_extrapolated_share` of the incremental KPI lies below the
+    supported range."""
+    return RoiSupport.OBSERVED if extrapolated_share <= max_extrapolated_share else RoiSupport.EXTRAPOLATED
+
+
+def spend_support(spend: np.ndarray, floors: np.ndarray) -> SpendSupport:
+    """The supported spend range of a channel from its weekly spend and each week's stratum floor."""
+    spend = np.asarray(spend, dtype=float)
+    if not len(spend):
+        return SpendSupport(0.0, 0.0, 0.0)
+    return SpendSupport(float(np.mean(np.minimum(spend, floors))), float(np.max(spend)), float(np.mean(spend)))
+
+
+def published_support(overlap: pd.DataFrame | None, channel: str, spend: np.ndarray,
+                      extrapolated: float = float("nan")) -> SpendSupport | None:
+    """A channel's `SpendSupport` as its run published it: the `support_low` of the `overlap` table
+    (or, from a table without it, its `extrapolated_share` × the mean weekly spend, the same number),
+    else the estimate's `extrapolated` share; None when the run published neither."""
+    observed = np.asarray(spend, dtype=float)
+    if not len(observed):
+        return None
+    high, mean = float(observed.max()), float(observed.mean())
+    rows = overlap[overlap["channel"] == channel] if overlap is not None and "channel" in overlap else None
+    if rows is not None and len(rows):
+        if "support_low" in rows and np.isfinite(float(rows["support_low"].iloc[0])):
+            return SpendSupport(float(rows["support_low"].iloc[0]), high, mean)
+        if "extrapolated_share" in rows:
+            extrapolated = float(rows["extrapolated_share"].iloc[0])
+    if not np.isfinite(extrapolated):
+        return None
+    return SpendSupport(extrapolated * mean, high, mean)
 
 
 def _cv(values: np.ndarray) -> float:
@@ -160,8 +225,7 @@ def support_floors(spend: np.ndarray, labels: np.ndarray) -> np.ndarray:
 def extrapolated_share(spend: np.ndarray, floors: np.ndarray) -> float:
     """Σ_t min(s_t, floor_t) / Σ_t s_t: the part of β·Σ_t s_t that needs spend levels below what
     comparable weeks show (0 for a channel with dark weeks in every stratum; 1 for a constant)."""
-    total = float(np.sum(spend))
-    return float(np.sum(np.minimum(spend, floors)) / total) if total > 0 else 0.0
+    return spend_support(spend, floors).extrapolated_share
 
 
 def channel_overlap(channel: str, treatment: np.ndarray, spend: np.ndarray, adjusters: np.ndarray,
@@ -181,7 +245,7 @@ def channel_overlap(channel: str, treatment: np.ndarray, spend: np.ndarray, adju
     labels = strata(score, bins)
     floors = support_floors(spend, labels)
     share = residual_share(treatment, full)
-    extrapolated = extrapolated_share(spend, floors)
+    support = spend_support(spend, floors)
     median = float(np.median(spend))
     overall_sd = float(np.std(treatment))
     channel_problem = (f"residual share {share:.2f} < {thresholds.min_residual_share}"
@@ -204,7 +268,8 @@ def channel_overlap(channel: str, treatment: np.ndarray, spend: np.ndarray, adju
             spend_mean=float(s.mean()) if len(s) else float("nan"), cv=_cv(s), spread=spread,
             floor=float(floors[mask][0]) if mask.any() else float("nan"),
             low_spend_weeks=int((s <= median).sum()), high_spend_weeks=int((s > median).sum()),
-            residual_share=share, extrapolated_share=extrapolated, ok=not problems, reason="; ".join(problems),
+            residual_share=share, extrapolated_share=support.extrapolated_share, support_low=support.low,
+            ok=not problems, reason="; ".join(problems),
             adjustment=tuple(adjustment)))
     return out
 
@@ -251,12 +316,11 @@ def channel_supports(rows: Sequence[OverlapStratum], thresholds: OverlapThreshol
             if local:
                 reasons.append(f"stratum {r.stratum}/{r.strata}: {', '.join(local)}")
         first = strata_rows[0]
-        support = (RoiSupport.OBSERVED if first.extrapolated_share <= thresholds.max_extrapolated_share
-                   else RoiSupport.EXTRAPOLATED)
+        support = roi_support(first.extrapolated_share, thresholds.max_extrapolated_share)
         reason = ("overlap: " + "; ".join(reasons) + " (the adjustment set leaves too little variation in this "
                   "channel to estimate its effect)") if failed else ""
         out[channel] = ChannelSupport(channel, bool(failed), reason, first.residual_share, first.extrapolated_share,
-                                      support)
+                                      support, first.support_low)
     return out
 
 
@@ -267,8 +331,8 @@ def media_support(features: pd.DataFrame, spend: Mapping[str, np.ndarray], adjus
 
 
 TABLE_COLUMNS = ["channel", "stratum", "strata", "weeks", "spend_min", "spend_max", "spend_mean", "cv", "spread",
-                 "floor", "low_spend_weeks", "high_spend_weeks", "residual_share", "extrapolated_share", "score_min",
-                 "score_max", "ok", "reason", "label", "adjustment"]
+                 "floor", "low_spend_weeks", "high_spend_weeks", "residual_share", "extrapolated_share", "support_low",
+                 "score_min", "score_max", "ok", "reason", "label", "adjustment"]
 
 
 def overlap_table(rows: Sequence[OverlapStratum]) -> pd.DataFrame:
@@ -278,7 +342,8 @@ def overlap_table(rows: Sequence[OverlapStratum]) -> pd.DataFrame:
         "spend_max": r.spend_max, "spend_mean": r.spend_mean, "cv": r.cv, "spread": r.spread, "floor": r.floor,
         "low_spend_weeks": r.low_spend_weeks, "high_spend_weeks": r.high_spend_weeks,
         "residual_share": r.residual_share, "extrapolated_share": r.extrapolated_share,
-        "score_min": r.score_min, "score_max": r.score_max, "ok": r.ok, "reason": r.reason, "label": r.label,
+        "support_low": r.support_low, "score_min": r.score_min, "score_max": r.score_max, "ok": r.ok,
+        "reason": r.reason, "label": r.label,
         "adjustment": "|".join(r.adjustment)} for r in rows], columns=TABLE_COLUMNS)
 
 

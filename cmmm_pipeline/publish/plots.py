@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from cmmm_pipeline.dag.overlap import SpendSupport
 from cmmm_pipeline.media.features import WEEK, transforms_from_table
 from cmmm_pipeline.media.transforms import hill_saturation
 
@@ -124,7 +125,9 @@ def contributions_png(transformed: pd.DataFrame, parts: Sequence[ContributionPar
 
 @dataclass(frozen=True)
 class ResponseCurve:
-    """Weekly incremental KPI at a constant weekly spend, with its interval and the observed range."""
+    """Weekly incremental KPI at a constant weekly spend, with its interval, the observed range and
+    the supported range: from `support_low` (the overlap analysis's lower support bound, the same
+    number that sets `roi_support`) to the highest week."""
 
     channel: str
     spend: np.ndarray
@@ -134,29 +137,60 @@ class ResponseCurve:
     observed_min: float
     observed_max: float
     observed_mean: float
+    support_low: float
+    roi_support: str = ""
+    extrapolated_share: float = float("nan")
+
+    @property
+    def supported(self) -> np.ndarray:
+        """Grid points inside the supported range, drawn solid (the rest dashed)."""
+        return (self.spend >= self.support_low) & (self.spend <= self.observed_max)
 
 
 def response_curve(channel: str, spend: np.ndarray, transforms: pd.DataFrame, estimate: pd.Series,
-                   points: int = 200) -> ResponseCurve:
+                   support: SpendSupport | None = None, points: int = 200) -> ResponseCurve:
     """ATE × Hill(steady-state adstock of a constant weekly spend ÷ the run's reference scale).
 
-    The interval scales the curve by the ROI interval over the ROI (the curve is linear in the ATE)."""
+    The interval scales the curve by the ROI interval over the ROI (the curve is linear in the ATE).
+    `support` is the channel's `SpendSupport` from the overlap analysis; without it the supported
+    range starts at the lowest observed week. The grid holds both ends of the range exactly."""
     transform = transforms_from_table(transforms)[channel]
     observed = np.asarray(spend, dtype=float)
     reference = transform.reference(observed)
     carry = float(transform.adstocked(np.ones(STEADY_WEEKS))[-1])
-    grid = np.linspace(0.0, max(float(observed.max()), 1e-9) * 1.5, points)
+    support_low = float(support.low) if support is not None else float(observed.min())
+    top = max(float(observed.max()), 1e-9)
+    grid = np.union1d(np.linspace(0.0, top * 1.5, points), [support_low, float(observed.max())])
     response = float(estimate["ate"]) * smoothing_scale(estimate) * hill_saturation(
         grid * carry / reference, transform.half_saturation, transform.slope)
     roi = float(estimate["roi"])
     scale_low = float(estimate["roi_ci_low"]) / roi if roi else np.nan
     scale_high = float(estimate["roi_ci_high"]) / roi if roi else np.nan
+    flag = estimate.get("roi_support", "")
+    share = estimate.get("extrapolated_share", np.nan)
     return ResponseCurve(channel, grid, response, response * scale_low, response * scale_high,
-                         float(observed.min()), float(observed.max()), float(observed.mean()))
+                         float(observed.min()), float(observed.max()), float(observed.mean()), support_low,
+                         flag if isinstance(flag, str) else "",
+                         float(share) if share is not None and np.isfinite(float(share)) else float("nan"))
+
+
+def curve_title(curve: ResponseCurve) -> str:
+    """The channel, and where its ROI against zero stands (the flag the summary table shows)."""
+    if not curve.roi_support:
+        return curve.channel
+    share = curve.extrapolated_share
+    below = f" ({share:.0%} of it below support)" if np.isfinite(share) and share > 0 else ""
+    return f"{curve.channel} · ROI vs zero spend: {curve.roi_support}{below}"
 
 
 def response_curves_png(curves: Sequence[ResponseCurve], kpi: str) -> bytes:
-    """Small multiples: solid where the weekly spend was observed (shaded), dashed beyond it."""
+    """Small multiples (see `response_curves_figure`)."""
+    return _png(response_curves_figure(curves, kpi))
+
+
+def response_curves_figure(curves: Sequence[ResponseCurve], kpi: str) -> Any:
+    """Small multiples: the supported weekly spend shaded, the curve solid inside it and dashed
+    (extrapolated) below its lower bound and above the highest week."""
     columns = 2 if len(curves) > 1 else 1
     rows = int(np.ceil(len(curves) / columns))
     fig = _figure(8.0, 2.9 * rows + 0.3)
@@ -164,16 +198,20 @@ def response_curves_png(curves: Sequence[ResponseCurve], kpi: str) -> bytes:
     for i, curve in enumerate(curves):
         ax = fig.add_subplot(rows, columns, i + 1)
         colour = colours[curve.channel]
-        inside = (curve.spend >= curve.observed_min) & (curve.spend <= curve.observed_max)
-        ax.axvspan(curve.observed_min, curve.observed_max, color=colour, alpha=0.10, lw=0,
-                   label="observed weekly spend")
+        inside = curve.supported
+        ax.axvspan(curve.support_low, curve.observed_max, color=colour, alpha=0.10, lw=0,
+                   label="spend comparable weeks show", gid="support")
         ax.fill_between(curve.spend, curve.low, curve.high, color=colour, alpha=0.18, lw=0, label="interval")
-        ax.plot(curve.spend, np.where(inside, curve.response, np.nan), color=colour, lw=2, label="supported by data")
-        ax.plot(curve.spend, np.where(inside, np.nan, curve.response), color=colour, lw=1.3, ls="--",
-                label="extrapolated")
+        ax.plot(curve.spend[inside], curve.response[inside], color=colour, lw=2, label="supported by data",
+                gid="supported")
+        below, above = curve.spend <= curve.support_low, curve.spend >= curve.observed_max
+        for part, label in ((below, "extrapolated"), (above, None)):
+            if part.sum() > 1:
+                ax.plot(curve.spend[part], curve.response[part], color=colour, lw=1.3, ls="--", label=label,
+                        gid="extrapolated")
         mean_response = float(np.interp(curve.observed_mean, curve.spend, curve.response))
         ax.plot([curve.observed_mean], [mean_response], "o", color="#222", ms=4, label="average week")
-        ax.set_title(curve.channel, fontsize=10)
+        ax.set_title(curve_title(curve), fontsize=9)
         ax.set_xlabel("weekly spend (held constant)", fontsize=8)
         ax.set_ylabel(f"weekly incremental {kpi}", fontsize=8)
         ax.tick_params(labelsize=7)
@@ -182,7 +220,7 @@ def response_curves_png(curves: Sequence[ResponseCurve], kpi: str) -> bytes:
         ax.grid(alpha=0.3)
         if i == 0:
             ax.legend(fontsize=7, loc="upper left", frameon=False)
-    return _png(fig)
+    return fig
 
 
 def quarterly_effects_png(periods: pd.DataFrame, kpi: str, ci_level: float = 0.95) -> bytes:

@@ -31,6 +31,7 @@ from cmmm_pipeline.core.config import SelectionBand
 from cmmm_pipeline.core.status import Status
 from cmmm_pipeline.dag.drawing import draw_dag_png, implications
 from cmmm_pipeline.dag.graph import graph_from_table
+from cmmm_pipeline.dag.overlap import published_support
 from cmmm_pipeline.data.history import UNCHANGED, EstimateChanges
 from cmmm_pipeline.media.features import WEEK
 from cmmm_pipeline.publish.plots import (
@@ -784,11 +785,11 @@ def _dag_section(inputs: ReportInputs) -> Section:
         caption = Paragraph("The independences this DAG implies were not tested in this run.")
     else:
         rejected = sum(verdicts.values())
-        verdict = (f"{rejected} rejected (red dashed lines, the pairs named under the drawing)" if rejected
-                   else "none rejected")
+        verdict = (f"{rejected} rejected (red dashed lines, the pairs named under the drawing; the edge to add is "
+                   "in the tests table)" if rejected else "none rejected")
         caption = Paragraph(f"{len(verdicts)} independences implied by the DAG were tested: "
-                            f"{len(verdicts) - rejected} consistent with the data (green dotted lines), {verdict}. See",
-                            link_text="the tests", link_anchor="independence")
+                            f"{len(verdicts) - rejected} consistent with the data (not drawn), {verdict}. All are "
+                            "listed in", link_text="the tests", link_anchor="independence")
     intro = ("The causal assumptions: an arrow means “can cause”. Effects are identified from this graph; "
              "a rejected implied independence is evidence of a missing arrow.")
     return Section("dag", "Causal DAG and its tested implications", (_image(png, "causal DAG"), caption), intro)
@@ -843,16 +844,20 @@ def _response_section(inputs: ReportInputs) -> Section:
         if (not np.isfinite(_float(r, "ate")) or not np.isfinite(_float(r, "roi")) or column is None
                 or column not in inputs.raw.columns or r["channel"] not in set(inputs.transforms["channel"])):
             continue
-        curves.append(response_curve(r["channel"], inputs.raw[column].to_numpy(dtype=float), inputs.transforms,
-                                     pd.Series(r)))
+        spend = inputs.raw[column].to_numpy(dtype=float)
+        support = published_support(inputs.overlap, r["channel"], spend, _float(r, "extrapolated_share"))
+        curves.append(response_curve(r["channel"], spend, inputs.transforms, pd.Series(r), support))
     if not curves:
         return Section("response", "Response curves", (_na("Spend and transform parameters"),))
     ranges = table_block(pd.DataFrame([{"channel": c.channel, "lowest week": c.observed_min,
-                                        "average week": c.observed_mean, "highest week": c.observed_max}
-                                       for c in curves]), "Observed weekly spend")
+                                        "supported from": c.support_low, "average week": c.observed_mean,
+                                        "highest week": c.observed_max} for c in curves]), "Observed weekly spend")
     intro = (f"Weekly incremental {inputs.run.kpi} if a channel ran at the same weekly spend every week (adstock at its "
-             "steady state, then saturation), with its interval. The solid part lies inside the weekly spend the data "
-             "cover (shaded): trust it there; the dashed part extrapolates.")
+             "steady state, then saturation), with its interval. The solid part lies inside the weekly spend that "
+             "comparable weeks show (shaded): trust it there; the dashed part extrapolates. The shading starts where "
+             "the overlap analysis puts the channel's support (the lowest spend weeks alike in the adjustment set "
+             "show, averaged over the weeks), the number that also sets ROI support: a channel whose ROI against "
+             "zero is extrapolated has its curve dashed near zero.")
     return Section("response", "Response curves",
                    (_image(response_curves_png(curves, inputs.run.kpi), "response curves per channel"), ranges), intro)
 

@@ -188,6 +188,58 @@ def test_two_generated_nodes_cannot_be_tested() -> None:
     assert isinstance(outcome, ind.Untestable) and "generated" in outcome.reason
 
 
+ROLES = {"seasonality": "control", "trend": "control", "price": "control", "sales": "kpi",
+         **{c: "channel" for c in ("tv", "search", "digital", "email")}}
+
+
+@pytest.mark.parametrize(("drop", "x", "y", "edge"), [
+    (("seasonality", "digital"), "digital", "seasonality", ("seasonality", "digital")),  # into the channel
+    (("tv", "search"), "search", "tv", ("tv", "search")),       # the tested direction: y is the parent asked for
+    (("email", "sales"), "email", "sales", ("email", "sales")),   # the KPI gets no child
+    (("trend", "sales"), "trend", "sales", ("trend", "sales")),
+])
+def test_the_edge_to_add_is_the_one_the_dropped_edge_was(drop: tuple[str, str], x: str, y: str,
+                                                         edge: tuple[str, str]) -> None:
+    """Drop an edge of the sample DAG: the implication it leaves names that edge back, never one
+    that makes a cycle, gives the KPI a child or a generated node a cause."""
+    g = _sample_dag(drop)
+    g.add_nodes_from(COLUMNS)  # a node left without edges is still in the DAG
+    implications = {frozenset((i.x, i.y)): i for i in ind.implied_independences(g, COLUMNS, WIDTHS, GENERATED)}
+    implication = implications[frozenset((x, y))]
+    assert ind.edge_to_add(g, implication.x, implication.y, ROLES, GENERATED) == edge
+
+
+def test_the_edge_to_add_keeps_the_dag_a_dag() -> None:
+    g = _sample_dag()
+    for i in ind.implied_independences(g, COLUMNS, WIDTHS, GENERATED):
+        if {i.x, i.y} <= GENERATED:
+            continue  # never tested (no noise of their own), see below
+        u, v = ind.edge_to_add(g, i.x, i.y, ROLES, GENERATED)
+        assert {u, v} == {i.x, i.y} and v not in GENERATED and ROLES[u] != "kpi"
+        assert nx.is_directed_acyclic_graph(nx.DiGraph([*g.edges, (u, v)]))
+        # a control pointing at a channel, not the other way round
+        if {ROLES[u], ROLES[v]} == {"control", "channel"}:
+            assert (ROLES[u], ROLES[v]) == ("control", "channel")
+    # two generated nodes: no edge between them is allowed, only a common cause
+    assert ind.edge_to_add(g, "trend", "seasonality", ROLES, GENERATED) is None
+
+
+def test_the_message_names_the_edge_to_add() -> None:
+    table = pd.DataFrame({"x": ["digital", "digital", "price"], "y": ["seasonality", "seasonality", "tv"],
+                          "implication": ["digital ⟂ seasonality", "digital ⟂ seasonality", "price ⟂ tv"],
+                          "test": ["fisher_z", "chi_squared", "fisher_z"], "p_adjusted": [1e-9, 1e-6, 0.8],
+                          "rejected": [True, True, False], "alpha": 0.05, "correction": "holm"})
+    named = ind.with_edges_to_add(table, _sample_dag(("seasonality", "digital")), ROLES, GENERATED)
+    assert list(named["edge_to_add"]) == ["seasonality → digital", "seasonality → digital", ""]
+    assert ind.rejection_message(named) == (
+        "The data reject 1 of 2 implications of the DAG (HOLM-adjusted p < 0.05). digital ⟂ seasonality rejected "
+        "(adjusted p = 1e-09, fisher_z): add the edge seasonality → digital or a common cause of digital and "
+        "seasonality. Each pair moves together in the data although the DAG keeps it apart: add the edge, or "
+        "explain why the DAG is right.")
+    # read back from dag_tests.csv, the empty cells are NaN: still no 'nan' edge
+    assert "nan" not in ind.rejection_message(named.assign(edge_to_add=[np.nan] * 3))
+
+
 def test_the_message_names_the_rejected_implication() -> None:
     table = pd.DataFrame({"implication": ["digital ⟂ seasonality", "digital ⟂ seasonality", "price ⟂ tv"],
                           "test": ["fisher_z", "chi_squared", "fisher_z"], "p_adjusted": [1e-9, 1e-6, 0.8],
@@ -258,6 +310,11 @@ def test_on_the_sample_the_correct_dag_passes_and_the_missing_edge_is_named(tmp_
     assert not evaluation.passed and evaluation.severity.value == "WARN"
     assert "digital ⟂ seasonality" in evaluation.description
     assert "The data reject 1 of" in evaluation.description
+    # the message names the edge to add, as the README's troubleshooting table says it does
+    assert "add the edge seasonality → digital or a common cause of digital and seasonality" in evaluation.description
+    assert evaluation.metadata["failed_rules"].text == (
+        "dag-implication-holds (digital ⟂ seasonality: add the edge seasonality → digital or a common cause of "
+        "digital and seasonality)")
     assert "downstream" in materialized(warned)  # a WARN does not block
 
 

@@ -77,6 +77,12 @@ def test_extrapolated_share_is_the_part_below_the_comparable_weeks_floor() -> No
     x = np.array([0.0, 1.0, 2.0, 3.0, 4.0, 2.0, 2.0, 3.0])
     floors = np.array([0.0, 0.0, 0.0, 0.0, 2.0, 2.0, 2.0, 2.0])
     assert ov.extrapolated_share(x, floors) == pytest.approx((0 + 0 + 0 + 0 + 2 + 2 + 2 + 2) / x.sum())
+    # the same sum per week is the curve's lower support bound: the flag and the picture share it
+    support = ov.spend_support(x, floors)
+    assert (support.low, support.high, support.mean) == (1.0, 4.0, x.mean())
+    assert support.extrapolated_share == ov.extrapolated_share(x, floors)
+    assert support.roi_support(0.2) is ov.RoiSupport.EXTRAPOLATED  # 8 / 17 below the floors
+    assert ov.spend_support(np.full(5, 3.0), np.full(5, 3.0)).extrapolated_share == 1.0  # a constant
     rng = np.random.default_rng(7)
     z = rng.normal(size=(156, 1))
     always_on = 100.0 * np.exp(rng.normal(0.0, 0.3, 156))

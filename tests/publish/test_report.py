@@ -20,7 +20,7 @@ import pytest
 from cmmm_pipeline.core.config import AdstockType
 from cmmm_pipeline.core.status import Status
 from cmmm_pipeline.dag import drawing
-from cmmm_pipeline.dag.drawing import HELD_COLOUR, NODE_RX, NODE_RY, REJECTED_COLOUR, DrawingEngine, draw_dag_png
+from cmmm_pipeline.dag.drawing import NODE_RX, NODE_RY, REJECTED_COLOUR, DrawingEngine, draw_dag_png
 from cmmm_pipeline.data.history import EstimateChanges, PreviousRun, compare_estimates
 from cmmm_pipeline.media.features import ChannelTransform, ParameterSource, transforms_table
 from cmmm_pipeline.media.transforms import hill_saturation
@@ -378,8 +378,8 @@ def test_graphviz_routes_no_edge_through_a_node(edges: list[tuple[str, str]]) ->
         elif f[0] == "edge":
             n = int(f[3])
             routed.append((f[1], f[2], _bezier(np.array(f[4:4 + 2 * n], dtype=float).reshape(n, 2))))
-    implied = 5 if tests is not None else 0
-    assert len(routed) == len(edges) + implied and set(nodes) == set(g.nodes)
+    rejected = 2 if tests is not None else 0  # only the rejected implications are drawn
+    assert len(routed) == len(edges) + rejected and set(nodes) == set(g.nodes)
     assert _crossings(nodes, routed) == []
     # seasonality -> sales runs clear of search: the confounding path reads as it is declared.
     if edges is SAMPLE_EDGES:
@@ -388,17 +388,24 @@ def test_graphviz_routes_no_edge_through_a_node(edges: list[tuple[str, str]]) ->
 
 @pytest.mark.parametrize("edges", [SAMPLE_EDGES, LONG_EDGES], ids=["sample", "long_edges"])
 def test_the_fallback_layout_routes_no_edge_through_a_node(edges: list[tuple[str, str]]) -> None:
+    """The Graphviz test above, on what the fallback draws: the causal edges and the rejected
+    implications, no line through a node it does not join."""
     import networkx as nx
 
-    layout = drawing.layered_layout(nx.DiGraph(edges))
-    nodes = {n: (x, y, NODE_RX, NODE_RY) for n, (x, y) in layout.positions.items()}
+    g = nx.DiGraph(edges)
+    tests = SAMPLE_TESTS if edges is SAMPLE_EDGES else None
+    drawn = drawing.fallback_drawing(g, tests, SAMPLE_ROLES if tests is not None else {"y": "kpi"})
+    nodes = {n: (x, y, NODE_RX, NODE_RY) for n, (x, y) in drawn.positions.items()}
     routed = []
-    for (a, b), route in layout.routes.items():
-        points = np.array(route)
+    for line in drawn.lines:
+        points = np.array(line.points)
         dense = np.vstack([p + np.linspace(0, 1, 80)[:, None] * (q - p) for p, q in pairwise(points)])
-        routed.append((a, b, dense))
+        routed.append((line.source, line.target, dense))
+    rejected = 2 if tests is not None else 0
+    assert len(routed) == len(edges) + rejected and set(nodes) == set(g.nodes)
     assert _crossings(nodes, routed) == []
-    assert len(layout.routes[("seasonality", "sales") if edges is SAMPLE_EDGES else ("a", "y")]) > 2  # via slots
+    layout = drawing.layered_layout(g)
+    assert len(layout.routes[("seasonality", "sales") if edges is SAMPLE_EDGES else ("a", "y")]) > 4  # via slots
 
 
 def test_the_drawing_says_which_pair_each_rejected_line_joins() -> None:
@@ -408,10 +415,11 @@ def test_the_drawing_says_which_pair_each_rejected_line_joins() -> None:
         pytest.skip("Graphviz `dot` is not installed")
     source = drawing.dag_dot(nx.DiGraph(SAMPLE_EDGES), SAMPLE_TESTS, SAMPLE_ROLES)
     assert "price ⟂ tv; email ⟂ trend" in source  # named in the legend
-    held = re.findall(rf'(\w+) -> (\w+) \[color="{HELD_COLOUR}b0" dir=none[^\]]*style=dotted', source)
-    rejected = re.findall(rf'(\w+) -> (\w+) \[color="{REJECTED_COLOUR}" dir=none[^\]]*style=dashed', source)
-    assert sorted(held) == [("digital", "search"), ("email", "seasonality"), ("search", "seasonality")]
-    assert sorted(rejected) == [("email", "trend"), ("price", "tv")]  # a direct line between the pair
+    undirected = re.findall(r'(\w+) -> (\w+) \[color="([^"]+)" dir=none[^\]]*style=(\w+)', source)
+    # a direct red dashed line between each rejected pair; the consistent ones are left to the table
+    assert sorted(undirected) == [("email", "trend", REJECTED_COLOUR, "dashed"),
+                                  ("price", "tv", REJECTED_COLOUR, "dashed")]
+    assert "consistent" not in source and "dotted" not in source
 
 
 def test_response_curve_is_the_ate_times_the_steady_state_hill(full: ReportInputs) -> None:
