@@ -28,7 +28,7 @@ from cmmm_pipeline.plan.forecast import (
 )
 from cmmm_pipeline.plan.model import ChannelCurve, FittedModel, SupportRange
 from cmmm_pipeline.plan.optimise import Allocation, allocate
-from cmmm_pipeline.plan.spec import PlanError, PlanMode, PlanSpec, Risk
+from cmmm_pipeline.plan.spec import PlanError, PlanMode, PlanSpec, Risk, raise_all
 
 TOTAL = "total"
 RISK_QUANTILE = 0.1
@@ -91,7 +91,7 @@ def _bounds(model: FittedModel, spec: PlanSpec, channels: tuple[str, ...], budge
                 continue
             low, high = max(low, support.low), min(high, support.high)
         lower[i], upper[i] = low, high
-    p.raise_if_any()
+    raise_all(p)
     where = f"{spec.source} key 'total_budget'"
     if lower.sum() > budget + 1e-9:
         raise PlanError("plan-budget-below-bounds", where,
@@ -150,7 +150,7 @@ def run_plan(model: FittedModel, spec: PlanSpec) -> PlanResult:
                 error = outside_support(model.supports[c], spec.spend[c], spec.source, f"spend.{c}")
                 if error is not None:
                     p.add(error)
-        p.raise_if_any()
+        raise_all(p)
         weekly = {c: spec.spend[c] for c in channels}
     else:
         lower, upper = _bounds(model, spec, channels, budget)

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from cmmm_pipeline.core.config import PipelineConfig, is_finite_number
-from cmmm_pipeline.core.errors import CmmmError, ConfigError, Problems, brief, clip
+from cmmm_pipeline.core.errors import CmmmError, ConfigError, ConfigErrors, Problems, brief, clip
 from cmmm_pipeline.core.loading import read_yaml
 
 MAX_WEEKS = 104
@@ -33,6 +33,18 @@ MAX_WEEKS = 104
 
 class PlanError(CmmmError):
     """A plan file, or a plan the model cannot read within the data's support, breaks a rule."""
+
+
+class PlanErrors(ConfigErrors, PlanError):
+    """Several plan problems at once, one paragraph each (the config's machinery)."""
+
+
+def raise_all(problems: Problems) -> None:
+    """Raise what `problems` collected: the one PlanError, or PlanErrors for several."""
+    if len(problems.items) == 1:
+        raise problems.items[0]
+    if problems.items:
+        raise PlanErrors(problems.items)
 
 
 class Objective(Enum):
@@ -101,7 +113,7 @@ def _series(value: Any, source: Path, key: str, weeks: int) -> np.ndarray:
                         f"give one number (every week) or exactly {weeks}.")
         p = Problems()
         values = [p.check(_number, v, source, f"{key}[{i}]") for i, v in enumerate(value)]
-        p.raise_if_any()
+        raise_all(p)
         return np.array(values, dtype=float)
     return np.full(weeks, _number(value, source, key))
 
@@ -211,7 +223,7 @@ def parse_plan(raw: Any, source: Path, config: PipelineConfig) -> PlanSpec:
                     f"{f'did you mean {close[0]!r}? ' if close else ''}use only: {', '.join(sorted(KEYS))}."))
     if "weeks" not in raw:
         p.add(_fail(source, "weeks", "plan-missing-key", "is required but missing.", "add e.g. weeks: 13."))
-        p.raise_if_any()
+        raise_all(p)
     weeks = _weeks(raw["weeks"], source)
     channels = config.channel_names
     has_spend, has_budget = "spend" in raw, "total_budget" in raw
@@ -242,7 +254,7 @@ def parse_plan(raw: Any, source: Path, config: PipelineConfig) -> PlanSpec:
             p.add(_fail(source, "total_budget", "plan-budget-below-bounds",
                         f"is {budget:,.2f}, below the {floor:,.2f} the bounds' lows need over {weeks} weeks.",
                         "raise the budget or lower the bounds' lows."))
-    p.raise_if_any()
+    raise_all(p)
     return PlanSpec(source, weeks, spend or {}, budget, bounds or {}, objective, risk, bool(extrapolate),
                     controls or {})
 
