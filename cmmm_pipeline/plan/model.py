@@ -190,6 +190,12 @@ class ChannelCurve:
     def weeks(self) -> int:
         return self.carry.shape[1]
 
+    def single(self, draw: int) -> ChannelCurve:
+        """The curve of one bootstrap draw alone (its transform and coefficient) as the point."""
+        u = int(self.draw_index[draw])
+        return ChannelCurve(self.channel, (self.transforms[u],), self.references[u:u + 1], self.carry[u:u + 1],
+                            np.zeros(1, dtype=int), 0, self.ate[draw:draw + 1], float(self.ate[draw]), self.smooth)
+
     def adstocked(self, spend: np.ndarray) -> np.ndarray:
         """(U, N, m) carried-over spend of plans `spend` (N, m), history included."""
         own = np.stack([t.adstocked(spend) for t in self.transforms])

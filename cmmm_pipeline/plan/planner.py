@@ -36,10 +36,12 @@ PARETO_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
 """Weights of the risk objective along the two-objective front: (1 − w)·mean gain + w·p10 gain."""
 FORECAST_STREAM = 2
 """The forecast noise's random stream, apart from the bootstrap's."""
+OPTIMISM_DRAWS = 100
+"""How many bootstrap draws (evenly spaced) estimate the optimiser's optimism."""
 PLAN_COLUMNS = ["channel", "effect", "weekly_spend", "incremental_kpi", "incremental_ci_low", "incremental_ci_high",
                 "within_support", "supported_low", "supported_high", "current_weekly_spend", "current_incremental_kpi",
                 "current_ci_low", "current_ci_high", "gain", "gain_ci_low", "gain_ci_high", "gain_p10",
-                "kpi_forecast", "kpi_ci_low", "kpi_ci_high"]
+                "gain_optimism", "kpi_forecast", "kpi_ci_low", "kpi_ci_high"]
 
 
 @dataclass(frozen=True)
@@ -143,6 +145,7 @@ def run_plan(model: FittedModel, spec: PlanSpec) -> PlanResult:
     current = current_allocation(model, channels, spec.weeks, budget)
     objectives = _Objectives(curves, current)
     pareto = None
+    optimism = 0.0
     if spec.mode is PlanMode.EVALUATE:
         p = Problems()
         if not spec.allow_extrapolation:
@@ -162,6 +165,7 @@ def run_plan(model: FittedModel, spec: PlanSpec) -> PlanResult:
                                   random_starts=0)) for w in PARETO_WEIGHTS[1:]]
             pareto = _pareto(channels, [(0.0, best), *front], objectives)
             best = front[-1][1]
+        optimism = selection_optimism(curves, current, lower, upper, budget, objectives, best.spend)
         weekly = {c: np.full(spec.weeks, s) for c, s in zip(channels, best.spend)}
     plan_effects = {c: channel_effect(model, curves[c], weekly[c]) for c in channels}
     current_effects = {c: channel_effect(model, curves[c], np.full(spec.weeks, s)) for c, s in zip(channels, current)}
@@ -170,8 +174,33 @@ def run_plan(model: FittedModel, spec: PlanSpec) -> PlanResult:
         notes.append(f"projected over the plan's weeks (not given in the plan): {', '.join(projected)}.")
     rng = np.random.default_rng([model.config.estimation.seed, FORECAST_STREAM])
     forecast = kpi_forecast(model, plan_effects, baseline(model, curves, controls), rng)
-    table = plan_table(model, spec, plan_effects, current_effects, curves, forecast)
+    table = plan_table(model, spec, plan_effects, current_effects, curves, forecast, optimism)
+    total = table.iloc[-1]
+    if total["gain_ci_low"] <= 0 <= total["gain_ci_high"] and abs(total["current_weekly_spend"]) > 0:
+        notes.append(f"the gain over the current allocation, {total['gain']:,.0f} [{total['gain_ci_low']:,.0f}, "
+                     f"{total['gain_ci_high']:,.0f}], includes zero: the data do not show that this plan beats the "
+                     "current mix.")
     return PlanResult(spec.mode, table, forecast.weekly, pareto, tuple(notes))
+
+
+def selection_optimism(curves: Mapping[str, ChannelCurve], current: np.ndarray, lower: np.ndarray, upper: np.ndarray,
+                       budget: float, objectives: _Objectives, start: np.ndarray) -> float:
+    """How much the optimiser's own choice inflates the predicted gain (the optimiser's curse): a
+    plan chosen because its estimated gain is high is, on average, one whose gain was over-estimated.
+    Bootstrap estimate (Efron's optimism): in each draw's world the draw's curves are the estimate
+    and the mean over draws is the truth; the plan optimal for the draw gains G_b(s_b) by the draw's
+    reckoning and Ĝ(s_b) by the truth's. Their mean difference is subtracted from the gain."""
+    draws = len(next(iter(curves.values())).ate)
+    picks = np.unique(np.linspace(0, draws - 1, min(draws, OPTIMISM_DRAWS)).round().astype(int))
+    rng = np.random.default_rng(0)
+    gaps = []
+    for b in picks:
+        single = _Objectives({c: curve.single(int(b)) for c, curve in curves.items()}, current)
+        chosen = allocate(single.mean, lower, upper, budget, [start, current], rng, random_starts=0)
+        estimated = chosen.value - single.mean(current)
+        truth = objectives.mean(chosen.spend) - objectives.mean(current)
+        gaps.append(estimated - truth)
+    return float(np.mean(gaps))
 
 
 def _pareto(channels: tuple[str, ...], solutions: list[tuple[float, Allocation]], objectives: _Objectives) -> pd.DataFrame:
@@ -186,7 +215,10 @@ def _pareto(channels: tuple[str, ...], solutions: list[tuple[float, Allocation]]
 
 def plan_table(model: FittedModel, spec: PlanSpec, plan: Mapping[str, ChannelEffect],
                current: Mapping[str, ChannelEffect], curves: Mapping[str, ChannelCurve],
-               forecast: KpiForecast) -> pd.DataFrame:
+               forecast: KpiForecast, optimism: float = 0.0) -> pd.DataFrame:
+    """The rows of plan.csv. `optimism` (an optimised plan's, see `selection_optimism`) is taken off
+    the total row's incremental KPI and gain with their intervals; the channels' rows are as read
+    from the draws, so their gains add up to the total's before the correction."""
     nan = float("nan")
     rows = []
     for c, e in plan.items():
@@ -201,7 +233,7 @@ def plan_table(model: FittedModel, spec: PlanSpec, plan: Mapping[str, ChannelEff
                      "current_weekly_spend": float(np.mean(cur.spend)), "current_incremental_kpi": cur.interval.estimate,
                      "current_ci_low": cur.interval.low, "current_ci_high": cur.interval.high,
                      "gain": gain.estimate, "gain_ci_low": gain.low, "gain_ci_high": gain.high,
-                     "gain_p10": float(np.quantile(e.draws - cur.draws, RISK_QUANTILE)),
+                     "gain_p10": float(np.quantile(e.draws - cur.draws, RISK_QUANTILE)), "gain_optimism": nan,
                      "kpi_forecast": nan, "kpi_ci_low": nan, "kpi_ci_high": nan})
     smooth = any(curves[c].smooth for c in plan)
     plan_draws = sum(e.draws for e in plan.values())
@@ -211,13 +243,15 @@ def plan_table(model: FittedModel, spec: PlanSpec, plan: Mapping[str, ChannelEff
     cur = draw_interval(model, current_point, current_draws, smooth)
     gain = draw_interval(model, plan_point - current_point, plan_draws - current_draws, smooth)
     rows.append({"channel": TOTAL, "effect": "", "weekly_spend": float(sum(np.mean(e.spend) for e in plan.values())),
-                 "incremental_kpi": total.estimate, "incremental_ci_low": total.low, "incremental_ci_high": total.high,
+                 "incremental_kpi": total.estimate - optimism, "incremental_ci_low": total.low - optimism,
+                 "incremental_ci_high": total.high - optimism,
                  "within_support": all(r["within_support"] for r in rows), "supported_low": nan, "supported_high": nan,
                  "current_weekly_spend": float(sum(np.mean(e.spend) for e in current.values())),
                  "current_incremental_kpi": cur.estimate, "current_ci_low": cur.low, "current_ci_high": cur.high,
-                 "gain": gain.estimate, "gain_ci_low": gain.low, "gain_ci_high": gain.high,
-                 "gain_p10": float(np.quantile(plan_draws - current_draws, RISK_QUANTILE)),
-                 "kpi_forecast": forecast.total.estimate, "kpi_ci_low": forecast.total.low,
+                 "gain": gain.estimate - optimism, "gain_ci_low": gain.low - optimism,
+                 "gain_ci_high": gain.high - optimism,
+                 "gain_p10": float(np.quantile(plan_draws - current_draws, RISK_QUANTILE)) - optimism,
+                 "gain_optimism": optimism, "kpi_forecast": forecast.total.estimate, "kpi_ci_low": forecast.total.low,
                  "kpi_ci_high": forecast.total.high})
     return pd.DataFrame(rows, columns=PLAN_COLUMNS)
 
