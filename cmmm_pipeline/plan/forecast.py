@@ -11,9 +11,8 @@ A channel's incremental KPI over the plan is Σ_t β_c · (x_c,t(plan) − x_c,t
 weeks)): the history's carryover belongs to the past, the carryover past the horizon is not counted.
 
 Intervals: incremental KPI and gains from the draws as the published estimates are (smoothed over
-the transform selection where they are); the KPI's from the draws plus the model's own residuals
-(a random week's for a week, a run of N consecutive weeks' for the sum over the plan), so they are
-prediction intervals for the KPI that will be observed.
+the transform selection where they are); the KPI's add the model's own noise to the mean forecast's
+error (see `kpi_forecast`), so they are prediction intervals for the KPI that will be observed.
 
 Controls over the plan's weeks: Fourier seasonality and the trend continue their formulas (the
 trend past 1 at the data's slope); an observed control is the plan's value when the plan gives
@@ -28,6 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from cmmm_pipeline.core.config import SEASONALITY, TREND
 from cmmm_pipeline.plan.spec import PlanError
@@ -167,22 +167,32 @@ class KpiForecast:
 
 
 def kpi_forecast(model: FittedModel, effects: Mapping[str, ChannelEffect], base: Baseline,
-                 rng: np.random.Generator) -> KpiForecast:
-    """The KPI in each plan week and over the plan, with prediction intervals (draws + residual noise)."""
+                 smooth: bool) -> KpiForecast:
+    """The KPI in each plan week and over the plan, with prediction intervals: the mean forecast's
+    error read from the draws as the estimates' is (smoothed over the selection when `smooth`: one
+    draw's selected transform is far more variable than their mean), and the model's own noise
+    (the residuals' variance for a week; the variance of sums of N consecutive residuals, which
+    keeps their autocorrelation, for the plan's sum), added in quadrature."""
     weeks = base.point.size
     mean_draws = base.draws + sum(e.weekly_draws for e in effects.values())
     point = base.point + sum(e.weekly_point for e in effects.values())
     residuals = base.residuals
     n = residuals.size
-    samples = mean_draws.shape[0]
-    weekly_noise = residuals[rng.integers(0, n, size=(samples, weeks))]
-    starts = rng.integers(0, n, size=samples)
-    run = residuals[(starts[:, None] + np.arange(weeks)[None, :]) % n].sum(axis=1)
-    alpha = (1.0 - model.level) / 2.0
-    low, high = np.quantile(mean_draws + weekly_noise, [alpha, 1.0 - alpha], axis=0)
-    total_low, total_high = np.quantile(mean_draws.sum(axis=1) + run, [alpha, 1.0 - alpha])
-    table = pd.DataFrame({"week": plan_weeks(model, weeks), "kpi": point, "kpi_ci_low": low, "kpi_ci_high": high,
+    runs = residuals[(np.arange(n)[:, None] + np.arange(weeks)[None, :]) % n].sum(axis=1)
+    z = float(stats.norm.ppf(0.5 + model.level / 2.0))
+
+    def predicted(estimate: float, sample: np.ndarray, noise_variance: float) -> Interval:
+        summary = summarise_draws(estimate, sample, model.draws, smooth, model.level, IntervalKind.PERCENTILE)
+        if summary is None:
+            return Interval(estimate, float("nan"), float("nan"))
+        half = z * float(np.sqrt(summary.bootstrap_std_error**2 + noise_variance))
+        return Interval(summary.estimate, summary.estimate - half, summary.estimate + half)
+
+    weekly = [predicted(float(point[t]), mean_draws[:, t], float(np.var(residuals, ddof=1))) for t in range(weeks)]
+    total = predicted(float(point.sum()), mean_draws.sum(axis=1), float(np.var(runs, ddof=1)))
+    table = pd.DataFrame({"week": plan_weeks(model, weeks), "kpi": [w.estimate for w in weekly],
+                          "kpi_ci_low": [w.low for w in weekly], "kpi_ci_high": [w.high for w in weekly],
                           "baseline": base.point})
     for channel, e in effects.items():
         table[f"{channel}_contribution"] = e.weekly_point
-    return KpiForecast(table, Interval(float(point.sum()), float(total_low), float(total_high)), ())
+    return KpiForecast(table, total, ())

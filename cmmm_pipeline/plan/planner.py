@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from cmmm_pipeline.core.errors import CmmmError, Problems
+from cmmm_pipeline.effects.bootstrap import IntervalKind, summarise_draws
 from cmmm_pipeline.plan.forecast import (
     ChannelEffect,
     Interval,
@@ -34,8 +35,6 @@ TOTAL = "total"
 RISK_QUANTILE = 0.1
 PARETO_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
 """Weights of the risk objective along the two-objective front: (1 − w)·mean gain + w·p10 gain."""
-FORECAST_STREAM = 2
-"""The forecast noise's random stream, apart from the bootstrap's."""
 OPTIMISM_DRAWS = 100
 """How many bootstrap draws (evenly spaced) estimate the optimiser's optimism."""
 PLAN_COLUMNS = ["channel", "effect", "weekly_spend", "incremental_kpi", "incremental_ci_low", "incremental_ci_high",
@@ -165,15 +164,15 @@ def run_plan(model: FittedModel, spec: PlanSpec) -> PlanResult:
                                   random_starts=0)) for w in PARETO_WEIGHTS[1:]]
             pareto = _pareto(channels, [(0.0, best), *front], objectives)
             best = front[-1][1]
-        optimism = selection_optimism(curves, current, lower, upper, budget, objectives, best.spend)
+        optimism = selection_optimism(model, curves, current, lower, upper, budget, objectives, best.spend)
         weekly = {c: np.full(spec.weeks, s) for c, s in zip(channels, best.spend)}
     plan_effects = {c: channel_effect(model, curves[c], weekly[c]) for c in channels}
     current_effects = {c: channel_effect(model, curves[c], np.full(spec.weeks, s)) for c, s in zip(channels, current)}
     controls, projected = future_controls(model, spec.weeks, spec.controls)
     if projected:
         notes.append(f"projected over the plan's weeks (not given in the plan): {', '.join(projected)}.")
-    rng = np.random.default_rng([model.config.estimation.seed, FORECAST_STREAM])
-    forecast = kpi_forecast(model, plan_effects, baseline(model, curves, controls), rng)
+    forecast = kpi_forecast(model, plan_effects, baseline(model, curves, controls),
+                            any(c.smooth for c in curves.values()))
     table = plan_table(model, spec, plan_effects, current_effects, curves, forecast, optimism)
     total = table.iloc[-1]
     if total["gain_ci_low"] <= 0 <= total["gain_ci_high"] and abs(total["current_weekly_spend"]) > 0:
@@ -183,13 +182,19 @@ def run_plan(model: FittedModel, spec: PlanSpec) -> PlanResult:
     return PlanResult(spec.mode, table, forecast.weekly, pareto, tuple(notes))
 
 
-def selection_optimism(curves: Mapping[str, ChannelCurve], current: np.ndarray, lower: np.ndarray, upper: np.ndarray,
-                       budget: float, objectives: _Objectives, start: np.ndarray) -> float:
+def selection_optimism(model: FittedModel, curves: Mapping[str, ChannelCurve], current: np.ndarray,
+                       lower: np.ndarray, upper: np.ndarray, budget: float, objectives: _Objectives,
+                       start: np.ndarray) -> float:
     """How much the optimiser's own choice inflates the predicted gain (the optimiser's curse): a
     plan chosen because its estimated gain is high is, on average, one whose gain was over-estimated.
+
     Bootstrap estimate (Efron's optimism): in each draw's world the draw's curves are the estimate
-    and the mean over draws is the truth; the plan optimal for the draw gains G_b(s_b) by the draw's
-    reckoning and Ĝ(s_b) by the truth's. Their mean difference is subtracted from the gain."""
+    and the mean over draws the truth; the plan optimal for the draw gains G_b(s_b) by the draw's
+    reckoning and Ĝ(s_b) by the truth's, and the mean difference is the optimism of an estimate as
+    variable as one draw. The published curves are the mean of the draws where the transforms are
+    selected (smoothed over the selection), far less variable than one draw; near the optimum the
+    optimism grows with the square of the estimate's error, so it is scaled by ρ², ρ the smoothed
+    standard error of the gain over the draws' standard deviation (1 where nothing is smoothed)."""
     draws = len(next(iter(curves.values())).ate)
     picks = np.unique(np.linspace(0, draws - 1, min(draws, OPTIMISM_DRAWS)).round().astype(int))
     rng = np.random.default_rng(0)
@@ -200,7 +205,13 @@ def selection_optimism(curves: Mapping[str, ChannelCurve], current: np.ndarray, 
         estimated = chosen.value - single.mean(current)
         truth = objectives.mean(chosen.spend) - objectives.mean(current)
         gaps.append(estimated - truth)
-    return float(np.mean(gaps))
+    gain = objectives.total(start) - objectives.current
+    spread = float(np.std(gain, ddof=1))
+    ratio = 1.0
+    if any(c.smooth for c in curves.values()) and spread > 0:
+        summary = summarise_draws(float(gain.mean()), gain, model.draws, True, model.level, IntervalKind.PERCENTILE)
+        ratio = min(1.0, summary.bootstrap_std_error / spread) if summary is not None else 1.0
+    return float(ratio**2 * np.mean(gaps))
 
 
 def _pareto(channels: tuple[str, ...], solutions: list[tuple[float, Allocation]], objectives: _Objectives) -> pd.DataFrame:
@@ -267,6 +278,10 @@ def summary_lines(result: PlanResult, weeks: int) -> list[str]:
                      f"{r['current_weekly_spend']:>9,.0f} {r['gain']:>9,.0f} [{r['gain_ci_low']:>9,.0f}, "
                      f"{r['gain_ci_high']:>9,.0f}]")
     total = result.table.iloc[-1]
+    if np.isfinite(total["gain_optimism"]) and total["gain_optimism"] != 0:
+        lines.append(f"The total's incremental KPI and gain are net of the optimiser's optimism, "
+                     f"{total['gain_optimism']:,.0f} (a plan chosen for its estimated gain over-states it); the "
+                     "channels' rows are not.")
     lines.append(f"KPI over the {weeks} weeks: {total['kpi_forecast']:,.0f} [{total['kpi_ci_low']:,.0f}, "
                  f"{total['kpi_ci_high']:,.0f}] (95% prediction interval).")
     return lines
