@@ -9,17 +9,16 @@ plan's horizon; the whole history if those weeks spent nothing), scaled to the p
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from cmmm_pipeline.core.errors import CmmmError, Problems
+from cmmm_pipeline.core.errors import Problems
 from cmmm_pipeline.effects.bootstrap import IntervalKind, summarise_draws
 from cmmm_pipeline.plan.forecast import (
     ChannelEffect,
-    Interval,
     KpiForecast,
     baseline,
     channel_effect,
@@ -77,7 +76,8 @@ def outside_support(support: SupportRange, spend: np.ndarray, source: object, ke
                      "it marked outside support.")
 
 
-def _bounds(model: FittedModel, spec: PlanSpec, channels: tuple[str, ...], budget: float) -> tuple[np.ndarray, np.ndarray]:
+def _bounds(model: FittedModel, spec: PlanSpec, channels: tuple[str, ...],
+            budget: float) -> tuple[np.ndarray, np.ndarray]:
     """Weekly bounds: the user's ∩ the support (the user's alone when extrapolation is allowed)."""
     p = Problems()
     lower, upper = np.zeros(len(channels)), np.full(len(channels), budget)
@@ -123,7 +123,7 @@ class _Objectives:
     def mean(self, spend: np.ndarray) -> float:
         return float(np.mean(self.total(spend)))
 
-    def weighted(self, weight: float) -> callable:
+    def weighted(self, weight: float) -> Callable[[np.ndarray], float]:
         def value(spend: np.ndarray) -> float:
             gain = self.total(spend) - self.current
             return float((1.0 - weight) * gain.mean() + weight * np.quantile(gain, RISK_QUANTILE))
@@ -214,7 +214,8 @@ def selection_optimism(model: FittedModel, curves: Mapping[str, ChannelCurve], c
     return float(ratio**2 * np.mean(gaps))
 
 
-def _pareto(channels: tuple[str, ...], solutions: list[tuple[float, Allocation]], objectives: _Objectives) -> pd.DataFrame:
+def _pareto(channels: tuple[str, ...], solutions: list[tuple[float, Allocation]],
+            objectives: _Objectives) -> pd.DataFrame:
     rows = []
     for weight, allocation in solutions:
         gain = objectives.total(allocation.spend) - objectives.current
@@ -241,7 +242,8 @@ def plan_table(model: FittedModel, spec: PlanSpec, plan: Mapping[str, ChannelEff
                      "incremental_ci_high": e.interval.high,
                      "within_support": bool(all(support.contains(s) for s in e.spend)),
                      "supported_low": support.low, "supported_high": support.high,
-                     "current_weekly_spend": float(np.mean(cur.spend)), "current_incremental_kpi": cur.interval.estimate,
+                     "current_weekly_spend": float(np.mean(cur.spend)),
+                     "current_incremental_kpi": cur.interval.estimate,
                      "current_ci_low": cur.interval.low, "current_ci_high": cur.interval.high,
                      "gain": gain.estimate, "gain_ci_low": gain.low, "gain_ci_high": gain.high,
                      "gain_p10": float(np.quantile(e.draws - cur.draws, RISK_QUANTILE)), "gain_optimism": nan,
@@ -301,5 +303,3 @@ def write_plan(result: PlanResult, output: object) -> list[str]:
         result.pareto.to_csv(paths[-1], index=False)
     return [str(p) for p in paths]
 
-
-__all__ = ["CmmmError", "Interval", "PlanResult", "run_plan", "write_plan", "summary_lines"]
