@@ -18,6 +18,7 @@ world's graph) exactly as `cmmm plan` fits it. Then:
 
     python -m benchmarks.planner --worlds seed_graph,always_on --seeds 2
     python -m benchmarks.planner --family sample --seeds 2
+    python -m benchmarks.planner --timing          # CPU seconds of each stage on the bundled sample
 
 The PyMC-Marketing comparison the issue asks for is not run here (it needs its own environment).
 """
@@ -171,6 +172,25 @@ def study(truth: Truth, model: FittedModel, seconds: float) -> Row:
                bool(total["kpi_ci_low"] <= kpi.sum() <= total["kpi_ci_high"]), seconds, float(kpi.sum()))
 
 
+def sample_timing() -> None:
+    """CPU seconds of each stage of `cmmm plan` on the bundled sample (the config's 400 resamples)."""
+    started = time.process_time()
+    config = load_config(ROOT / "cmmm_pipeline" / "sample" / "config.yaml")
+    model = fit_model(load_raw(config), config)
+    fitted = time.process_time()
+    source = Path("plan.yaml")
+    optimise = {"weeks": HORIZON, "total_budget": 31200, "bounds": {"tv": [0, 1200]}}
+    run_plan(model, parse_plan(optimise, source, config))
+    optimised = time.process_time()
+    run_plan(model, parse_plan({**optimise, "risk": "p10"}, source, config))
+    risk = time.process_time()
+    spend = dict(zip(model.channels, current_allocation(model, model.channels, HORIZON, 2400.0).tolist()))
+    run_plan(model, parse_plan({"weeks": HORIZON, "spend": spend}, source, config))
+    evaluated = time.process_time()
+    print(f"CPU seconds on the sample: fit {fitted - started:.1f}, optimise {optimised - fitted:.1f}, "
+          f"optimise with risk: p10 {risk - optimised:.1f}, evaluate {evaluated - risk:.2f}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--family", choices=["heldout", "sample"], default="heldout")
@@ -178,7 +198,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="held-out worlds (comma-separated; family heldout)")
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--weeks", type=int, default=None, help="history length (default: the world's)")
+    parser.add_argument("--timing", action="store_true", help="only time the stages on the bundled sample")
     args = parser.parse_args(argv)
+    if args.timing:
+        sample_timing()
+        return 0
     names = args.worlds.split(",") if args.family == "heldout" else ["sample_family"]
     rows: list[Row] = []
     print(f"{'world':<16} {'seed':>4} {'pred gain':>9} {'95% interval':>20} {'true gain':>9} {'cov':>4} "
