@@ -15,9 +15,11 @@ only: the plan, not TV, decides search's spend. Every other channel acts through
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
+import networkx as nx
 import numpy as np
 import pandas as pd
 
@@ -35,7 +37,7 @@ from cmmm_pipeline.effects.bootstrap import (
     estimate_all,
     rests_on_selection,
 )
-from cmmm_pipeline.effects.estimation import estimate_channels
+from cmmm_pipeline.effects.estimation import EffectSpec, NotEstimated, estimate_channels
 from cmmm_pipeline.effects.robustness import in_table_order, published_gcomputation
 from cmmm_pipeline.media.features import ChannelTransform, build_features, control_features
 from cmmm_pipeline.media.selection import SelectionSettings, select_transforms
@@ -138,25 +140,33 @@ def fit_model(raw: pd.DataFrame, config: PipelineConfig) -> FittedModel:
     """Select the transforms, estimate every channel under the DAG and bootstrap, as `cmmm run` does.
 
     Raises EstimationError (the estimation step's rules) when no channel can be estimated."""
-    est = config.estimation
-    selection_settings = SelectionSettings.from_config(est)
-    selection = select_transforms(raw, config, selection_settings)
+    selection = select_transforms(raw, config, SelectionSettings.from_config(config.estimation))
     features = build_features(raw, config, selection.transforms)
     result = estimate_channels(raw, features, config, build_graph(config), selection.transforms)
-    specs = in_table_order(result.table, result.specs)
-    problem = effect_problem(raw, config, selection.candidates, selection.selected_index, specs,
-                             spend_totals(raw, config),
-                             published_gcomputation(result.table, features, result.expanded, specs, config))
+    return model_from_estimates(raw, features, config, result.table, result.specs, result.failures, result.expanded,
+                                selection.candidates, selection.selected_index)
+
+
+def model_from_estimates(raw: pd.DataFrame, features: pd.DataFrame, config: PipelineConfig, point: pd.DataFrame,
+                         specs: Sequence[EffectSpec], failures: Sequence[NotEstimated], g_expanded: nx.DiGraph,
+                         candidates: Mapping[str, tuple[ChannelTransform, ...]],
+                         selected: Mapping[str, int]) -> FittedModel:
+    """The model from what the transform and estimation steps computed (the typed values the
+    `transformed_media` and `ate_estimates` assets hold): the robustness step's bootstrap, repeated
+    with the config's seed, and each channel's support from its overlap strata."""
+    est = config.estimation
+    specs = in_table_order(point, specs)
+    problem = effect_problem(raw, config, dict(candidates), dict(selected), specs, spend_totals(raw, config),
+                             published_gcomputation(point, features, g_expanded, specs, config))
     settings = BootstrapSettings(samples=est.bootstrap_samples, level=est.ci_level, block_length=est.block_length)
-    draws = bootstrap(problem, settings, selection_settings, np.random.default_rng(est.seed))
+    draws = bootstrap(problem, settings, SelectionSettings.from_config(est), np.random.default_rng(est.seed))
     rows = resample_rows(problem, draws, settings.samples, est.seed)
-    point = estimate_all(problem, np.arange(problem.n)[None, :], problem.selected[None, :]).ate[0]
+    ate = estimate_all(problem, np.arange(problem.n)[None, :], problem.selected[None, :]).ate[0]
     adjustments = {s.channel: s.adjustment for s in specs if s.effect is EffectType.TOTAL}
     spend = {c.name: raw[c.spend_column].to_numpy(dtype=float) for c in config.channels}
-    strata = overlap_strata(features, spend, adjustments, OverlapThresholds.from_checks(config.checks),
-                            result.expanded)
-    withheld = {f.channel: f.reason for f in result.failures if f.effect is EffectType.TOTAL}
-    return FittedModel(config, raw, problem, draws, rows, point, support_ranges(strata), withheld, est.ci_level)
+    strata = overlap_strata(features, spend, adjustments, OverlapThresholds.from_checks(config.checks), g_expanded)
+    withheld = {f.channel: f.reason for f in failures if f.effect is EffectType.TOTAL}
+    return FittedModel(config, raw, problem, draws, rows, ate, support_ranges(strata), withheld, est.ci_level)
 
 
 # ---------------------------------------------------------------------------------------------
