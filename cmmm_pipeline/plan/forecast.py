@@ -163,7 +163,6 @@ class KpiForecast:
     """week, kpi, kpi_ci_low, kpi_ci_high, baseline, one column per channel's contribution."""
     total: Interval
     """The KPI summed over the plan's weeks, with its prediction interval."""
-    projected_controls: tuple[str, ...]
 
 
 def kpi_forecast(model: FittedModel, effects: Mapping[str, ChannelEffect], base: Baseline,
@@ -195,4 +194,4 @@ def kpi_forecast(model: FittedModel, effects: Mapping[str, ChannelEffect], base:
                           "baseline": base.point})
     for channel, e in effects.items():
         table[f"{channel}_contribution"] = e.weekly_point
-    return KpiForecast(table, total, ())
+    return KpiForecast(table, total)
