@@ -41,7 +41,17 @@ def _parser() -> argparse.ArgumentParser:
     init.add_argument("data_file", type=Path, metavar="DATA_FILE", help="the weekly table")
     init.add_argument("--output", type=Path, default=Path("config.yaml"),
                       help="where to write the config (default: ./config.yaml; never overwritten)")
+    _add_plan_parser(sub)
     return parser
+
+
+def _add_plan_parser(sub: argparse._SubParsersAction) -> None:
+    plan = sub.add_parser("plan", help="evaluate or optimise a budget plan inside the data's support")
+    plan.add_argument("--config", type=Path, default=None, help="YAML config (default: the bundled sample)")
+    plan.add_argument("--plan", type=Path, required=True, metavar="PLAN.yaml",
+                      help="the plan: {weeks, spend} to evaluate, or {weeks, total_budget, bounds, risk} to optimise")
+    plan.add_argument("--output", type=Path, default=Path(DEFAULT_OUTPUT),
+                      help=f"folder for plan.csv and plan_forecast.csv (default: ./{DEFAULT_OUTPUT})")
 
 
 def _print_problems(error: BaseException) -> None:
@@ -95,9 +105,39 @@ def init(data_file: Path, output: Path) -> int:
     return 0
 
 
+def plan(config_path: Path, plan_path: Path, output: Path) -> int:
+    """Evaluate or optimise a plan: the model is re-fitted from the config's data exactly as `cmmm run`
+    fits it (same selection, estimates and seeded bootstrap draws), then read inside the support."""
+    from cmmm_pipeline.core.errors import CmmmError
+    from cmmm_pipeline.core.loading import load_config
+
+    try:
+        config = load_config(config_path)
+        from cmmm_pipeline.plan.spec import load_plan
+
+        spec = load_plan(plan_path, config)
+        from cmmm_pipeline.data.ingest import load_raw
+        from cmmm_pipeline.plan.model import fit_model
+        from cmmm_pipeline.plan.planner import run_plan, summary_lines, write_plan
+
+        result = run_plan(fit_model(load_raw(config), config), spec)
+    except CmmmError as exc:
+        _print_problems(exc)
+        return REFUSED
+    print("\n".join(summary_lines(result, spec.weeks)))
+    for note in result.notes:
+        print(f"Note: {note}")
+    print("\nWrote:")
+    for path in write_plan(result, output.resolve()):
+        print(f"  {path}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+    if args.command == "plan":
+        return plan((args.config or SAMPLE_CONFIG).resolve(), args.plan, args.output)
     if args.command == "validate":
         return validate(args.config or SAMPLE_CONFIG)
     if args.command == "init":

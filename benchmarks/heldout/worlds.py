@@ -275,6 +275,18 @@ def simulate_world(world: World, seed: int) -> Draw:
     return Draw(world, seed, data, pd.DataFrame(rows))
 
 
+def planned_kpi(world: World, seed: int, plan: dict[str, np.ndarray]) -> np.ndarray:
+    """(weeks,) the KPI of `simulate_world(world, seed)` with the last len(plan) weeks' spend of the
+    named channels set to `plan` (search too: do(search = plan)), every noise term held: the truth a
+    plan is judged against."""
+    eq = _Equations(world, _draw_noise(world, np.random.default_rng(seed)))
+    spends = {name: spend.copy() for name, spend in eq.spends().items()}
+    for name, weekly in plan.items():
+        weekly = np.asarray(weekly, dtype=float)
+        spends[name][world.n_weeks - weekly.size:] = weekly
+    return eq.kpi(spends)
+
+
 # --- the named worlds -------------------------------------------------------------------------------
 
 def _hill(mid: float, slope: float) -> Response:

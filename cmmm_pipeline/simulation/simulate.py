@@ -263,6 +263,19 @@ def marginal_truth(scenario: Scenario | None = None, seed: int = 7, step: float 
     return pd.DataFrame(rows, columns=["channel", "effect", "mroi"])
 
 
+def planned_kpi(scenario: Scenario, seed: int, plan: dict[str, np.ndarray]) -> np.ndarray:
+    """(weeks,) the KPI of the world `simulate(scenario, seed)` draws when the last len(plan) weeks'
+    spend of every channel is set to `plan` (channel → weekly spend; a channel left out keeps its
+    drawn spend) and every noise term is held: the truth a plan's forecast is judged against. The
+    plan sets search's spend too (do(search = plan)), so TV acts on it only directly."""
+    world = _World(scenario, _draw_noise(np.random.default_rng(seed), scenario.n_weeks))
+    spends = {name: spend.copy() for name, spend in world.spends().items()}
+    for name, weekly in plan.items():
+        weekly = np.asarray(weekly, dtype=float)
+        spends[name][scenario.n_weeks - weekly.size:] = weekly
+    return world.kpi(spends)
+
+
 SAMPLE_SEED = 7
 SAMPLE_EXPERIMENT = ("tv", "2024-03-04", "2024-04-01")
 
