@@ -148,8 +148,9 @@ def dag_independence(settings: CmmmSettings, causal_dag: CausalDag) -> AssetChec
     severity = AssetCheckSeverity.ERROR if config.checks.independence_blocking else AssetCheckSeverity.WARN
     rejected = table[table["rejected"].astype(bool)]
     shown = rejected[["implication", "test", "statistic", "p_value", "p_adjusted"]]
-    return _with(suite, severity, rejection_message(table), {
+    return _with(suite, severity, rejection_message(table, causal_dag.implications_not_tested), {
         "tests": len(table), "implications": int(table["implication"].nunique()),
+        "implications_not_tested": causal_dag.implications_not_tested,
         "rejected_implications": int(rejected["implication"].nunique()),
         "blocking": MetadataValue.bool(config.checks.independence_blocking),
         **({"rejected": markdown_table(shown)} if len(rejected) else {})})
