@@ -187,6 +187,21 @@ def step_costs(controls: int, folder: Path) -> list[tuple[str, float, float]]:
     return costs
 
 
+def budget_case(controls: int, channels: int) -> tuple[float, str]:
+    """Seconds until a DAG too large for the default budget is refused, and the refusal."""
+    from cmmm_pipeline.core.errors import EstimationError
+    from cmmm_pipeline.dag.identification import identify_channels
+
+    g, columns, names = wide_dag(controls, channels)
+    expanded, features = expand_graph(g, columns), wide_features(g, columns)
+    start = time.perf_counter()
+    try:
+        identify_channels(features, g, expanded, names, KPI, ())
+    except EstimationError as error:
+        return time.perf_counter() - start, str(error)
+    return time.perf_counter() - start, "not refused"
+
+
 def bounded(method: str, controls: int, channels: int, bound: float) -> dict[str, object] | None:
     """`run_case` in a child process, stopped after `bound` seconds (None then)."""
     command = [sys.executable, __file__, "--case", method, str(controls), str(channels)]
@@ -203,6 +218,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--channels", type=int, nargs="+", default=[4, 10, 20, 30])
     parser.add_argument("--bound", type=float, default=30.0, help="seconds before a 'before' case is stopped")
     parser.add_argument("--no-before", action="store_true", help="time only the new identification")
+    parser.add_argument("--budget-controls", type=int, default=1500,
+                        help="controls of the DAG that shows the budget's refusal (30 channels; 0: skip)")
     parser.add_argument("--steps", type=int, metavar="CONTROLS",
                         help="instead: the cost of every step of a whole run with this many extra controls")
     parser.add_argument("--case", nargs=3, help=argparse.SUPPRESS)
@@ -246,6 +263,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"before: DoWhy identify_effect, stopped at {args.bound:g} s (* not run: a smaller size already was); "
           f"after: d-separation minimum cut; work: nodes + edges the budget meter counted "
           f"(budget {IdentificationMeter().budget:,}).")
+    if args.budget_controls:
+        seconds, refusal = budget_case(args.budget_controls, 30)
+        print(f"{args.budget_controls} controls, 30 channels: refused after {seconds:.1f} s: {refusal}")
     return 0
 
 

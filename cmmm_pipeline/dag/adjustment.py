@@ -37,7 +37,7 @@ from cmmm_pipeline.core.errors import EstimationError
 
 BUDGET_RULE = "identification-budget"
 
-DEFAULT_BUDGET = 200_000_000
+DEFAULT_BUDGET = 20_000_000
 """Graph elements (nodes + edges) visited by all the graph searches of one identification run.
 A DAG with 100 controls and 30 channels uses about 4% of it; at the budget identification takes
 on the order of a minute (`benchmarks/identification_growth.py` prints both)."""
@@ -65,8 +65,8 @@ class IdentificationMeter:
             raise EstimationError(
                 BUDGET_RULE, f"channel '{channel}' ({effect.value} effect)",
                 f"identification stopped after {self.searches:,} graph searches visiting {self.spent:,} nodes and "
-                f"edges, past its budget of {self.budget:,} (the largest graph searched has {nodes:,} nodes and "
-                f"{edges:,} edges); finishing would take minutes to hours.",
+                f"edges, past its budget of {self.budget:,} (about a minute of work; the largest graph searched "
+                f"has {self.largest[0]:,} nodes and {self.largest[1]:,} edges).",
                 "make the DAG smaller: merge controls that play the same role into one node, drop controls with no "
                 "edge to a channel or the KPI, and drop edges the business does not believe in.")
 
