@@ -15,11 +15,13 @@ found here directly, as a minimum vertex cut (van der Zander, Liśkiewicz and Te
   latent and forbidden nodes cannot be cut. A minimum cut is then a smallest valid set with the fewest
   instruments; no finite cut means no observed set is valid (the effect is not identified).
 
-Among several smallest sets the cut nearest the outcome is taken (its nodes explain the outcome,
-not the treatment, which keeps the treatment's variation). The cost is one maximum flow on the
-moral graph: O(V·E) at worst, milliseconds for hundreds of nodes. Every graph search is charged to
-an `IdentificationMeter`; past its budget identification stops with the rule
-`identification-budget` instead of running for hours.
+Among several smallest sets (DoWhy then takes whichever its iteration over a Python set meets
+first) the cut nearest the outcome is taken: its nodes explain the outcome, not the treatment,
+which keeps the treatment's variation. The cost is one maximum flow on the moral graph (leaves,
+such as controls that only point at the KPI, pruned first) per effect: polynomial in the size of
+the DAG, where DoWhy's search is exponential (`benchmarks/identification_growth.py` prints both).
+Every graph search is charged to an `IdentificationMeter`; past its budget identification stops
+with the rule `identification-budget` instead of running for hours.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from cmmm_pipeline.core.config import EffectType
 from cmmm_pipeline.core.errors import EstimationError
 
 BUDGET_RULE = "identification-budget"
+"""The rule of `IdentificationMeter`'s refusal: never one channel's 'not identifiable'."""
 
 DEFAULT_BUDGET = 20_000_000
 """Graph elements (nodes + edges) visited by all the graph searches of one identification run.
@@ -63,7 +66,7 @@ class IdentificationMeter:
         self.largest = max(self.largest, (nodes, edges))
         if self.spent > self.budget:
             raise EstimationError(
-                BUDGET_RULE, f"channel '{channel}' ({effect.value} effect)",
+                "identification-budget", f"channel '{channel}' ({effect.value} effect)",
                 f"identification stopped after {self.searches:,} graph searches visiting {self.spent:,} nodes and "
                 f"edges, past its budget of {self.budget:,} (about a minute of work; the largest graph searched "
                 f"has {self.largest[0]:,} nodes and {self.largest[1]:,} edges).",
@@ -100,21 +103,29 @@ def instruments(g: nx.DiGraph, treatment: str, outcome: str) -> set[str]:
     DoWhy's default adjustment set holds as few of them as it can; so does `minimum_adjustment`."""
     cut = g.copy()
     cut.remove_edges_from(list(g.in_edges(treatment)))
-    ancestors = nx.ancestors(cut, outcome)
-    children = set().union(*(nx.descendants(cut, a) for a in ancestors)) if ancestors else set()
+    ancestors = ancestral_closure(cut, [outcome]) - {outcome}
+    children = _closure(cut.successors, ancestors, include_start=False)
     return set(g.predecessors(treatment)) - ancestors - children
+
+
+def _closure(step, start: Collection[str], include_start: bool = True) -> set[str]:  # noqa: ANN001
+    """Every node reached from `start` by `step` (a node's parents or children), in one search;
+    `start` itself only where `include_start` or where it is reached again."""
+    seen: set[str] = set()
+    queue = deque(start)
+    if include_start:
+        seen.update(start)
+    while queue:
+        for nxt in step(queue.popleft()):
+            if nxt not in seen:
+                seen.add(nxt)
+                queue.append(nxt)
+    return seen
 
 
 def ancestral_closure(g: nx.DiGraph, nodes: Collection[str]) -> set[str]:
     """`nodes` and all their ancestors, in one backward search (not one per node)."""
-    seen = set(nodes)
-    queue = deque(seen)
-    while queue:
-        for parent in g.predecessors(queue.popleft()):
-            if parent not in seen:
-                seen.add(parent)
-                queue.append(parent)
-    return seen
+    return _closure(g.predecessors, nodes)
 
 
 def _moral_ancestral(h: nx.DiGraph, ends: tuple[str, str]) -> nx.Graph:

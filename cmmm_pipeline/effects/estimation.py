@@ -153,8 +153,7 @@ def identify(data: pd.DataFrame, g: nx.DiGraph, treatment: str, outcome: str, ef
             "measure the hidden confounder and add it as a control, run a lift test for this channel, "
             "or revise the DAG.")
     adjustment = with_precision_controls(g, treatment, outcome, set(backdoor), effect, observed, meter)
-    mediator_set = tuple(sorted(n for n in nx.descendants(g, treatment)
-                                if n != outcome and n in observed and nx.has_path(g, n, outcome)))
+    mediator_set = tuple(sorted((nx.descendants(g, treatment) & nx.ancestors(g, outcome)) & observed))
     return EffectSpec(treatment, effect, adjustment, mediator_set if effect is EffectType.DIRECT else ())
 
 
