@@ -68,7 +68,7 @@ class IdentificationMeter:
             raise EstimationError(
                 "identification-budget", f"channel '{channel}' ({effect.value} effect)",
                 f"identification stopped after {self.searches:,} graph searches visiting {self.spent:,} nodes and "
-                f"edges, past its budget of {self.budget:,} (about a minute of work; the largest graph searched "
+                f"edges, past its budget of {self.budget:,} (under a minute of work; the largest graph searched "
                 f"has {self.largest[0]:,} nodes and {self.largest[1]:,} edges).",
                 "make the DAG smaller: merge controls that play the same role into one node, drop controls with no "
                 "edge to a channel or the KPI, and drop edges the business does not believe in.")
