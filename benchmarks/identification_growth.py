@@ -137,9 +137,9 @@ def run_case(method: str, controls: int, channels: int) -> dict[str, object]:
 def step_costs(controls: int, folder: Path) -> list[tuple[str, float, float]]:
     """(step, CPU seconds, wall seconds) of each stage of a whole run on `write_wide_config`'s data,
     calling the functions the Dagster assets call, in their order."""
+    from cmmm_pipeline.core.config import TREND
     from cmmm_pipeline.core.graph import build_graph
     from cmmm_pipeline.core.loading import load_config
-    from cmmm_pipeline.core.config import TREND
     from cmmm_pipeline.dag.audit import generated_nodes, independence_settings, overlap_thresholds
     from cmmm_pipeline.dag.diagnostics import DiagnosticSettings, diagnose_missing_drivers
     from cmmm_pipeline.dag.identification import identify_channels, total_adjustments

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import itertools
 from collections import deque
-from collections.abc import Collection
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 
 import networkx as nx
@@ -108,7 +108,7 @@ def instruments(g: nx.DiGraph, treatment: str, outcome: str) -> set[str]:
     return set(g.predecessors(treatment)) - ancestors - children
 
 
-def _closure(step, start: Collection[str], include_start: bool = True) -> set[str]:  # noqa: ANN001
+def _closure(step: Callable[[str], Iterable[str]], start: Collection[str], include_start: bool = True) -> set[str]:
     """Every node reached from `start` by `step` (a node's parents or children), in one search;
     `start` itself only where `include_start` or where it is reached again."""
     seen: set[str] = set()

@@ -25,7 +25,7 @@ def test_validate_and_run_finish_on_60_controls(tmp_path: Path) -> None:
     assert validated.returncode == 0, validated.stderr
     assert "63 controls" in validated.stdout
     output = tmp_path / "out"
-    # About 3 minutes on an idle 2-core machine; 15 on one shared by eight (robustness dominates).
+    # About 7 minutes on a 2-core machine shared with other jobs (load about 12), most of it the refuters' fits.
     run = subprocess.run([*cli, "run", "--config", str(config), "--output", str(output)], capture_output=True,
                          text=True, timeout=3600, cwd=ROOT)
     assert run.returncode == 0, run.stdout + run.stderr
