@@ -13,8 +13,8 @@ from resources.values import AteEstimates, CausalDag, TransformedMedia
 @asset(group_name="cmmm", kinds={"duckdb", "dowhy"}, owners=OWNERS)
 def ate_estimates(settings: CmmmSettings, raw_spend: pd.DataFrame, transformed_media: TransformedMedia,
                   causal_dag: CausalDag) -> Output[AteEstimates]:
-    """Per channel: DoWhy identifies the adjustment set under the DAG and estimates the effect by
-    backdoor linear regression; total, and direct/indirect where the DAG has mediators (a total that
+    """Per channel: the adjustment set under the DAG (DoWhy's default set, computed by d-separation)
+    and DoWhy's estimate of the effect by backdoor linear regression; total, and direct/indirect where the DAG has mediators (a total that
     flows through a mediating channel is g-computed through that channel's own transform). Reported as
     incremental KPI and ROI, with a naive all-channels OLS ROI beside it. A channel whose effect the
     DAG does not identify from the observed columns is kept as a row with its reason and no

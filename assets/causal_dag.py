@@ -33,7 +33,8 @@ def causal_dag(settings: CmmmSettings, raw_spend: pd.DataFrame,
                                            DiagnosticSettings())
     tables = audit.tables()
     value = CausalDag(graph=audit.graph, expanded=audit.expanded, **tables, missing_drivers=drivers.table(),
-                      missing_drivers_summary=drivers.description())
+                      missing_drivers_summary=drivers.description(),
+                      implications_not_tested=audit.independence.not_tested)
     tests, identification, overlap = tables["dag_tests"], tables["identification"], tables["overlap"]
     rejected = tests[tests["rejected"].astype(bool)]
     return Output(value, metadata={
@@ -42,6 +43,7 @@ def causal_dag(settings: CmmmSettings, raw_spend: pd.DataFrame,
         "latent_nodes": ", ".join(sorted(config.latent)) or "none",
         "implications_tested": int(tests["implication"].nunique()) if len(tests) else 0,
         "implications_rejected": int(rejected["implication"].nunique()) if len(rejected) else 0,
+        "implications_not_tested": audit.independence.not_tested,
         "independence": MetadataValue.text(audit.independence.message()),
         "untestable": MetadataValue.text("; ".join(f"{u.implication.text()}: {u.reason}"
                                                    for u in audit.independence.untestable) or "none"),

@@ -161,9 +161,10 @@ def dag_independence(settings: CmmmSettings, causal_dag: CausalDag) -> AssetChec
     rejected = table[table["rejected"].astype(bool)]
     shown = rejected[["implication", "test", "statistic", "p_value", "p_adjusted",
                       *(["edge_to_add"] if "edge_to_add" in rejected.columns else [])]]
-    return _with(suite, severity, rejection_message(table), {
+    return _with(suite, severity, rejection_message(table, causal_dag.implications_not_tested), {
         **({"failed_rules": MetadataValue.text(implication_failures(rejected))} if len(rejected) else {}),
         "tests": len(table), "implications": int(table["implication"].nunique()),
+        "implications_not_tested": causal_dag.implications_not_tested,
         "rejected_implications": int(rejected["implication"].nunique()),
         "blocking": MetadataValue.bool(config.checks.independence_blocking),
         **({"rejected": markdown_table(shown)} if len(rejected) else {})})

@@ -46,6 +46,8 @@ class CausalDag:
     """Trend, seasonality and autocorrelation left in the KPI's residual given its DAG parents."""
     missing_drivers_summary: str
     """One readable line: the fixes, or that nothing is missing."""
+    implications_not_tested: int = 0
+    """Implied independences left untested by `checks.max_implications`."""
 
 
 @dataclass(frozen=True)

@@ -217,6 +217,9 @@ class CheckConfig:
     min_weeks: int = 52
     independence_alpha: float = 0.05
     independence_blocking: bool = False
+    max_implications: int = 300
+    """At most this many of the DAG's implied independences are tested (those naming a channel
+    first): a DAG with 60 controls implies over 2,000, about a minute of tests per 1,000."""
     overlap_bins: int = 3
     overlap_min_weeks: int = 8
     overlap_min_spread: float = 0.1
@@ -240,6 +243,8 @@ class CheckConfig:
              "set at least 8 weeks; fewer cannot support any estimate."),
             ("independence_alpha", not 0.0 < self.independence_alpha < 1.0, f"is {self.independence_alpha}.",
              "use a level in (0, 1), e.g. 0.05."),
+            ("max_implications", self.max_implications < 1, f"is {self.max_implications}.",
+             "test at least 1 implication, e.g. the default 300."),
             ("overlap_bins", self.overlap_bins < 1, f"is {self.overlap_bins}.", "use at least 1 stratum."),
             ("overlap_min_weeks", self.overlap_min_weeks < 2, f"is {self.overlap_min_weeks}.",
              "use at least 2 weeks per stratum."),

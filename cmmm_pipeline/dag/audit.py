@@ -56,7 +56,8 @@ def generated_nodes(raw: pd.DataFrame, config: PipelineConfig) -> set[str]:
 
 
 def independence_settings(config: PipelineConfig) -> IndependenceSettings:
-    return IndependenceSettings(alpha=config.checks.independence_alpha, seed=config.estimation.seed)
+    return IndependenceSettings(alpha=config.checks.independence_alpha, seed=config.estimation.seed,
+                                max_implications=config.checks.max_implications)
 
 
 def overlap_thresholds(config: PipelineConfig) -> OverlapThresholds:
@@ -72,7 +73,7 @@ def audit_dag(config: PipelineConfig, raw: pd.DataFrame, features: pd.DataFrame)
     widths = {node: len(cols) for node, cols in columns.items()}
     implications = implied_independences(g, columns, widths, deterministic)
     report = run_independence_tests(features, implications, columns, deterministic, independence_settings(config),
-                                    TREND if TREND in config.controls else None)
+                                    TREND if TREND in config.controls else None, first=config.channel_names)
     identification = identify_channels(features, g, expanded, list(config.channel_names), config.kpi, config.latent)
     adjustments = total_adjustments(identification)
     spend = {c.name: raw[c.spend_column].to_numpy(dtype=float) for c in config.channels}

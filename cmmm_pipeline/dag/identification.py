@@ -1,14 +1,15 @@
 """Per-channel identification under the DAG, with latent (unobserved) nodes allowed.
 
-DoWhy decides (through `estimation.identify`, the same call the estimates use) whether a channel's
-total effect, and its direct effect where it has a mediator, can be estimated by adjustment on
-observed columns. A channel that cannot is reported with the reason, naming the confounding path
-that no observed set blocks, and the other channels go on.
+`estimation.identify` (the same call the estimates use: DoWhy's default backdoor set, computed by
+d-separation in `dag.adjustment`) decides whether a channel's total effect, and its direct effect
+where it has a mediator, can be estimated by adjustment on observed columns. A channel that cannot
+is reported with the reason, naming the confounding path that no observed set blocks, and the other
+channels go on. Every step is polynomial in the size of the DAG, and the whole run shares one
+`IdentificationMeter`: a DAG too large for it is refused (`identification-budget`), never left to hang.
 """
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
@@ -17,6 +18,7 @@ import pandas as pd
 
 from cmmm_pipeline.core.config import EffectType
 from cmmm_pipeline.core.errors import EstimationError
+from cmmm_pipeline.dag.adjustment import BUDGET_RULE, IdentificationMeter, open_path
 from cmmm_pipeline.effects.estimation import has_mediator, identify
 
 
@@ -30,34 +32,14 @@ class Identification:
     reason: str
 
 
-def _is_collider(g: nx.DiGraph, a: str, m: str, b: str) -> bool:
-    return g.has_edge(a, m) and g.has_edge(b, m)
-
-
-def _open_given(g: nx.DiGraph, path: Sequence[str], given: set[str]) -> bool:
-    """Whether `path` is d-connecting given `given` (colliders with a conditioned descendant open)."""
-    for a, m, b in zip(path, path[1:], path[2:]):
-        if _is_collider(g, a, m, b):
-            if m not in given and not (nx.descendants(g, m) & given):
-                return False
-        elif m in given:
-            return False
-    return True
-
-
-def confounding_path(g: nx.DiGraph, treatment: str, outcome: str, observed: Collection[str],
-                     max_length: int = 8) -> list[str] | None:
-    """A backdoor path (into the treatment) that stays open even given every observed
-    non-descendant of the treatment: the path that makes the effect unidentifiable by adjustment."""
+def confounding_path(g: nx.DiGraph, treatment: str, outcome: str, observed: Collection[str]) -> list[str] | None:
+    """A shortest backdoor path (into the treatment) that stays open even given every observed
+    non-descendant of the treatment: the path that makes the effect unidentifiable by adjustment
+    (found in time linear in the graph, see `adjustment.open_path`)."""
     h = g.copy()
     h.remove_edges_from(list(g.out_edges(treatment)))
     given = set(observed) - nx.descendants(g, treatment) - {treatment, outcome}
-    skeleton = h.to_undirected(as_view=True)
-    paths = nx.all_simple_paths(skeleton, treatment, outcome, cutoff=max_length)
-    for path in sorted(itertools.islice(paths, 10_000), key=len):
-        if _open_given(h, path, given):
-            return list(path)
-    return None
+    return open_path(h, treatment, outcome, given)
 
 
 def describe_path(g: nx.DiGraph, path: Sequence[str]) -> str:
@@ -68,11 +50,14 @@ def describe_path(g: nx.DiGraph, path: Sequence[str]) -> str:
 
 
 def identify_channel(features: pd.DataFrame, g_nodes: nx.DiGraph, g_expanded: nx.DiGraph, channel: str,
-                     outcome: str, effect: EffectType, latent: Collection[str]) -> Identification:
-    """One channel and effect: DoWhy's answer, and the reason when it has none."""
+                     outcome: str, effect: EffectType, latent: Collection[str],
+                     meter: IdentificationMeter | None = None) -> Identification:
+    """One channel and effect: its adjustment set, and the reason when it has none."""
     try:
-        spec = identify(features, g_expanded, channel, outcome, effect)
+        spec = identify(features, g_expanded, channel, outcome, effect, meter)
     except EstimationError as exc:
+        if exc.rule == BUDGET_RULE:
+            raise
         observed = set(g_nodes.nodes) - set(latent)
         path = confounding_path(g_nodes, channel, outcome, observed) if effect is EffectType.TOTAL else None
         hidden = [n for n in (path or []) if n in latent]
@@ -89,14 +74,16 @@ def identify_channel(features: pd.DataFrame, g_nodes: nx.DiGraph, g_expanded: nx
 
 
 def identify_channels(features: pd.DataFrame, g_nodes: nx.DiGraph, g_expanded: nx.DiGraph,
-                      channels: Sequence[str], outcome: str, latent: Collection[str]) -> list[Identification]:
+                      channels: Sequence[str], outcome: str, latent: Collection[str],
+                      meter: IdentificationMeter | None = None) -> list[Identification]:
     """The total effect of every channel, and its direct effect where the DAG gives it an observed
-    mediator (the same specs the estimates are made for)."""
+    mediator (the same specs the estimates are made for), within one budget (`meter`)."""
+    meter = meter if meter is not None else IdentificationMeter()
     out: list[Identification] = []
     for channel in channels:
-        out.append(identify_channel(features, g_nodes, g_expanded, channel, outcome, EffectType.TOTAL, latent))
-        if has_mediator(g_nodes, channel, outcome, latent):
-            out.append(identify_channel(features, g_nodes, g_expanded, channel, outcome, EffectType.DIRECT, latent))
+        effects = [EffectType.TOTAL] + ([EffectType.DIRECT] if has_mediator(g_nodes, channel, outcome, latent) else [])
+        out.extend(identify_channel(features, g_nodes, g_expanded, channel, outcome, effect, latent, meter)
+                   for effect in effects)
     return out
 
 

@@ -46,6 +46,8 @@ from scipy import stats
 from statsmodels.stats.multitest import multipletests
 from statsmodels.tsa.stattools import acf, acovf, levinson_durbin
 
+from cmmm_pipeline.dag.adjustment import open_path
+
 MIN_WEEKS = 30
 """Fewer weeks than this cannot support an AR fit and a test of independence."""
 
@@ -109,6 +111,8 @@ class IndependenceSettings:
     quadratic: bool = True
     serial: SerialDependence = SerialDependence.PREWHITEN
     seed: int = 0
+    max_implications: int | None = 300
+    """At most this many implications are tested (None: all), see `select_implications`."""
 
     def __post_init__(self) -> None:
         if not 0.0 < self.alpha < 1.0:
@@ -117,6 +121,8 @@ class IndependenceSettings:
             raise ValueError(f"bins must be >= 2, got {self.bins}")
         if self.max_ar_order < 0 or self.bias_correction_draws < 0 or self.null_draws < 0:
             raise ValueError("max_ar_order, bias_correction_draws and null_draws must be >= 0")
+        if self.max_implications is not None and self.max_implications < 1:
+            raise ValueError(f"max_implications must be >= 1, got {self.max_implications}")
         if self.dependence_lags is not None and self.dependence_lags < 1:
             raise ValueError(f"dependence_lags must be >= 1, got {self.dependence_lags}")
 
@@ -164,7 +170,8 @@ def implied_independences(g: nx.DiGraph, observed: Collection[str], width: Mappi
 
     `width` is the number of data columns of a node (default 1) and prices a conditioning set.
     Pairs that no set of observed nodes separates (two children of a latent node) are left out:
-    the DAG implies nothing testable about them."""
+    the DAG implies nothing testable about them. Quadratic in the number of nodes (each node's
+    descendants are found once); how many of them are tested is bounded by `select_implications`."""
     observed_set = set(observed)
     widths = dict(width or {})
 
@@ -173,13 +180,15 @@ def implied_independences(g: nx.DiGraph, observed: Collection[str], width: Mappi
 
     order = [n for n in nx.lexicographical_topological_sort(g) if n in observed_set]
     position = {n: i for i, n in enumerate(order)}
+    descendants = {n: nx.descendants(g, n) for n in order}
+    parents = {n: tuple(sorted(g.predecessors(n))) for n in order}
     out: list[Implication] = []
     for i, a in enumerate(order):
         for b in order[i + 1:]:
             if g.has_edge(a, b) or g.has_edge(b, a):
                 continue
-            candidates = [Implication(x, y, tuple(sorted(g.predecessors(x)))) for x, y in ((b, a), (a, b))
-                          if y not in nx.descendants(g, x) and set(g.predecessors(x)) <= observed_set]
+            candidates = [Implication(x, y, parents[x]) for x, y in ((b, a), (a, b))
+                          if y not in descendants[x] and set(parents[x]) <= observed_set]
             if not candidates:
                 separator = nx.find_minimal_d_separator(g, a, b, restricted=observed_set)
                 if separator is None:
@@ -187,10 +196,27 @@ def implied_independences(g: nx.DiGraph, observed: Collection[str], width: Mappi
                 x, y = (a, b) if b in deterministic and a not in deterministic else (b, a)
                 candidates = [Implication(x, y, tuple(sorted(separator)))]
             best = min(candidates, key=lambda c: (c.x in deterministic, cost(c.given), -position[c.x]))
-            if not nx.is_d_separator(g, {best.x}, {best.y}, set(best.given)):
+            if open_path(g, best.x, best.y, best.given) is not None:
                 raise AssertionError(f"{best.text()} is not implied by the DAG")
             out.append(best)
     return out
+
+
+def select_implications(implications: Sequence[Implication], limit: int | None,
+                        first: Collection[str] = ()) -> tuple[list[Implication], list[Implication]]:
+    """The implications to test and those left out when there are more than `limit` (None: no
+    limit). A DAG over n nodes implies up to n(n−1)/2 of them (5,668 with 100 controls), each a
+    few tens of milliseconds to test: the limit keeps the step bounded, and the report says how
+    many were left out. Those naming a node in `first` (the channels: a missing edge into a
+    channel is a missing confounder) come first; otherwise the DAG's topological order is kept."""
+    if limit is None or len(implications) <= limit:
+        return list(implications), []
+    first_set = set(first)
+    ranked = sorted(range(len(implications)),
+                    key=lambda i: (not ({implications[i].x, implications[i].y} & first_set), i))
+    keep = set(ranked[:limit])
+    return ([imp for i, imp in enumerate(implications) if i in keep],
+            [imp for i, imp in enumerate(implications) if i not in keep])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -497,6 +523,8 @@ class IndependenceReport:
     results: tuple[IndependenceTestResult, ...]
     untestable: tuple[Untestable, ...]
     settings: IndependenceSettings
+    not_tested: int = 0
+    """Implications of the DAG left out by `settings.max_implications`."""
 
     def table(self) -> pd.DataFrame:
         """The `dag_tests` table: one row per implication and test."""
@@ -508,7 +536,7 @@ class IndependenceReport:
         return pd.DataFrame(rows, columns=TABLE_COLUMNS)
 
     def message(self) -> str:
-        return rejection_message(self.table())
+        return rejection_message(self.table(), self.not_tested)
 
 
 ROLE_ORDER = {"latent": 0, "control": 0, "channel": 1, "kpi": 2}
@@ -550,9 +578,22 @@ def rejection_advice(implication: str, edge: str) -> str:
     return f"add a common cause of {pair} (no edge between them keeps the DAG valid)"
 
 
-def rejection_message(table: pd.DataFrame) -> str:
+def not_tested_note(not_tested: int) -> str:
+    """The sentence that says implications were left untested by the limit ('' when none were)."""
+    if not not_tested:
+        return ""
+    return (f" {not_tested:,} further implications of the DAG were not tested: at most checks.max_implications "
+            "are (those naming a channel first), to keep the step's time bounded; raise it to test more.")
+
+
+def rejection_message(table: pd.DataFrame, not_tested: int = 0) -> str:
     """One paragraph from a `dag_tests` table: which implications the data reject, and what to do
-    about each (the edge to add, from its `edge_to_add` column)."""
+    about each (the edge to add, from its `edge_to_add` column), and how many implications the
+    limit left untested."""
+    return _rejection_message(table) + not_tested_note(not_tested)
+
+
+def _rejection_message(table: pd.DataFrame) -> str:
     if table.empty:
         return "The DAG implies no testable independence between observed nodes."
     tested = table["implication"].nunique()
@@ -577,15 +618,18 @@ def rejection_message(table: pd.DataFrame) -> str:
 
 def run_independence_tests(data: pd.DataFrame, implications: Sequence[Implication],
                            columns: Mapping[str, Sequence[str]], deterministic: Collection[str],
-                           settings: IndependenceSettings, trend_node: str | None = "trend") -> IndependenceReport:
+                           settings: IndependenceSettings, trend_node: str | None = "trend",
+                           first: Collection[str] = ()) -> IndependenceReport:
     """Both tests of every implication, p-values adjusted over the whole family (arguments as in
-    `check_implication`)."""
+    `check_implication`); at most `settings.max_implications` of them, those naming a node of
+    `first` first (`select_implications`), the number left out kept in the report."""
     results: list[IndependenceTestResult] = []
     untestable: list[Untestable] = []
-    for implication in implications:
+    tested, left_out = select_implications(implications, settings.max_implications, first)
+    for implication in tested:
         outcome = check_implication(data, implication, columns, deterministic, settings, trend_node)
         if isinstance(outcome, Untestable):
             untestable.append(outcome)
         else:
             results.extend(outcome)
-    return IndependenceReport(tuple(adjust_results(results, settings)), tuple(untestable), settings)
+    return IndependenceReport(tuple(adjust_results(results, settings)), tuple(untestable), settings, len(left_out))

@@ -1,10 +1,12 @@
 """Per-channel causal effects with DoWhy, under the user's DAG.
 
-For each channel: DoWhy identifies the adjustment set (backdoor for the total effect; the
-controlled-direct-effect set, which holds the mediators, for the direct effect), we add the
-KPI's other causes that keep the set valid (they cut noise, not bias; validity is re-checked by
-d-separation), and DoWhy's `backdoor.linear_regression` estimates the effect per unit of
-transformed media. Transformed media is zero when spend is zero, so
+For each channel: the adjustment set is DoWhy's default backdoor set (a smallest valid set for
+the total effect; the controlled-direct-effect set, which holds the mediators, for the direct
+effect), computed by d-separation in `dag.adjustment` in time polynomial in the DAG (DoWhy's own
+subset search is combinatorial); we add the KPI's other causes that keep the set valid (they cut
+noise, not bias; validity is re-checked by d-separation), and DoWhy's
+`backdoor.linear_regression` estimates the effect per unit of transformed media, on an
+IdentifiedEstimand that carries the set. Transformed media is zero when spend is zero, so
 
     incremental_kpi = ATE × Σ_t x_t        roi = incremental_kpi / Σ_t spend_t
 
@@ -44,6 +46,14 @@ import pandas as pd
 
 from cmmm_pipeline.core.config import EffectType, PipelineConfig
 from cmmm_pipeline.core.errors import EstimationError
+from cmmm_pipeline.dag.adjustment import (
+    BUDGET_RULE,
+    IdentificationMeter,
+    criterion_graph,
+    is_valid_adjustment,
+    minimum_adjustment,
+    size,
+)
 from cmmm_pipeline.dag.graph import expand_graph
 from cmmm_pipeline.dag.overlap import ChannelSupport, OverlapThresholds, RoiSupport, media_support
 from cmmm_pipeline.data.ingest import spend_totals
@@ -84,30 +94,25 @@ class EffectEstimate:
     mediators: tuple[str, ...]
 
 
-def _valid_adjustment(g: nx.DiGraph, treatment: str, outcome: str, adjustment: set[str],
-                      effect: EffectType) -> bool:
-    """Backdoor criterion (total) or DoWhy's controlled-direct-effect criterion (direct)."""
-    h = g.copy()
-    if effect is EffectType.TOTAL:
-        if adjustment & nx.descendants(g, treatment):
-            return False
-        h.remove_edges_from(list(g.out_edges(treatment)))
-    else:
-        if h.has_edge(treatment, outcome):
-            h.remove_edge(treatment, outcome)
-    return nx.is_d_separator(h, {treatment}, {outcome}, adjustment)
-
-
 def with_precision_controls(g: nx.DiGraph, treatment: str, outcome: str, adjustment: set[str],
-                            effect: EffectType, observed: set[str] | None = None) -> tuple[str, ...]:
+                            effect: EffectType, observed: set[str] | None = None,
+                            meter: IdentificationMeter | None = None) -> tuple[str, ...]:
     """Add the outcome's other observed parents where the set stays valid: unbiased, and far less
-    noisy. `observed` (default: every node) excludes latent nodes, which have no data column."""
+    noisy. `observed` (default: every node) excludes latent nodes, which have no data column.
+    One d-separation test per parent, in name order, on the criterion graph (built once)."""
+    meter = meter if meter is not None else IdentificationMeter()
     result = set(adjustment)
+    h = criterion_graph(g, treatment, outcome, effect)
+    h_size = size(h)
     forbidden = {treatment} | (nx.descendants(g, treatment) if effect is EffectType.TOTAL else set())
     for parent in sorted(g.predecessors(outcome)):
         if parent in result or parent in forbidden or (observed is not None and parent not in observed):
             continue
-        if _valid_adjustment(g, treatment, outcome, result | {parent}, effect):
+        if h.in_degree(parent) == 0 and h.out_degree(parent) == 1:
+            result.add(parent)  # a root whose only edge is into the outcome: on no other path, opens none
+            continue
+        meter.charge(h_size, treatment, effect)
+        if is_valid_adjustment(h, treatment, outcome, result | {parent}):
             result.add(parent)
     return tuple(sorted(result))
 
@@ -127,30 +132,47 @@ def _causal_model(data: pd.DataFrame, g: nx.DiGraph, treatment: str, outcome: st
                            effect_modifiers=[])
 
 
-def identify(data: pd.DataFrame, g: nx.DiGraph, treatment: str, outcome: str, effect: EffectType) -> EffectSpec:
-    """DoWhy identification on the expanded graph; raises EstimationError when no observed set
-    satisfies the backdoor (total) or controlled-direct-effect (direct) criterion."""
+def identify(data: pd.DataFrame, g: nx.DiGraph, treatment: str, outcome: str, effect: EffectType,
+             meter: IdentificationMeter | None = None) -> EffectSpec:
+    """The adjustment set on the expanded graph: DoWhy's default backdoor set (a smallest valid set
+    of observed nodes, computed by d-separation in `dag.adjustment`, not by DoWhy's subset search)
+    plus the precision controls. Raises EstimationError `not-identifiable` when no observed set
+    satisfies the backdoor (total) or controlled-direct-effect (direct) criterion, and
+    `identification-budget` when the meter's budget runs out."""
     if effect is EffectType.INDIRECT:
         raise ValueError("the indirect effect is total − direct; identify those two instead")
-    model = _causal_model(data, g, treatment, outcome)
-    estimand_type = "nonparametric-ate" if effect is EffectType.TOTAL else "nonparametric-cde"
-    estimand = model.identify_effect(estimand_type=estimand_type, proceed_when_unidentifiable=False)
-    # DoWhy marks a failed backdoor identification by a missing estimand (the variable list is then
-    # empty, which is also the valid answer for an unconfounded channel, so it cannot be the test).
-    if estimand.estimands.get("backdoor") is None:
-        latent = sorted(set(g.nodes) - set(observed_nodes(data, g)))
+    meter = meter if meter is not None else IdentificationMeter()
+    observed = set(observed_nodes(data, g))
+    backdoor = minimum_adjustment(g, treatment, outcome, observed, effect, meter)
+    if backdoor is None:
+        latent = sorted(set(g.nodes) - observed)
         raise EstimationError(
             "not-identifiable", f"channel '{treatment}'",
             f"its {effect.value} effect on '{outcome}' has no valid adjustment set of observed variables under "
             f"the DAG" + (f" (unobserved: {', '.join(latent)})." if latent else "."),
             "measure the hidden confounder and add it as a control, run a lift test for this channel, "
             "or revise the DAG.")
-    observed = set(observed_nodes(data, g))
-    backdoor = set(estimand.get_backdoor_variables())
-    adjustment = with_precision_controls(g, treatment, outcome, backdoor, effect, observed)
-    mediator_set = tuple(sorted(n for n in nx.descendants(g, treatment)
-                                if n != outcome and n in observed and nx.has_path(g, n, outcome)))
+    adjustment = with_precision_controls(g, treatment, outcome, set(backdoor), effect, observed, meter)
+    mediator_set = tuple(sorted((nx.descendants(g, treatment) & nx.ancestors(g, outcome)) & observed))
     return EffectSpec(treatment, effect, adjustment, mediator_set if effect is EffectType.DIRECT else ())
+
+
+def estimand_for(spec: EffectSpec, outcome: str):
+    """DoWhy's IdentifiedEstimand for the spec's adjustment set, as `identify_effect` would return it
+    had it chosen this set: stored under "backdoor" (the key `backdoor.*` estimators and the
+    refuters read) and under the default id, so that every reader sees the same set."""
+    from dowhy.causal_identifier import EstimandType, IdentifiedEstimand, construct_adjustment_estimand
+
+    adjustment = list(spec.adjustment)
+    expression = construct_adjustment_estimand([spec.channel], [outcome], adjustment)
+    estimand_type = (EstimandType.NONPARAMETRIC_ATE if spec.effect is EffectType.TOTAL
+                     else EstimandType.NONPARAMETRIC_CDE)
+    return IdentifiedEstimand(None, treatment_variable=[spec.channel], outcome_variable=[outcome],
+                              estimand_type=estimand_type,
+                              estimands={"backdoor1": expression, "backdoor": expression, "iv": None,
+                                         "frontdoor": None},
+                              backdoor_variables={"backdoor1": adjustment, "backdoor": list(adjustment)},
+                              instrumental_variables=[], frontdoor_variables=[], default_backdoor_id="backdoor1")
 
 
 @dataclass(frozen=True)
@@ -171,14 +193,10 @@ class DowhyFit:
 
 
 def fit_dowhy(data: pd.DataFrame, g: nx.DiGraph, spec: EffectSpec, outcome: str) -> DowhyFit:
-    """DoWhy `backdoor.linear_regression` with the spec's adjustment set."""
+    """DoWhy `backdoor.linear_regression` with the spec's adjustment set (no DoWhy identification:
+    the estimand is built from the set, see `estimand_for`)."""
     model = _causal_model(data, g, spec.channel, outcome)
-    estimand_type = "nonparametric-ate" if spec.effect is EffectType.TOTAL else "nonparametric-cde"
-    estimand = model.identify_effect(estimand_type=estimand_type)
-    # The estimator reads the set stored under "backdoor" (its identifier method); store ours there
-    # and under the default id so that every reader of the estimand sees the same set.
-    for key in {"backdoor", estimand.default_backdoor_id}:
-        estimand.set_backdoor_variables(list(spec.adjustment), key=key)
+    estimand = estimand_for(spec, outcome)
     with warnings.catch_warnings():
         # dowhy's linear estimator groups by (absent) effect modifiers through a pandas path that
         # warns about a future default; the estimate does not depend on it.
@@ -362,7 +380,9 @@ def gcomputation_spec(data: pd.DataFrame, g: nx.DiGraph, direct: EffectSpec,
     try:
         models = tuple(MediatorModel(m, identify(data, g, direct.channel, m, EffectType.TOTAL).adjustment)
                        for m in mediators)
-    except EstimationError:
+    except EstimationError as exc:
+        if exc.rule == BUDGET_RULE:
+            raise
         return None
     return GComputationSpec(direct.channel, direct, models)
 
@@ -571,19 +591,23 @@ def has_mediator(g_nodes: nx.DiGraph, channel: str, outcome: str, latent: Collec
 
 
 def identify_channels(data: pd.DataFrame, g_expanded: nx.DiGraph, g_nodes: nx.DiGraph, channels: list[str],
-                      outcome: str) -> tuple[list[EffectSpec], list[NotEstimated]]:
+                      outcome: str, meter: IdentificationMeter | None = None
+                      ) -> tuple[list[EffectSpec], list[NotEstimated]]:
     """Like `channel_specs`, but a channel whose effect is not identifiable fails alone: it is
-    returned with its reason while the other channels go on."""
+    returned with its reason while the other channels go on. One budget (`meter`) for all of them."""
     specs: list[EffectSpec] = []
     failures: list[NotEstimated] = []
     latent = [n for n in g_expanded.nodes if n not in data.columns]
+    meter = meter if meter is not None else IdentificationMeter()
     for channel in channels:
         mediated = has_mediator(g_nodes, channel, outcome, latent)
         effects = [EffectType.TOTAL] + ([EffectType.DIRECT] if mediated else [])
         for effect in effects:
             try:
-                specs.append(identify(data, g_expanded, channel, outcome, effect))
+                specs.append(identify(data, g_expanded, channel, outcome, effect, meter))
             except EstimationError as exc:
+                if exc.rule == BUDGET_RULE:
+                    raise
                 failures.append(NotEstimated(channel, effect, f"{exc.detail} {exc.fix}"))
     return specs, failures
 

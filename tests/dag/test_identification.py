@@ -107,3 +107,28 @@ def test_the_drawing_marks_rejected_implications() -> None:
     pos = layered_positions(g)
     assert pos["sales"][0] == max(x for x, _ in pos.values())
     assert pos["seasonality"][0] < pos["tv"][0] < pos["search"][0]
+
+
+def test_a_latent_confounder_in_a_wide_dag_is_named_and_the_others_identified() -> None:
+    """100 controls and 30 channels: the open path is found by a linear search, not by listing paths."""
+    from benchmarks.identification_growth import KPI, wide_dag, wide_features
+
+    g, columns, names = wide_dag(100, 30)
+    features = wide_features(g, columns)  # the latent brand has no column
+    g.add_edges_from([("brand", "ch05"), ("brand", KPI)])
+    expanded = expand_graph(g, columns)
+    rows = {(r.channel, r.effect): r for r in identify_channels(features, g, expanded, names, KPI, ["brand"])}
+    ch05 = rows[("ch05", EffectType.TOTAL)]
+    assert not ch05.identifiable and "ch05 ← brand → sales" in ch05.reason and "unobserved 'brand'" in ch05.reason
+    assert all(r.identifiable for key, r in rows.items() if key[0] != "ch05")
+    assert all("brand" not in r.adjustment for r in rows.values())
+
+
+def test_the_confounding_path_is_the_shortest_open_one() -> None:
+    # Two open paths through latent nodes; the one through the observed w is blocked by it.
+    g = nx.DiGraph([("u", "a"), ("a", "t"), ("u", "y"), ("v", "t"), ("v", "y"), ("w", "t"), ("w", "y"), ("t", "y")])
+    assert confounding_path(g, "t", "y", observed={"t", "y", "w", "a"}) == ["t", "v", "y"]
+    # A collider opened by conditioning on its descendant: t ← p → k ← q → y with k's child observed.
+    g = nx.DiGraph([("p", "t"), ("p", "k"), ("q", "k"), ("q", "y"), ("k", "d"), ("t", "y")])
+    assert confounding_path(g, "t", "y", observed={"t", "y", "d"}) == ["t", "p", "k", "q", "y"]
+    assert confounding_path(g, "t", "y", observed={"t", "y"}) is None

@@ -62,6 +62,39 @@ def test_two_children_of_a_latent_node_imply_nothing() -> None:
     assert ind.implied_independences(g, {"a", "b", "y"}) == []
 
 
+def test_a_wide_dag_implies_thousands_and_the_limit_keeps_those_naming_a_channel_first() -> None:
+    """60 controls, each with an edge to the KPI: one implication per unconnected pair, over 2,000,
+    each tens of milliseconds to test. The limit keeps the channels' implications (a missing edge
+    into a channel is a missing confounder) and then the DAG's order; the rest are counted."""
+    from benchmarks.identification_growth import wide_dag
+
+    g, columns, names = wide_dag(60, 4)
+    implications = ind.implied_independences(g, columns, {n: len(c) for n, c in columns.items()}, GENERATED)
+    pairs = g.number_of_nodes() * (g.number_of_nodes() - 1) // 2 - g.number_of_edges()
+    assert len(implications) == pairs == 2120
+    tested, left_out = ind.select_implications(implications, 300, names)
+    assert len(tested) == 300 and len(left_out) == 2120 - 300
+    naming_a_channel = [i for i in implications if {i.x, i.y} & set(names)]
+    assert 0 < len(naming_a_channel) < 300 and set(naming_a_channel) <= set(tested)
+    assert tested == [i for i in implications if i in set(tested)]  # the DAG's order is kept
+    assert ind.select_implications(implications, None, names) == (implications, [])
+    with pytest.raises(ValueError, match="max_implications"):
+        ind.IndependenceSettings(max_implications=0)
+
+
+def test_implications_left_out_by_the_limit_are_said_in_the_check(tmp_path: Path) -> None:
+    def limit(config: dict) -> None:
+        config["checks"] = {"max_implications": 5}
+
+    result = run_dag_step(tmp_path, edit_config=limit)
+    evaluation = checks(result)["dag_independence"]
+    assert evaluation.passed
+    assert evaluation.metadata["implications_not_tested"].value == 18 - 5
+    assert "13 further implications of the DAG were not tested" in evaluation.description
+    assert "checks.max_implications" in evaluation.description
+    assert ind.not_tested_note(0) == ""
+
+
 # ---------------------------------------------------------------------------------------------
 # The machinery
 
