@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from cmmm_pipeline.core.config import EffectType
+from cmmm_pipeline.dag.adjustment import criterion_graph, is_valid_adjustment
 from cmmm_pipeline.effects.bootstrap import (
     BootstrapDraws,
     BootstrapSettings,
@@ -35,7 +36,7 @@ from cmmm_pipeline.effects.bootstrap import (
     summarise_draws,
     wald_pvalue,
 )
-from cmmm_pipeline.effects.estimation import EffectSpec, _valid_adjustment, batched_ols, hac_pvalue
+from cmmm_pipeline.effects.estimation import EffectSpec, batched_ols, hac_pvalue
 
 SYNERGY_COLUMNS = ["channel_a", "channel_b", "incremental_kpi", "incremental_ci_low", "incremental_ci_high",
                    "p_value", "std_error", "share_of_smaller_effect", "interval_method", "adjustment",
@@ -77,7 +78,10 @@ def synergy_spec(g_expanded: nx.DiGraph, specs: Sequence[EffectSpec], a: str, b:
     forbidden = {a, b} | nx.descendants(g_expanded, a) | nx.descendants(g_expanded, b)
     adjustment = tuple(sorted((set(totals[a].adjustment) | set(totals[b].adjustment)) - forbidden))
     for x, y in ((a, b), (b, a)):
-        if not _valid_adjustment(g_expanded, x, outcome, set(adjustment) | {y}, EffectType.TOTAL):
+        # The union holds no descendant of either channel (removed above): the backdoor criterion is
+        # then d-separation in the graph without x's outgoing edges.
+        if not is_valid_adjustment(criterion_graph(g_expanded, x, outcome, EffectType.TOTAL), x, outcome,
+                                   set(adjustment) | {y}):
             return Withheld(a, b, f"no adjustment set of observed columns is valid for both {a} and {b} under the "
                                   "DAG.")
     return SynergySpec(a, b, adjustment)
