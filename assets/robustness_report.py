@@ -10,7 +10,9 @@ from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, ass
 from cmmm_pipeline.data import warehouse
 from cmmm_pipeline.effects.robustness import assess
 from cmmm_pipeline.publish import outputs
-from resources.metadata import OWNERS, file_link, markdown_image, markdown_table, roi_metadata, rule_failures
+from cmmm_pipeline.publish.report import CHECK_RESULTS, attention_lines
+from resources.check_results import run_check_results
+from resources.metadata import ATTENTION_KEY, OWNERS, file_link, markdown_image, markdown_table, roi_metadata, rule_failures
 from resources.settings import CmmmSettings, WarehouseResource
 from resources.values import AteEstimates, TransformedMedia
 
@@ -33,9 +35,10 @@ def robustness_report(context: AssetExecutionContext, settings: CmmmSettings, du
         assessment = assess(raw_spend, transformed_media.transformed_media, config, point, ate_estimates.specs,
                             ate_estimates.expanded, transformed_media.candidates, transformed_media.selected_index)
         estimates = outputs.final_estimates(point, assessment.intervals, assessment.robustness)
+        checks = run_check_results(context.instance, run_id)  # every check of the run has run by now
         with duckdb.get_connection() as con:
             warehouse.write_tables(con, {"estimates": estimates, "refutations": assessment.refutations,
-                                         "experiments": assessment.experiments}, staging)
+                                         "experiments": assessment.experiments, CHECK_RESULTS: checks}, staging)
             run_time = dt.datetime.now(dt.UTC).replace(tzinfo=None)
             written = outputs.publish_run(con, Path(settings.output_dir), config, run_id, run_time, staging=staging)
     shown = estimates[[c for c in ("channel", "effect", "roi", "roi_ci_low", "roi_ci_high", "p_value", "naive_roi",
@@ -48,6 +51,9 @@ def robustness_report(context: AssetExecutionContext, settings: CmmmSettings, du
         "previous_run": changes.previous.run_id if changes.previous else "none (first run)",
         "outside_previous_interval": len(changes.flagged),
         "change_since_previous_run": markdown_table(changes.table),
+        "attention": MetadataValue.md("\n".join(f"- {line}" for line in attention_lines(written.attention))
+                                      or "Nothing failed and nothing needs review."),
+        ATTENTION_KEY: MetadataValue.json([{"level": i.level.name, "text": i.text} for i in written.attention]),
         "report": file_link(written.report),
         "report_path": MetadataValue.path(str(written.report.resolve())),
         "estimates_csv": MetadataValue.path(str(written.estimates.resolve())),

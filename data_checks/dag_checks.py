@@ -23,6 +23,7 @@ from cmmm_pipeline.dag.independence import rejection_message
 from cmmm_pipeline.dag.overlap import OverlapThresholds, overlap_message, withheld_channels
 from data_checks.checks import check_result
 from data_checks.gx_runner import Rule, SuiteResult, run_suite
+from resources.check_results import BEFORE_PUBLICATION
 from resources.metadata import markdown_table
 from resources.settings import CmmmSettings
 from resources.values import CausalDag
@@ -155,7 +156,7 @@ def dag_independence(settings: CmmmSettings, causal_dag: CausalDag) -> AssetChec
         **({"rejected": markdown_table(shown)} if len(rejected) else {})})
 
 
-@asset_check(asset="causal_dag")
+@asset_check(asset="causal_dag", op_tags=BEFORE_PUBLICATION)
 def dag_identification(causal_dag: CausalDag) -> AssetCheckResult:
     """Every channel's effect identifiable by adjustment under the DAG (latent nodes included). A
     channel that is not gets no estimate, with the reason; the others go on."""

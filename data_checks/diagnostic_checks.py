@@ -9,11 +9,12 @@ from dagster import AssetCheckResult, AssetCheckSeverity, MetadataValue, asset_c
 
 from cmmm_pipeline.core.status import Status
 from cmmm_pipeline.dag.diagnostics import Driver
+from resources.check_results import BEFORE_PUBLICATION
 from resources.metadata import markdown_table
 from resources.values import CausalDag
 
 
-@asset_check(asset="causal_dag")
+@asset_check(asset="causal_dag", op_tags=BEFORE_PUBLICATION)
 def missing_drivers(causal_dag: CausalDag) -> AssetCheckResult:
     """The KPI regressed on all its parents in the DAG; a trend or yearly seasonality left in the
     residual (F tests on AR-prewhitened columns, Bonferroni-adjusted, level 0.01) or a lag-1

@@ -16,6 +16,8 @@ from dagster import Failure, MetadataValue
 from cmmm_pipeline.core.errors import CmmmError
 
 OWNERS = ["team:marketing-science"]
+ATTENTION_KEY = "attention_items"
+"""`robustness_report` metadata: the published attention list (level, text), which `cmmm run` prints."""
 P_VALUE_COLUMNS = frozenset({"p_value", "p_adjusted"})
 
 
