@@ -12,7 +12,16 @@ from cmmm_pipeline.effects.robustness import assess
 from cmmm_pipeline.publish import outputs
 from cmmm_pipeline.publish.report import CHECK_RESULTS, attention_lines
 from resources.check_results import run_check_results
-from resources.metadata import ATTENTION_KEY, OWNERS, file_link, markdown_image, markdown_table, roi_metadata, rule_failures
+from resources.metadata import (
+    ATTENTION_KEY,
+    OWNERS,
+    changes_table,
+    estimates_table,
+    file_link,
+    markdown_image,
+    roi_metadata,
+    rule_failures,
+)
 from resources.settings import CmmmSettings, WarehouseResource
 from resources.values import AteEstimates, TransformedMedia
 
@@ -41,16 +50,15 @@ def robustness_report(context: AssetExecutionContext, settings: CmmmSettings, du
                                          "experiments": assessment.experiments, CHECK_RESULTS: checks}, staging)
             run_time = dt.datetime.now(dt.UTC).replace(tzinfo=None)
             written = outputs.publish_run(con, Path(settings.output_dir), config, run_id, run_time, staging=staging)
-    shown = estimates[[c for c in ("channel", "effect", "roi", "roi_ci_low", "roi_ci_high", "p_value", "naive_roi",
-                                   "robustness") if c in estimates.columns]]
+    level = f"{config.estimation.ci_level * 100:g}%"
     changes = written.changes
     return MaterializeResult(metadata={
         **roi_metadata(estimates),
-        "estimates": markdown_table(shown),
+        "estimates": estimates_table(estimates, level),
         "forest_plot": markdown_image(written.forest_png, "ROI by channel: causal interval beside the naive ROI"),
         "previous_run": changes.previous.run_id if changes.previous else "none (first run)",
         "outside_previous_interval": len(changes.flagged),
-        "change_since_previous_run": markdown_table(changes.table),
+        "change_since_previous_run": changes_table(changes.table, estimates, level),
         "attention": MetadataValue.md("\n".join(f"- {line}" for line in attention_lines(written.attention))
                                       or "Nothing failed and nothing needs review."),
         ATTENTION_KEY: MetadataValue.json([{"level": i.level.name, "text": i.text} for i in written.attention]),

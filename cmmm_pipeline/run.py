@@ -60,6 +60,8 @@ def run_pipeline(config_path: str, output_dir: str, warehouse_path: str) -> RunO
 
 _OWN_ERRORS = frozenset({"CmmmError", "ConfigError", "ConfigErrors", "DataError", "EstimationError", "PublicationError"})
 _CHECK_FAILED = "DagsterAssetCheckFailedError"
+_CHECK_STEP_FAILURE = "check"
+"""Metadata key of the Failure a blocking check raises (data_checks.checks.CHECK_FAILURE_KEY)."""
 
 
 def _check_lines(evaluations: Iterable[Any]) -> tuple[list[str], list[str]]:
@@ -85,6 +87,9 @@ def _check_lines(evaluations: Iterable[Any]) -> tuple[list[str], list[str]]:
 def _step_error(event: object) -> str:
     """The user's exception message (our own errors carry rule, place and fix) without a traceback.
     A blocking check's step failure says nothing its check result has not said: it is left out."""
+    user = getattr(event.event_specific_data, "user_failure_data", None)  # type: ignore[attr-defined]
+    if user is not None and _CHECK_STEP_FAILURE in (user.metadata or {}):
+        return ""  # a blocking check's own step failure: its check result already said it
     error = getattr(event.event_specific_data, "error", None)  # type: ignore[attr-defined]
     while error is not None:
         if error.cls_name == _CHECK_FAILED:

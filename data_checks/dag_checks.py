@@ -13,6 +13,7 @@ asset wrote:
 """
 
 
+from collections.abc import Iterator
 from enum import Enum
 
 import pandas as pd
@@ -21,7 +22,7 @@ from dagster import AssetCheckResult, AssetCheckSeverity, MetadataValue, asset_c
 from cmmm_pipeline.dag.audit import overlap_thresholds
 from cmmm_pipeline.dag.independence import rejection_message
 from cmmm_pipeline.dag.overlap import OverlapThresholds, overlap_message, withheld_channels
-from data_checks.checks import check_result
+from data_checks.checks import check_result, gated
 from data_checks.gx_runner import Rule, SuiteResult, run_suite
 from resources.check_results import BEFORE_PUBLICATION
 from resources.metadata import markdown_table
@@ -113,7 +114,7 @@ def _with(suite: SuiteResult, severity: AssetCheckSeverity, description: str,
 
 
 @asset_check(asset="causal_dag", blocking=True)
-def dag_overlap(settings: CmmmSettings, causal_dag: CausalDag) -> AssetCheckResult:
+def dag_overlap(settings: CmmmSettings, causal_dag: CausalDag) -> Iterator[AssetCheckResult]:
     """Overlap (positivity), per identifiable channel: the media's SD left after its adjustment set
     (`checks.overlap_min_residual_share`) and, in each stratum of the adjustment set
     (propensity-score quantiles), `checks.overlap_min_weeks` weeks and a media SD of at least
@@ -132,14 +133,15 @@ def dag_overlap(settings: CmmmSettings, causal_dag: CausalDag) -> AssetCheckResu
     support = {r.channel: (f"{'withheld' if r.channel in withheld else 'estimated'}; residual share "
                            f"{r.residual_share:.2f}; extrapolated share {r.extrapolated_share:.2f}")
                for r in first.itertuples()}
-    return _with(suite, severity, message if suite.success else f"{message}\n{suite.message()}", {
+    yield from gated("causal_dag.dag_overlap", _with(
+        suite, severity, message if suite.success else f"{message}\n{suite.message()}", {
         "strata": markdown_table(shown), "thin_strata": int((~table["ok"].astype(bool)).sum()),
         "withheld_channels": MetadataValue.text(", ".join(withheld) or "none"),
-        "channels": MetadataValue.json(support)})
+        "channels": MetadataValue.json(support)}))
 
 
 @asset_check(asset="causal_dag", blocking=True)
-def dag_independence(settings: CmmmSettings, causal_dag: CausalDag) -> AssetCheckResult:
+def dag_independence(settings: CmmmSettings, causal_dag: CausalDag) -> Iterator[AssetCheckResult]:
     """The conditional independences the DAG implies, tested on the data (Fisher z and chi-squared
     on prewhitened residuals, Holm-adjusted). WARN by default; ERROR, which blocks the estimates,
     with `checks.independence_blocking: true`."""
@@ -149,11 +151,11 @@ def dag_independence(settings: CmmmSettings, causal_dag: CausalDag) -> AssetChec
     severity = AssetCheckSeverity.ERROR if config.checks.independence_blocking else AssetCheckSeverity.WARN
     rejected = table[table["rejected"].astype(bool)]
     shown = rejected[["implication", "test", "statistic", "p_value", "p_adjusted"]]
-    return _with(suite, severity, rejection_message(table), {
+    yield from gated("causal_dag.dag_independence", _with(suite, severity, rejection_message(table), {
         "tests": len(table), "implications": int(table["implication"].nunique()),
         "rejected_implications": int(rejected["implication"].nunique()),
         "blocking": MetadataValue.bool(config.checks.independence_blocking),
-        **({"rejected": markdown_table(shown)} if len(rejected) else {})})
+        **({"rejected": markdown_table(shown)} if len(rejected) else {})}))
 
 
 @asset_check(asset="causal_dag", op_tags=BEFORE_PUBLICATION)

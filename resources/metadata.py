@@ -47,6 +47,144 @@ def markdown_table(df: pd.DataFrame, digits: int = 3, max_rows: int = 40) -> Met
     return MetadataValue.md("\n".join([header, rule, *rows, *note]))
 
 
+INTERVAL_DIGITS = 2
+"""Significant digits of an interval's width that an estimate shown in the UI keeps: the estimate
+and its bounds are rounded to the same decimal place (width 0.26 → 1.89 [1.72, 1.98])."""
+POINT_DIGITS = 3
+"""Significant digits of a point estimate shown before any interval exists (the `ate_estimates` step)."""
+MARKDOWN_INLINE_CHARS = 1000
+"""Dagster's UI renders markdown metadata shorter than this in place; longer is a "[Show Markdown]" link."""
+
+
+def interval_decimals(low: float, high: float, digits: int = INTERVAL_DIGITS) -> int | None:
+    """The decimal place that keeps `digits` significant digits of the interval's width (negative:
+    tens, hundreds, ...); None when the interval is missing or empty."""
+    try:
+        width = float(high) - float(low)
+    except (TypeError, ValueError):
+        return None
+    if not math.isfinite(width) or width <= 0:
+        return None
+    return digits - 1 - math.floor(math.log10(width))
+
+
+def _fixed(value: float, decimals: int) -> str:
+    return f"{value:,.{decimals}f}" if decimals > 0 else f"{round(value, decimals):,.0f}"
+
+
+def significant(value: float, digits: int = POINT_DIGITS) -> str:
+    """`value` to `digits` significant digits, without exponent notation (1,234,567 → 1,230,000)."""
+    if value is None or not math.isfinite(float(value)):
+        return "—"
+    if value == 0:
+        return "0"
+    return _fixed(float(value), digits - 1 - math.floor(math.log10(abs(float(value)))))
+
+
+def with_interval(value: float, low: float, high: float) -> str:
+    """An estimate and its interval as the UI shows them, `1.89 [1.72, 1.98]`: all three rounded to
+    what the interval's width supports (`interval_decimals`); without a usable interval, the estimate
+    alone to POINT_DIGITS significant digits."""
+    if value is None or not math.isfinite(float(value)):
+        return "—"
+    decimals = interval_decimals(low, high)
+    if decimals is None:
+        return significant(value)
+    return f"{_fixed(float(value), decimals)} [{_fixed(float(low), decimals)}, {_fixed(float(high), decimals)}]"
+
+
+def rounded_to_interval(value: float, low: float, high: float) -> float:
+    """The float metadata value of an estimate, rounded as `with_interval` shows it."""
+    decimals = interval_decimals(low, high)
+    if decimals is None:
+        return float(f"{float(value):.{POINT_DIGITS}g}")
+    return round(float(value), decimals)
+
+
+def _float(row: dict, key: str) -> float:
+    value = row.get(key)
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def estimates_table(estimates: pd.DataFrame, level: str = "95%") -> MetadataValue:
+    """The published estimates as the UI shows them: few, narrow columns whose headers name the
+    estimand, each number rounded to what its interval supports, and the robustness status last so
+    it stays in view. Where a channel's transforms were selected from the data, the published ROI is
+    smoothed over the near-equivalent transforms; the ROI at the applied transforms (what
+    `ate_estimates` shows) is then a column of its own."""
+    smoothed = bool((estimates.get("interval_method", pd.Series(dtype=str)) == "smoothed").any())
+    roi_head = "ROI (published, selection-smoothed)" if smoothed else "ROI (published)"
+    rows = []
+    for r in estimates.to_dict("records"):
+        row = {"channel": r["channel"], "effect": r["effect"],
+               f"{roi_head} [{level}]": with_interval(_float(r, "roi"), _float(r, "roi_ci_low"), _float(r, "roi_ci_high"))}
+        if smoothed:
+            decimals = interval_decimals(_float(r, "roi_ci_low"), _float(r, "roi_ci_high"))
+            applied = _float(r, "applied_transform_roi")
+            row["ROI at applied transforms"] = ("—" if not math.isfinite(applied) else
+                                                significant(applied) if decimals is None else _fixed(applied, decimals))
+        row.update({f"mROI, next unit [{level}]": with_interval(_float(r, "mroi"), _float(r, "mroi_ci_low"),
+                                                               _float(r, "mroi_ci_high")),
+                    "support": str(r.get("roi_support") or "") or "—", "robustness": str(r.get("robustness") or "—")})
+        rows.append(row)
+    table = _plain_markdown(pd.DataFrame(rows))
+    note = ("\n\n_ROI: incremental KPI per unit of spend against none; mROI: per unit of the next 1% of spend. "
+            "Rounded to 2 significant digits of the interval's width._")
+    # The UI shows markdown under 1,000 characters inline, longer behind a link: the note gives way first.
+    return MetadataValue.md(table + note if len(table + note) < MARKDOWN_INLINE_CHARS else table)
+
+
+def point_estimates_table(table: pd.DataFrame) -> MetadataValue:
+    """The `ate_estimates` step's estimates, before any interval: headers name them as what they are
+    (at the applied transforms; the naive all-channel regression beside), POINT_DIGITS significant
+    digits. The published, possibly selection-smoothed ROI with its interval is on `robustness_report`."""
+    shown = pd.DataFrame({
+        "channel": table["channel"], "effect": table["effect"],
+        "ATE per unit of transformed media": [significant(v) for v in table["ate"]],
+        "incremental KPI at applied transforms": [significant(v) for v in table["incremental_kpi"]],
+        "ROI at applied transforms": [significant(v) for v in table["roi"]],
+        "naive ROI (one OLS, no DAG)": [significant(v) for v in table["naive_roi"]],
+    })
+    note = (f"\n\n_Point estimates to {POINT_DIGITS} significant digits, before the bootstrap: the published ROI "
+            "(smoothed over the selection where transforms were selected) and its interval are on robustness_report._")
+    return MetadataValue.md(_plain_markdown(shown) + note)
+
+
+def changes_table(changes: pd.DataFrame, estimates: pd.DataFrame, level: str = "95%") -> MetadataValue:
+    """This run's published ROI beside the previous run's (with its interval) and the change, rounded
+    to what this run's interval supports."""
+    bounds = estimates.set_index(["channel", "effect"])[["roi_ci_low", "roi_ci_high"]]
+    rows = []
+    for r in changes.to_dict("records"):
+        key = (r["channel"], r["effect"])
+        low, high = (bounds.loc[key, "roi_ci_low"], bounds.loc[key, "roi_ci_high"]) if key in bounds.index else (
+            float("nan"), float("nan"))
+        decimals = interval_decimals(low, high)
+
+        def shown(value: float, decimals: int | None = decimals) -> str:
+            if not math.isfinite(value):
+                return "—"
+            return significant(value) if decimals is None else _fixed(value, decimals)
+
+        previous = shown(_float(r, "previous_roi"))
+        if previous != "—" and math.isfinite(_float(r, "previous_roi_ci_low")):
+            previous += f" [{shown(_float(r, 'previous_roi_ci_low'))}, {shown(_float(r, 'previous_roi_ci_high'))}]"
+        rows.append({"channel": r["channel"], "effect": r["effect"], "ROI (published, this run)": shown(_float(r, "roi")),
+                     f"ROI (published, previous run) [{level}]": previous, "change": shown(_float(r, "change")),
+                     "outside previous interval": bool(r.get("outside_previous_interval"))})
+    return MetadataValue.md(_plain_markdown(pd.DataFrame(rows)))
+
+
+def _plain_markdown(df: pd.DataFrame) -> str:
+    header = "| " + " | ".join(str(c) for c in df.columns) + " |"
+    rule = "|" + "---|" * len(df.columns)
+    rows = ["| " + " | ".join(_markdown_cell(v, 3) for v in r) + " |" for r in df.itertuples(index=False)]
+    return "\n".join([header, rule, *rows])
+
+
 def markdown_image(png: bytes, alt: str) -> MetadataValue:
     """A PNG shown inline in the UI's metadata panel (markdown image with a data URI)."""
     return MetadataValue.md(f"![{alt}](data:image/png;base64,{base64.b64encode(png).decode('ascii')})")
@@ -54,15 +192,18 @@ def markdown_image(png: bytes, alt: str) -> MetadataValue:
 
 def roi_metadata(estimates: pd.DataFrame) -> dict[str, MetadataValue]:
     """`roi/<channel>/<effect>` (and `mroi/...` where present) as top-level floats: Dagster plots
-    float metadata of an asset across its materialisations, so a drifting ROI shows as a line.
+    float metadata of an asset across its materialisations, so a drifting ROI shows as a line. The
+    published estimates, each rounded to what its interval supports.
     Rows without an estimate are left out (a NaN point would break the plot)."""
     out: dict[str, MetadataValue] = {}
     for prefix in ("roi", "mroi"):
         if prefix not in estimates.columns:
             continue
-        for channel, effect, value in zip(estimates["channel"], estimates["effect"], estimates[prefix]):
-            if value is not None and math.isfinite(float(value)):
-                out[f"{prefix}/{channel}/{effect}"] = MetadataValue.float(float(value))
+        for r in estimates.to_dict("records"):
+            value = _float(r, prefix)
+            if math.isfinite(value):
+                out[f"{prefix}/{r['channel']}/{r['effect']}"] = MetadataValue.float(
+                    rounded_to_interval(value, _float(r, f"{prefix}_ci_low"), _float(r, f"{prefix}_ci_high")))
     return out
 
 
