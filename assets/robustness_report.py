@@ -18,7 +18,8 @@ from resources.metadata import (
     changes_table,
     estimates_table,
     file_link,
-    markdown_image,
+    forest_plot,
+    marginal_table,
     roi_metadata,
     rule_failures,
 )
@@ -55,7 +56,8 @@ def robustness_report(context: AssetExecutionContext, settings: CmmmSettings, du
     return MaterializeResult(metadata={
         **roi_metadata(estimates),
         "estimates": estimates_table(estimates, level),
-        "forest_plot": markdown_image(written.forest_png, "ROI by channel: causal interval beside the naive ROI"),
+        "marginal_roi": marginal_table(estimates, level),
+        "forest_plot": forest_plot(estimates, written.forest_png),
         "previous_run": changes.previous.run_id if changes.previous else "none (first run)",
         "outside_previous_interval": len(changes.flagged),
         "change_since_previous_run": changes_table(changes.table, estimates, level),

@@ -81,10 +81,13 @@ def test_in_process_materialisation_writes_every_step_to_duckdb(tmp_path: Path,
     decimals = 1 - math.floor(math.log10(tv[2] - tv[1]))
     assert report["roi/tv/total"].value == round(tv[0], decimals)
     shown = f"{tv[0]:.{decimals}f} [{tv[1]:.{decimals}f}, {tv[2]:.{decimals}f}]"
-    assert f"| tv | total | {shown} |" in report["estimates"].value
-    assert "ROI (published) [95%]" in report["estimates"].value.splitlines()[0]
-    assert "| ROI at applied transforms |" in metadata["ate_estimates"]["estimates"].value.splitlines()[0]
-    assert re.search(r"\| tv \| total \| [\d,]+ \| [\d,]+ \| \d\.\d\d \|", metadata["ate_estimates"]["estimates"].value)
+    assert f"| tv | {shown} |" in report["estimates"].value
+    assert report["estimates"].value.splitlines()[0] == "| estimate | ROI, published [95%] | robustness |"
+    ate = metadata["ate_estimates"]["estimates"].value
+    assert ate.splitlines()[0].startswith("| estimate | ROI at applied transforms | naive ROI (one OLS, no DAG) |")
+    assert re.search(r"\| tv \| \d\.\d\d \| \d\.\d\d \| \d{3},000 \|", ate)
+    assert report["forest_plot"].value.startswith("![") and "data:image/svg+xml," in report["forest_plot"].value
+    assert len(report["forest_plot"].value) < 1000  # short enough for the UI to show the image in place
     assert staged == []  # the run's own staging schema is gone once it published
     assert steps == ["ate_estimates", "causal_dag", "raw_spend", "transformed_media"]
     assert (tmp_path / "out" / "estimates.csv").is_file() and (tmp_path / "out" / "report.html").is_file()

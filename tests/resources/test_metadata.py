@@ -15,6 +15,7 @@ from resources.metadata import (
     changes_table,
     estimates_table,
     interval_decimals,
+    marginal_table,
     point_estimates_table,
     roi_metadata,
     significant,
@@ -55,18 +56,20 @@ def test_two_significant_digits_of_the_interval_width_set_the_decimal_place() ->
 def test_the_published_estimates_table_names_its_estimand_and_keeps_robustness_in_view() -> None:
     markdown = estimates_table(_published()).value
     header, *rows = _rows(markdown)
-    assert header == ["channel", "effect", "ROI (published) [95%]", "mROI, next unit [95%]", "support", "robustness"]
-    assert rows[0] == ["tv", "total", "1.89 [1.72, 1.98]", "1.15 [1.09, 1.27]", "observed", "REVIEW"]
-    assert rows[1][2] == "1.9 [1.2, 2.6]" and rows[2][2:4] == ["—", "—"]
+    assert header == ["estimate", "ROI, published [95%]", "robustness"]
+    assert rows == [["tv", "1.89 [1.72, 1.98]", "REVIEW"], ["email", "1.9 [1.2, 2.6]", "PASS"], ["radio", "—", "—"]]
     assert len(markdown) < MARKDOWN_INLINE_CHARS  # shown in place in the UI, not behind a link
-    assert not any(len(cell) > 20 for row in rows for cell in row)  # narrow: nothing a laptop clips
+    # The metadata panel is ~400 px wide at 1440 px: three columns, no cell wider than 20 characters.
+    assert not any(len(cell) > 20 for row in rows for cell in row)
+    header, *rows = _rows(marginal_table(_published()).value)
+    assert header == ["estimate", "mROI, next unit [95%]", "ROI support"]
+    assert rows[:2] == [["tv", "1.15 [1.09, 1.27]", "observed"], ["email", "1.13 [0.71, 1.51]", "extrapolated"]]
 
 
-def test_a_selected_transform_shows_the_smoothed_roi_beside_the_roi_at_the_applied_transforms() -> None:
+def test_a_selected_transform_says_the_published_roi_is_smoothed_over_the_selection() -> None:
     header, *rows = _rows(estimates_table(_published(smoothed=True)).value)
-    assert header[2] == "ROI (published, selection-smoothed) [95%]" and header[3] == "ROI at applied transforms"
-    email = rows[1]
-    assert email[2] == "1.9 [1.2, 2.6]" and email[3] == "1.6"  # rounded like the interval it sits beside
+    assert header[1] == "ROI, published (smoothed over selection) [95%]"
+    assert rows[1] == ["email", "1.9 [1.2, 2.6]", "PASS"]
 
 
 def test_the_ate_estimates_table_says_its_roi_is_at_the_applied_transforms() -> None:
@@ -74,9 +77,9 @@ def test_the_ate_estimates_table_says_its_roi_is_at_the_applied_transforms() -> 
                           "incremental_kpi": [215579.361998, 165250.5017], "roi": [1.893347052, 1.451329],
                           "naive_roi": [1.451329123, np.nan]})
     header, *rows = _rows(point_estimates_table(table).value)
-    assert header == ["channel", "effect", "ATE per unit of transformed media", "incremental KPI at applied transforms",
-                      "ROI at applied transforms", "naive ROI (one OLS, no DAG)"]
-    assert rows == [["tv", "total", "2,980", "216,000", "1.89", "1.45"], ["tv", "direct", "2,380", "165,000", "1.45", "—"]]
+    assert header == ["estimate", "ROI at applied transforms", "naive ROI (one OLS, no DAG)",
+                      "incremental KPI at applied transforms"]
+    assert rows == [["tv", "1.89", "1.45", "216,000"], ["tv direct", "1.45", "—", "165,000"]]
 
 
 def test_roi_floats_are_rounded_to_their_interval_and_the_change_table_names_both_runs() -> None:
@@ -88,6 +91,25 @@ def test_roi_floats_are_rounded_to_their_interval_and_the_change_table_names_bot
                              "change": 0.0303469523, "previous_roi_ci_low": 1.70012, "previous_roi_ci_high": 1.95044,
                              "outside_previous_interval": False, "restated_weeks": ""}])
     header, row = _rows(changes_table(changes, est).value)
-    assert header[2:4] == ["ROI (published, this run)", "ROI (published, previous run) [95%]"]
-    assert row[2:] == ["1.89", "1.86 [1.70, 1.95]", "0.03", "no"]
+    assert header == ["estimate", "ROI, published: this run", "previous run [95%]", "change"]
+    assert row == ["tv", "1.89", "1.86 [1.70, 1.95]", "0.03"]
+    moved = changes.assign(outside_previous_interval=True)
+    assert _rows(changes_table(moved, est).value)[1][3] == "0.03 outside"
     assert not math.isnan(values["roi/tv/total"])
+
+
+def test_the_forest_plot_is_an_inline_svg_with_one_row_per_estimate_and_falls_back_when_too_long() -> None:
+    import urllib.parse
+    import xml.etree.ElementTree as ET
+
+    from resources.metadata import forest_plot
+
+    est = _published()
+    shown = forest_plot(est, b"\x89PNG...").value
+    assert len(shown) < MARKDOWN_INLINE_CHARS and shown.startswith("![")
+    svg = ET.fromstring(urllib.parse.unquote(shown.split("](data:image/svg+xml,", 1)[1][:-1]))
+    ns = "{http://www.w3.org/2000/svg}"
+    assert [t.text for t in svg.iter(f"{ns}text")][:2] == ["tv total", "email total"]  # radio has no estimate
+    assert len(list(svg.iter(f"{ns}circle"))) == 2
+    many = pd.concat([est.iloc[:2].assign(channel=f"channel_{i}") for i in range(12)], ignore_index=True)
+    assert forest_plot(many, b"png").value.startswith("![ROI by channel, naive ROI in orange](data:image/png;base64,")
