@@ -5,7 +5,7 @@ import pandas as pd
 from dagster import Output, asset
 
 from cmmm_pipeline.effects.estimation import estimate_channels
-from resources.metadata import OWNERS, markdown_table, rule_failures
+from resources.metadata import OWNERS, point_estimates_table, rule_failures
 from resources.settings import CmmmSettings
 from resources.values import AteEstimates, CausalDag, TransformedMedia
 
@@ -24,10 +24,9 @@ def ate_estimates(settings: CmmmSettings, raw_spend: pd.DataFrame, transformed_m
         result = estimate_channels(raw_spend, transformed_media.transformed_media, config, causal_dag.graph,
                                    transformed_media.transforms)
     table = result.table
-    shown = table[["channel", "effect", "ate", "incremental_kpi", "roi", "naive_roi"]]
     value = AteEstimates(ate_estimates=table, specs=tuple(result.specs), failures=tuple(result.failures),
                          expanded=result.expanded)
     return Output(value, metadata={
-        "rows": len(table), "estimates": markdown_table(shown),
+        "rows": len(table), "estimates": point_estimates_table(table),
         "not_estimated": ", ".join(sorted({f"{f.channel} ({f.effect.value})" for f in result.failures})) or "none",
     })

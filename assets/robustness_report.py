@@ -10,11 +10,16 @@ from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, ass
 from cmmm_pipeline.data import warehouse
 from cmmm_pipeline.effects.robustness import assess
 from cmmm_pipeline.publish import outputs
+from cmmm_pipeline.publish.report import CHECK_RESULTS, attention_lines
+from resources.check_results import run_check_results
 from resources.metadata import (
+    ATTENTION_KEY,
     OWNERS,
+    changes_table,
+    estimates_table,
     file_link,
-    markdown_image,
-    markdown_table,
+    forest_plot,
+    marginal_table,
     period_metadata,
     roi_metadata,
     rule_failures,
@@ -41,23 +46,27 @@ def robustness_report(context: AssetExecutionContext, settings: CmmmSettings, du
         assessment = assess(raw_spend, transformed_media.transformed_media, config, point, ate_estimates.specs,
                             ate_estimates.expanded, transformed_media.candidates, transformed_media.selected_index)
         estimates = outputs.final_estimates(point, assessment.intervals, assessment.robustness)
+        checks = run_check_results(context.instance, run_id)  # every check of the run has run by now
         with duckdb.get_connection() as con:
             warehouse.write_tables(con, {"estimates": estimates, "refutations": assessment.refutations,
                                          "experiments": assessment.experiments,
                                          "effects_by_period": assessment.periods,
-                                         "synergies": assessment.synergies}, staging)
+                                         "synergies": assessment.synergies, CHECK_RESULTS: checks}, staging)
             run_time = dt.datetime.now(dt.UTC).replace(tzinfo=None)
             written = outputs.publish_run(con, Path(settings.output_dir), config, run_id, run_time, staging=staging)
-    shown = estimates[[c for c in ("channel", "effect", "roi", "roi_ci_low", "roi_ci_high", "p_value", "naive_roi",
-                                   "robustness") if c in estimates.columns]]
+    level = f"{config.estimation.ci_level * 100:g}%"
     changes = written.changes
     return MaterializeResult(metadata={
         **roi_metadata(estimates),
-        "estimates": markdown_table(shown),
-        "forest_plot": markdown_image(written.forest_png, "ROI by channel: causal interval beside the naive ROI"),
+        "estimates": estimates_table(estimates, level),
+        "marginal_roi": marginal_table(estimates, level),
+        "forest_plot": forest_plot(estimates, written.forest_png),
         "previous_run": changes.previous.run_id if changes.previous else "none (first run)",
         "outside_previous_interval": len(changes.flagged),
-        "change_since_previous_run": markdown_table(changes.table),
+        "change_since_previous_run": changes_table(changes.table, estimates, level),
+        "attention": MetadataValue.md("\n".join(f"- {line}" for line in attention_lines(written.attention))
+                                      or "Nothing failed and nothing needs review."),
+        ATTENTION_KEY: MetadataValue.json([{"level": i.level.name, "text": i.text} for i in written.attention]),
         "report": file_link(written.report),
         "report_path": MetadataValue.path(str(written.report.resolve())),
         "estimates_csv": MetadataValue.path(str(written.estimates.resolve())),

@@ -20,7 +20,8 @@ class RunOutcome:
     check_lines: tuple[str, ...]
     summary: str
     notes: tuple[str, ...] = ()
-    """Every WARN check and REVIEW/FAIL robustness item of a published run, one line each."""
+    """The published report's attention list (every check that did not pass, every REVIEW/FAIL item),
+    one line each."""
     written: tuple[str, ...] = ()
     """Every file the run published (CSVs, report.html, the warehouse)."""
 
@@ -57,10 +58,9 @@ def run_pipeline(config_path: str, output_dir: str, warehouse_path: str) -> RunO
         import duckdb
 
         with duckdb.connect(warehouse_path, read_only=True) as con:
-            published = set(warehouse.table_names(con, warehouse.PUBLISHED))
-            tables = {t: warehouse.read_table(con, t, warehouse.PUBLISHED) for t in _NOTE_TABLES if t in published}
-        return RunOutcome(True, result.run_id, "", tuple(checks), summary_table(tables["estimates"]),
-                          tuple(review_lines(checks, tables)), written_files(output_dir, warehouse_path))
+            estimates = warehouse.read_table(con, "estimates", warehouse.PUBLISHED)
+        return RunOutcome(True, result.run_id, "", tuple(checks), summary_table(estimates),
+                          published_attention(result), written_files(output_dir, warehouse_path))
     return RunOutcome(False, result.run_id, "\n".join(dict.fromkeys(messages)) or "the run failed.",
                       tuple(checks), "")
 
@@ -68,6 +68,8 @@ def run_pipeline(config_path: str, output_dir: str, warehouse_path: str) -> RunO
 _OWN_ERRORS = frozenset({"CmmmError", "ConfigError", "ConfigErrors", "DataError", "EstimationError", "PublicationError",
                          "OutputError"})
 _CHECK_FAILED = "DagsterAssetCheckFailedError"
+_CHECK_STEP_FAILURE = "check"
+"""Metadata key of the Failure a blocking check raises (data_checks.checks.CHECK_FAILURE_KEY)."""
 
 
 def _check_lines(evaluations: Iterable[Any]) -> tuple[list[str], list[str]]:
@@ -110,6 +112,9 @@ def _ran_out_of_space(events: Iterable[Any]) -> bool:
 def _step_error(event: object) -> str:
     """The user's exception message (our own errors carry rule, place and fix) without a traceback.
     A blocking check's step failure says nothing its check result has not said: it is left out."""
+    user = getattr(event.event_specific_data, "user_failure_data", None)  # type: ignore[attr-defined]
+    if user is not None and _CHECK_STEP_FAILURE in (user.metadata or {}):
+        return ""  # a blocking check's own step failure: its check result already said it
     error = getattr(event.event_specific_data, "error", None)  # type: ignore[attr-defined]
     while error is not None:
         if error.cls_name == _CHECK_FAILED:
@@ -145,40 +150,19 @@ def summary_table(estimates: pd.DataFrame) -> str:
     return "\n".join(rows)
 
 
-_NOTE_TABLES = ("estimates", "refutations", "experiments", "overlap")
-_REVIEW = ("REVIEW", "FAIL", "WARN")
+def published_attention(result: Any) -> tuple[str, ...]:
+    """The attention list the publication put in the report ("What needs attention"), one console line
+    per item: read from the `robustness_report` materialisation of this run, so the console and the
+    report show the same items from the same function (`report.attention_items`)."""
+    from cmmm_pipeline.publish.report import AttentionItem, Level, attention_lines
+    from resources.metadata import ATTENTION_KEY
 
-
-def _cell(value: object) -> str:
-    return "" if value is None or (isinstance(value, float) and pd.isna(value)) else str(value).strip()
-
-
-def review_lines(check_lines: Iterable[str], tables: dict[str, pd.DataFrame]) -> list[str]:
-    """One line per item the reader should look at although the run published: failed WARN checks
-    (e.g. DAG implications the data reject), refuters and lift tests that are not PASS, channels whose
-    overlap or estimate carries a reason. Printed after the summary so nothing hides in the report."""
-    lines = [f"{'WARN':<7}{line.removeprefix('check ').replace(': WARN — ', ': ', 1)}"
-             for line in check_lines if ": WARN" in line]
-    refutations = tables.get("refutations", pd.DataFrame())
-    for r in refutations.to_dict("records"):
-        if _cell(r.get("status")) in _REVIEW:
-            advice = _cell(r.get("recommendation"))
-            lines.append(f"{r['status']:<7}{r['channel']} {r['effect']} {r['refuter']}: {_cell(r.get('message'))}"
-                         + (f" {advice}" if advice and advice != "no action." else ""))
-    for r in tables.get("experiments", pd.DataFrame()).to_dict("records"):
-        if _cell(r.get("status")) in _REVIEW:
-            lines.append(f"{r['status']:<7}{r['channel']} lift test {_cell(r.get('start'))[:10]} to "
-                         f"{_cell(r.get('end'))[:10]}: {_cell(r.get('message'))}")
-    overlap = tables.get("overlap", pd.DataFrame())
-    if {"ok", "reason", "label"} <= set(overlap.columns):
-        for r in overlap[~overlap["ok"].astype(bool)].to_dict("records"):
-            lines.append(f"REVIEW {r['label']}: {_cell(r.get('reason')) or 'too few comparable weeks'}")
-    estimates = tables.get("estimates", pd.DataFrame())
-    if "reason" in estimates.columns:
-        for r in estimates.to_dict("records"):
-            if _cell(r.get("reason")):
-                lines.append(f"REVIEW {r['channel']} {r['effect']}: {_cell(r['reason'])}")
-    return list(dict.fromkeys(lines))
+    materializations = result.asset_materializations_for_node("robustness_report")
+    if not materializations:
+        return ()
+    entry = materializations[-1].metadata.get(ATTENTION_KEY)
+    items = [AttentionItem(Level[i["level"]], i["text"], "") for i in getattr(entry, "value", None) or []]
+    return tuple(attention_lines(items))
 
 
 def written_files(output_dir: str, warehouse_path: str) -> tuple[str, ...]:

@@ -13,6 +13,7 @@ asset wrote:
 """
 
 
+from collections.abc import Iterator
 from enum import Enum
 
 import pandas as pd
@@ -21,8 +22,9 @@ from dagster import AssetCheckResult, AssetCheckSeverity, MetadataValue, asset_c
 from cmmm_pipeline.dag.audit import overlap_thresholds
 from cmmm_pipeline.dag.independence import rejection_advice, rejection_message
 from cmmm_pipeline.dag.overlap import OverlapThresholds, overlap_message, withheld_channels
-from data_checks.checks import check_result
+from data_checks.checks import check_result, gated
 from data_checks.gx_runner import Rule, SuiteResult, run_suite
+from resources.check_results import BEFORE_PUBLICATION
 from resources.metadata import markdown_table
 from resources.settings import CmmmSettings
 from resources.values import CausalDag
@@ -113,7 +115,7 @@ def _with(suite: SuiteResult, severity: AssetCheckSeverity, description: str,
 
 
 @asset_check(asset="causal_dag", blocking=True)
-def dag_overlap(settings: CmmmSettings, causal_dag: CausalDag) -> AssetCheckResult:
+def dag_overlap(settings: CmmmSettings, causal_dag: CausalDag) -> Iterator[AssetCheckResult]:
     """Overlap (positivity), per identifiable channel: the media's SD left after its adjustment set
     (`checks.overlap_min_residual_share`) and, in each stratum of the adjustment set
     (propensity-score quantiles), `checks.overlap_min_weeks` weeks and a media SD of at least
@@ -132,10 +134,11 @@ def dag_overlap(settings: CmmmSettings, causal_dag: CausalDag) -> AssetCheckResu
     support = {r.channel: (f"{'withheld' if r.channel in withheld else 'estimated'}; residual share "
                            f"{r.residual_share:.2f}; extrapolated share {r.extrapolated_share:.2f}")
                for r in first.itertuples()}
-    return _with(suite, severity, message if suite.success else f"{message}\n{suite.message()}", {
+    yield from gated("causal_dag.dag_overlap", _with(
+        suite, severity, message if suite.success else f"{message}\n{suite.message()}", {
         "strata": markdown_table(shown), "thin_strata": int((~table["ok"].astype(bool)).sum()),
         "withheld_channels": MetadataValue.text(", ".join(withheld) or "none"),
-        "channels": MetadataValue.json(support)})
+        "channels": MetadataValue.json(support)}))
 
 
 def implication_failures(rejected: pd.DataFrame) -> str:
@@ -150,7 +153,7 @@ def implication_failures(rejected: pd.DataFrame) -> str:
 
 
 @asset_check(asset="causal_dag", blocking=True)
-def dag_independence(settings: CmmmSettings, causal_dag: CausalDag) -> AssetCheckResult:
+def dag_independence(settings: CmmmSettings, causal_dag: CausalDag) -> Iterator[AssetCheckResult]:
     """The conditional independences the DAG implies, tested on the data (Fisher z and chi-squared
     on prewhitened residuals, Holm-adjusted). WARN by default; ERROR, which blocks the estimates,
     with `checks.independence_blocking: true`."""
@@ -161,16 +164,17 @@ def dag_independence(settings: CmmmSettings, causal_dag: CausalDag) -> AssetChec
     rejected = table[table["rejected"].astype(bool)]
     shown = rejected[["implication", "test", "statistic", "p_value", "p_adjusted",
                       *(["edge_to_add"] if "edge_to_add" in rejected.columns else [])]]
-    return _with(suite, severity, rejection_message(table, causal_dag.implications_not_tested), {
+    yield from gated("causal_dag.dag_independence", _with(suite, severity, rejection_message(
+        table, causal_dag.implications_not_tested), {
         **({"failed_rules": MetadataValue.text(implication_failures(rejected))} if len(rejected) else {}),
         "tests": len(table), "implications": int(table["implication"].nunique()),
         "implications_not_tested": causal_dag.implications_not_tested,
         "rejected_implications": int(rejected["implication"].nunique()),
         "blocking": MetadataValue.bool(config.checks.independence_blocking),
-        **({"rejected": markdown_table(shown)} if len(rejected) else {})})
+        **({"rejected": markdown_table(shown)} if len(rejected) else {})}))
 
 
-@asset_check(asset="causal_dag")
+@asset_check(asset="causal_dag", op_tags=BEFORE_PUBLICATION)
 def dag_identification(causal_dag: CausalDag) -> AssetCheckResult:
     """Every channel's effect identifiable by adjustment under the DAG (latent nodes included). A
     channel that is not gets no estimate, with the reason; the others go on."""

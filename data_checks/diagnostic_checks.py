@@ -9,11 +9,17 @@ from dagster import AssetCheckResult, AssetCheckSeverity, MetadataValue, asset_c
 
 from cmmm_pipeline.core.status import Status
 from cmmm_pipeline.dag.diagnostics import Driver
+from resources.check_results import BEFORE_PUBLICATION
 from resources.metadata import markdown_table
 from resources.values import CausalDag
 
 
-@asset_check(asset="causal_dag")
+def _shown(value: object) -> float:
+    """Two significant digits: what a p-value or an autocorrelation of one series supports."""
+    return float(f"{float(value):.2g}")
+
+
+@asset_check(asset="causal_dag", op_tags=BEFORE_PUBLICATION)
 def missing_drivers(causal_dag: CausalDag) -> AssetCheckResult:
     """The KPI regressed on all its parents in the DAG; a trend or yearly seasonality left in the
     residual (F tests on AR-prewhitened columns, Bonferroni-adjusted, level 0.01) or a lag-1
@@ -26,10 +32,10 @@ def missing_drivers(causal_dag: CausalDag) -> AssetCheckResult:
         passed=warned.empty, severity=AssetCheckSeverity.WARN, description=causal_dag.missing_drivers_summary,
         metadata={
             "missing_drivers": MetadataValue.text(", ".join(warned["driver"]) or "none"),
-            "trend_p_adjusted": MetadataValue.float(float(by_driver.loc[Driver.TREND.value, "p_adjusted"])),
-            "seasonality_p_adjusted": MetadataValue.float(float(by_driver.loc[Driver.SEASONALITY.value,
+            "trend_p_adjusted": MetadataValue.float(_shown(by_driver.loc[Driver.TREND.value, "p_adjusted"])),
+            "seasonality_p_adjusted": MetadataValue.float(_shown(by_driver.loc[Driver.SEASONALITY.value,
                                                                               "p_adjusted"])),
-            "residual_lag1_autocorrelation": MetadataValue.float(float(by_driver.loc[Driver.AUTOCORRELATION.value,
+            "residual_lag1_autocorrelation": MetadataValue.float(_shown(by_driver.loc[Driver.AUTOCORRELATION.value,
                                                                                      "statistic"])),
             "diagnostics": markdown_table(table[["driver", "status", "tested", "statistic", "p_adjusted",
                                                  "effect_size", "message"]]),

@@ -1,7 +1,7 @@
 """Is this week's data new? A stale export (the same file three weeks running) passes every
 data-quality rule and publishes last week's answer as this week's; these checks say so.
 
-- `raw_spend_freshness` (WARN, never blocks): the data must hold a week newer than the newest week
+- `raw_spend_newest_week` (WARN, never blocks): the data must hold a week newer than the newest week
   of the last published run, and the newest week must be at most `checks.max_data_age_days` old.
 - Dagster freshness checks on every published asset (`freshness_check` on each card): an asset not
   refreshed by the weekly run shows as overdue in the asset graph. Their sensor evaluates them.
@@ -30,6 +30,7 @@ from dagster import (
 
 from cmmm_pipeline.core.errors import CmmmError
 from cmmm_pipeline.data import warehouse
+from resources.check_results import BEFORE_PUBLICATION
 from resources.settings import CmmmSettings, WarehouseResource
 
 WEEK_COLUMN = "week"
@@ -115,9 +116,9 @@ def _today() -> dt.date:
     return dt.datetime.now(dt.UTC).date()
 
 
-@asset_check(asset="raw_spend", description="Warns when the data hold no week newer than the last published run's "
+@asset_check(asset="raw_spend", op_tags=BEFORE_PUBLICATION, description="Warns when the data hold no week newer than the last published run's "
              "newest week, or when the newest week is older than `checks.max_data_age_days`.")
-def raw_spend_freshness(settings: CmmmSettings, duckdb: WarehouseResource, raw_spend: pd.DataFrame) -> AssetCheckResult:
+def raw_spend_newest_week(settings: CmmmSettings, duckdb: WarehouseResource, raw_spend: pd.DataFrame) -> AssetCheckResult:
     """WARN (never blocks): a stale export is published with a warning the UI, the CLI and the alert show."""
     config = settings.config
     with duckdb.get_connection() as con:
@@ -158,4 +159,4 @@ def freshness_checks_sensor(checks: Sequence[AssetChecksDefinition], status: Def
                                                  default_status=status, tags=tags)
 
 
-FRESHNESS_CHECKS = [raw_spend_freshness]
+FRESHNESS_CHECKS = [raw_spend_newest_week]

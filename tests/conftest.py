@@ -53,9 +53,22 @@ def sample_truth() -> pd.DataFrame:
 
 @pytest.fixture(scope="session")
 def sample_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """`cmmm run --output DIR` on the bundled sample, once per test session."""
+    """`cmmm run --output DIR` on the bundled sample, once per test session; what it printed is kept
+    beside the output folder (`sample_console`)."""
+    import contextlib
+    import io
+
     from cmmm_pipeline.cli import main
 
     output = tmp_path_factory.mktemp("sample_run")
-    assert main(["run", "--output", str(output)]) == 0
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert main(["run", "--output", str(output)]) == 0
+    print(printed.getvalue())
+    output.with_name(f"{output.name}.console.txt").write_text(printed.getvalue(), encoding="utf-8")
     return output
+
+
+def sample_console(sample_run: Path) -> str:
+    """What `cmmm run` printed for the `sample_run` fixture."""
+    return sample_run.with_name(f"{sample_run.name}.console.txt").read_text(encoding="utf-8")

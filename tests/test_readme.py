@@ -46,3 +46,62 @@ def test_the_quoted_sample_summary_is_what_the_run_prints(sample_run: Path, samp
     extrapolated = sorted(c for (c, e), r in rows.iterrows() if e == "total" and r["roi_support"] == "extrapolated")
     assert extrapolated == ["digital", "email", "search"]
     assert "Digital, email and search are\n  always on in the sample" in README
+
+
+def _signals_ignored(pid: int) -> set[int]:
+    mask = int(next(line for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+                    if line.startswith("SigIgn:")).split()[1], 16)
+    return {n for n in range(1, 65) if mask & (1 << (n - 1))}
+
+
+def _wait_for_exec(pid: int, program: str, timeout_s: float = 10.0) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while Path(f"/proc/{pid}/cmdline").read_text().split("\0")[0] != program:
+        assert time.monotonic() < deadline, f"{pid} never became {program}"
+        time.sleep(0.05)
+
+
+def test_the_quoted_background_start_keeps_sigterm_and_the_quoted_stop_ends_the_group(tmp_path: Path) -> None:
+    """The README's three lines, run by a non-interactive shell as a script would run them, with a
+    stand-in for `dagster dev`: the process leads its own group, neither SIGINT nor SIGTERM is ignored
+    (`dagster dev` maps SIGTERM to whatever SIGINT does), and the quoted kill ends the group. The
+    same start without the reset leaves SIGINT ignored: the case in which `dagster dev` ignored SIGTERM."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    match = re.search(r"<!-- dagster-background -->\n```bash\n(.*?)\n```\n<!-- /dagster-background -->", README, re.S)
+    assert match, "README lacks the dagster-background block"
+    start, save, stop = match.group(1).splitlines()
+    stand_in = "sleep 600"
+    assert ".venv/bin/dagster dev -w workspace.yaml" in start
+    script = "\n".join([start.replace(".venv/bin/dagster dev -w workspace.yaml", stand_in), save])
+    subprocess.run(["bash", "-c", script], cwd=tmp_path, check=True, timeout=30)
+    pid = int((tmp_path / "dagster.pid").read_text())
+    try:
+        _wait_for_exec(pid, "sleep")  # `$!` is known before setsid and env have exec'd the command
+        assert os.getpgid(pid) == pid  # setsid did not fork: the pid is the group's id
+        assert not {signal.SIGINT, signal.SIGTERM} & _signals_ignored(pid)
+        subprocess.run(["bash", "-c", stop], cwd=tmp_path, check=True, timeout=30)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and Path(f"/proc/{pid}").exists() and \
+                Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+            time.sleep(0.1)
+        assert not Path(f"/proc/{pid}").exists() or \
+            Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    finally:
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    plain = subprocess.run(["bash", "-c", f"{stand_in} > /dev/null 2>&1 &\necho $!"], capture_output=True, text=True,
+                           check=True, timeout=30)
+    bare = int(plain.stdout.split()[-1])
+    try:
+        _wait_for_exec(bare, "sleep")
+        assert signal.SIGINT in _signals_ignored(bare)
+    finally:
+        os.kill(bare, signal.SIGKILL)

@@ -49,7 +49,15 @@ from cmmm_pipeline.core.config import PipelineConfig
 from cmmm_pipeline.core.errors import CmmmError
 from cmmm_pipeline.data import history, warehouse
 from cmmm_pipeline.data.history import EstimateChanges
-from cmmm_pipeline.publish.report import ReportInputs, RunInfo, forest_plot_png, render_report
+from cmmm_pipeline.publish.report import (
+    CHECK_RESULTS,
+    AttentionItem,
+    ReportInputs,
+    RunInfo,
+    attention_items,
+    forest_plot_png,
+    render_report,
+)
 
 ESTIMATE_COLUMNS = ["channel", "effect", "roi", "roi_ci_low", "roi_ci_high", "mroi", "mroi_ci_low", "mroi_ci_high",
                     "roi_support", "extrapolated_share", "incremental_kpi", "incremental_ci_low",
@@ -73,7 +81,7 @@ CSV_EXPORTS = {
 # Published tables the report reads when the run produced them.
 REPORT_TABLES = ("estimates", "raw_spend", "transform_parameters", "transformed_media", "dag_edges", "dag_tests",
                  "overlap", "identification", "refutations", "experiments", "transform_selection",
-                 "effects_by_period", "synergies")
+                 "effects_by_period", "synergies", CHECK_RESULTS)
 CHANGES_FILE = "estimate_changes.csv"
 REPORT_FILE = "report.html"
 MANIFEST_FILE = "publication.json"
@@ -192,6 +200,8 @@ class WrittenOutputs:
     """This run's estimates against the previously published run."""
     forest_png: bytes
     """The report's ROI forest plot, for the Dagster UI."""
+    attention: tuple[AttentionItem, ...] = ()
+    """The report's "What needs attention" list: what the console prints after its table."""
 
 
 def final_estimates(point: pd.DataFrame, intervals: pd.DataFrame,
@@ -267,7 +277,7 @@ def publish_run(con: duckdb.DuckDBPyConnection, directory: Path, config: Pipelin
         restated = _restatements(con, staging)
         with warehouse.publishing(con, run_id, run_time, "estimates", staging=staging,
                                   folder=f"{RUNS_DIR}/{run_id}"):
-            names, changes, forest = _write_run_folder(con, partial, config, run_id, restated)
+            names, changes, forest, attention = _write_run_folder(con, partial, config, run_id, restated)
             _seal_folder(partial, folder)
     except OSError as exc:
         _remove_run_folder(partial, quiet=True)
@@ -290,7 +300,7 @@ def publish_run(con: duckdb.DuckDBPyConnection, directory: Path, config: Pipelin
             "run (or call cmmm_pipeline.publish.outputs.repair_publication).") from exc
     links = tuple(directory / n for n in names)
     return WrittenOutputs(estimates=directory / "estimates.csv", report=directory / REPORT_FILE, files=links,
-                          run_folder=folder, changes=changes, forest_png=forest)
+                          run_folder=folder, changes=changes, forest_png=forest, attention=attention)
 
 
 def _not_writable(directory: Path, exc: OSError, previous: warehouse.PublishedRun | None) -> PublicationError:
@@ -316,7 +326,8 @@ def _restatements(con: duckdb.DuckDBPyConnection, staging: str) -> pd.DataFrame:
 
 
 def _write_run_folder(con: duckdb.DuckDBPyConnection, folder: Path, config: PipelineConfig, run_id: str,
-                      restated: pd.DataFrame) -> tuple[tuple[str, ...], EstimateChanges, bytes]:
+                      restated: pd.DataFrame) -> tuple[tuple[str, ...], EstimateChanges, bytes,
+                                                       tuple[AttentionItem, ...]]:
     """Every file of the run, rendered from the `published` tables the open transaction holds, then
     the manifest naming the run and each file's hash (written last: a folder with a manifest is
     complete)."""
@@ -332,7 +343,8 @@ def _write_run_folder(con: duckdb.DuckDBPyConnection, folder: Path, config: Pipe
                   ci_level=config.estimation.ci_level,
                   spend_columns={c.name: c.spend_column for c in config.channels},
                   selection_band=config.estimation.selection_band)
-    html = render_report(ReportInputs.from_tables(run, tables, changes, history.roi_history(con)))
+    inputs = ReportInputs.from_tables(run, tables, changes, history.roi_history(con))
+    html = render_report(inputs)
     contents: dict[str, bytes] = {}
     for table, filename in CSV_EXPORTS.items():
         if table in published:
@@ -346,7 +358,8 @@ def _write_run_folder(con: duckdb.DuckDBPyConnection, folder: Path, config: Pipe
     manifest = {"run_id": run_id, "run_time": None if when is None else when.isoformat(),
                 "files": {name: hashlib.sha256(data).hexdigest() for name, data in contents.items()}}
     _write_file(folder / MANIFEST_FILE, (json.dumps(manifest, indent=2) + "\n").encode("utf-8"))
-    return (*contents, MANIFEST_FILE), changes, forest_plot_png(estimates, config.estimation.ci_level)
+    return ((*contents, MANIFEST_FILE), changes, forest_plot_png(estimates, config.estimation.ci_level),
+            tuple(attention_items(inputs)))
 
 
 def _write_file(path: Path, data: bytes) -> None:

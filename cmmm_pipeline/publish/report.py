@@ -54,6 +54,7 @@ __all__ = [
     "RunInfo",
     "Status",
     "attention_items",
+    "attention_lines",
     "channel_summaries",
     "dag_graph",
     "forest_plot_png",
@@ -69,12 +70,17 @@ INDIRECT = "indirect"
 NEGLIGIBLE_ROI = 0.005
 """A part of a difference between two ROIs smaller than this prints as 0.00 and is not a reason."""
 EXTRAPOLATED = "extrapolated"
+CHECK_RESULTS = "check_results"
+"""The published table of the run's asset-check results."""
+CHECK_RESULT_COLUMNS = ("asset", "check", "severity", "passed", "failed_rules", "description")
 
 
 class Level(Enum):
     """How loudly an attention item is shown."""
 
     FAIL = "fail"
+    WARN = "warn"
+    """An asset check of WARN severity that did not pass (it blocks nothing)."""
     REVIEW = "review"
     INFO = "info"
 
@@ -116,6 +122,9 @@ class ReportInputs:
     roi_history: pd.DataFrame | None = None
     effects_by_period: pd.DataFrame | None = None
     synergies: pd.DataFrame | None = None
+    checks: pd.DataFrame | None = None
+    """The run's asset-check results (`check_results`: asset, check, severity, passed, failed_rules,
+    description), recorded by the publishing step; None when the run did not record them."""
 
     @staticmethod
     def from_tables(run: RunInfo, tables: Mapping[str, pd.DataFrame], changes: EstimateChanges | None = None,
@@ -129,7 +138,8 @@ class ReportInputs:
             identification=tables.get("identification"), refutations=tables.get("refutations"),
             experiments=tables.get("experiments"), transform_selection=tables.get("transform_selection"),
             missing_drivers=tables.get("missing_drivers"), changes=changes, roi_history=roi_history,
-            effects_by_period=tables.get("effects_by_period"), synergies=tables.get("synergies"))
+            effects_by_period=tables.get("effects_by_period"), synergies=tables.get("synergies"),
+            checks=tables.get(CHECK_RESULTS))
 
     @property
     def alpha(self) -> float:
@@ -656,9 +666,52 @@ def _said(row: Mapping[str, Any], key: str) -> str:
     return "" if value.lower() in NO_ACTION else value
 
 
+# A failed check's item stands for the table item that says the same thing (its description is the
+# rule paragraph): check name → the anchor of the report section that shows its table.
+_CHECK_SECTIONS = {"dag_independence": "independence", "missing_drivers": "dag", "dag_overlap": "overlap",
+                   "dag_identification": "identification"}
+
+
+def _one_line(text: object) -> str:
+    return " ".join(str(text or "").split())
+
+
+def check_items(checks: pd.DataFrame | None) -> list[AttentionItem]:
+    """One item per asset check that did not pass: `asset.check (failed rules): description`. A
+    blocking (ERROR) failure stops the run before publication, so a published run shows WARNs."""
+    if not _available(checks) or not set(CHECK_RESULT_COLUMNS) <= set(checks.columns):
+        return []
+    items = []
+    for r in checks.to_dict("records"):
+        if bool(r["passed"]):
+            continue
+        rules, description = _one_line(r["failed_rules"]), _one_line(r["description"])
+        named = f" ({rules})" if rules and rules.lower() != "none" and rules not in description else ""
+        level = Level.FAIL if str(r["severity"]).upper() == "ERROR" else Level.WARN
+        items.append(AttentionItem(level, f"{r['asset']}.{r['check']}{named}: {description or 'failed'}",
+                                   _CHECK_SECTIONS.get(str(r["check"]), "inputs")))
+    return items
+
+
+def _judged(inputs: ReportInputs) -> set[str]:
+    """The checks whose results this run recorded: their items replace the table items they restate."""
+    if not _available(inputs.checks) or "check" not in inputs.checks.columns:
+        return set()
+    return {str(c) for c in inputs.checks["check"]}
+
+
+def attention_lines(items: Iterable[AttentionItem]) -> list[str]:
+    """The attention list as the console prints it, one line per item: `LEVEL  text`."""
+    return [f"{item.level.name:<7}{item.text}" for item in items]
+
+
 def attention_items(inputs: ReportInputs) -> list[AttentionItem]:
-    """Everything a reader should look at before trusting the numbers, worst first."""
-    items: list[AttentionItem] = []
+    """Everything a reader should look at before trusting the numbers, worst first: the one list the
+    report's "What needs attention" shows and `cmmm run` prints after its table (every asset check
+    that did not pass, refuters and lift tests that ask for review, withheld or unestimated
+    effects, thin overlap, rejected DAG implications, missing drivers, estimates that moved)."""
+    judged = _judged(inputs)
+    items: list[AttentionItem] = check_items(inputs.checks)
     for s in channel_summaries(inputs):
         advice = f" {s.recommendation[0].upper()}{s.recommendation[1:]}" if s.recommendation else ""
         if not np.isfinite(s.roi):
@@ -681,18 +734,26 @@ def attention_items(inputs: ReportInputs) -> list[AttentionItem]:
             if r.effect != TOTAL:
                 items.append(AttentionItem(Level.REVIEW, f"{r.channel} ({r.effect}): ROI {_fmt_roi(r.roi)} moved outside "
                                            "the previous run's interval.", "history"))
+    est = inputs.estimates
+    if {"channel", "effect", "roi"} <= set(est.columns):
+        for r in est[est["effect"] != TOTAL].to_dict("records"):
+            if not np.isfinite(_float(r, "roi")):
+                reason = withheld_reason(r)
+                items.append(AttentionItem(Level.REVIEW, f"{r['channel']} ({r['effect']}): not estimated"
+                                           f"{': ' + reason if reason else '.'}", "summary"))
     verdicts = _pair_verdicts(inputs.dag_tests)
     rejected = [" ⟂ ".join(sorted(p)) for p, r in verdicts.items() if r]
-    if rejected:
+    if rejected and "dag_independence" not in judged:
         items.append(AttentionItem(Level.FAIL, f"{len(rejected)} of {len(verdicts)} independences implied by the DAG "
                                    f"are rejected by the data ({'; '.join(rejected)}): the DAG may miss an edge.",
                                    "independence"))
-    if inputs.missing_drivers is not None and "status" in inputs.missing_drivers.columns:
+    if inputs.missing_drivers is not None and "status" in inputs.missing_drivers.columns \
+            and "missing_drivers" not in judged:
         for row in inputs.missing_drivers[inputs.missing_drivers["status"] != Status.PASS.value].itertuples():
             items.append(AttentionItem(Level.REVIEW, f"Missing driver ({row.driver}): {row.message}: "
                                        f"{row.recommendation}", "dag"))
     thin: dict[tuple[Level, str], int] = {}
-    for level, row in flagged_rows(inputs.overlap, "ok", bad=False):
+    for level, row in ([] if "dag_overlap" in judged else flagged_rows(inputs.overlap, "ok", bad=False)):
         key = (level, str(row.get("channel", "?")))
         thin[key] = thin.get(key, 0) + 1
     for (level, channel), count in thin.items():

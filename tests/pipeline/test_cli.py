@@ -14,7 +14,6 @@ import yaml
 
 from cmmm_pipeline.cli import main
 from cmmm_pipeline.core.loading import load_config
-from cmmm_pipeline.run import review_lines
 
 SAMPLE_DIR = Path(__file__).resolve().parents[2] / "cmmm_pipeline" / "sample"
 SAMPLE_TEXT = (SAMPLE_DIR / "config.yaml").read_text(encoding="utf-8")
@@ -156,27 +155,6 @@ def test_init_names_channels_by_medium_and_marks_a_guessed_kpi(tmp_path: Path, c
     assert "region: the same text in every row" in text.split("# Left out")[1]
     assert raw["controls"] == ["seasonality", "trend", "temperature"]
     assert main(["validate", "--config", str(tmp_path / "config.yaml")]) == 0
-
-
-def test_review_lines_name_every_warn_and_review_item() -> None:
-    checks = ["check raw_spend.raw_spend_quality: PASS",
-              "check causal_dag.dag_independence: WARN — failed rules: dag-implication-holds (tv ⟂ search)"]
-    refutations = pd.DataFrame([
-        {"channel": "tv", "effect": "total", "refuter": "placebo_treatment", "status": "PASS", "message": "ok",
-         "recommendation": "no action."},
-        {"channel": "email", "effect": "total", "refuter": "data_subset", "status": "REVIEW",
-         "message": "the estimate moved by 1.20 SE.", "recommendation": "collect more weeks."}])
-    experiments = pd.DataFrame([{"channel": "tv", "start": "2024-03-04", "end": "2024-04-01", "status": "FAIL",
-                                 "message": "model and test disagree."}])
-    estimates = pd.DataFrame([{"channel": "digital", "effect": "total", "reason": "withheld: too few comparable weeks"},
-                              {"channel": "tv", "effect": "total", "reason": None}])
-    lines = review_lines(checks, {"refutations": refutations, "experiments": experiments, "estimates": estimates})
-    assert lines == [
-        "WARN   causal_dag.dag_independence: failed rules: dag-implication-holds (tv ⟂ search)",
-        "REVIEW email total data_subset: the estimate moved by 1.20 SE. collect more weeks.",
-        "FAIL   tv lift test 2024-03-04 to 2024-04-01: model and test disagree.",
-        "REVIEW digital total: withheld: too few comparable weeks",
-    ]
 
 
 @pytest.mark.slow

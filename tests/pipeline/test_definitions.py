@@ -3,6 +3,8 @@ parses the config once, stages in its own schema and shows ROI and the report in
 
 from __future__ import annotations
 
+import math
+import re
 from pathlib import Path
 
 import duckdb
@@ -52,8 +54,9 @@ def test_in_process_materialisation_writes_every_step_to_duckdb(tmp_path: Path,
         result = local.resolve_job_def(JOB_NAME).execute_in_process(
             instance=instance, run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}})
         materialised = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
-        report = next(e for e in result.get_asset_materialization_events()
-                      if e.asset_key.to_user_string() == "robustness_report").materialization.metadata
+        metadata = {e.asset_key.to_user_string(): e.materialization.metadata
+                    for e in result.get_asset_materialization_events()}
+        report = metadata["robustness_report"]
         run_id = result.run_id
     assert result.success
     assert set(ASSETS) <= materialised
@@ -73,7 +76,18 @@ def test_in_process_materialisation_writes_every_step_to_duckdb(tmp_path: Path,
         staged = run_staging_schemas(con)
         steps = [r[0] for r in con.execute("SELECT step FROM published.step_values ORDER BY step").fetchall()]
     assert tv[1] < tv[0] < tv[2]
-    assert tv[0] == pytest.approx(report["roi/tv/total"].value)
+    # Rounded to two significant digits of the interval's width, in the float and in the table, whose
+    # headers name the estimand; ate_estimates says its ROI is the one at the applied transforms.
+    decimals = 1 - math.floor(math.log10(tv[2] - tv[1]))
+    assert report["roi/tv/total"].value == round(tv[0], decimals)
+    shown = f"{tv[0]:.{decimals}f} [{tv[1]:.{decimals}f}, {tv[2]:.{decimals}f}]"
+    assert f"| tv | {shown} |" in report["estimates"].value
+    assert report["estimates"].value.splitlines()[0] == "| estimate | ROI, published [95%] | robustness |"
+    ate = metadata["ate_estimates"]["estimates"].value
+    assert ate.splitlines()[0].startswith("| estimate | ROI at applied transforms | naive ROI (one OLS, no DAG) |")
+    assert re.search(r"\| tv \| \d\.\d\d \| \d\.\d\d \| \d{3},000 \|", ate)
+    assert report["forest_plot"].value.startswith("![") and "data:image/svg+xml," in report["forest_plot"].value
+    assert len(report["forest_plot"].value) < 1000  # short enough for the UI to show the image in place
     assert staged == []  # the run's own staging schema is gone once it published
     assert steps == ["ate_estimates", "causal_dag", "raw_spend", "transformed_media"]
     assert (tmp_path / "out" / "estimates.csv").is_file() and (tmp_path / "out" / "report.html").is_file()
@@ -96,3 +110,37 @@ def test_a_refusal_heads_the_failed_step_with_its_rule_paragraph(tmp_path: Path)
     description = failure.step_failure_data.user_failure_data.description
     assert description.startswith("[") and "revenue" in description and "Fix:" in description
     assert failure.step_failure_data.user_failure_data.metadata["rule"].value == description[1:].split("]")[0]
+
+
+def test_a_failed_blocking_check_heads_its_step_failure_with_the_rule_paragraph(tmp_path: Path) -> None:
+    """Negative spend in one week: the run page's step failure carries the rule paragraph (rule, place,
+    week, value, fix) as its description, the same text as the check's own result, not "1 blocking
+    asset check failed"; nothing downstream runs."""
+    import pandas as pd
+
+    from assets.raw_spend import raw_spend
+    from assets.transformed_media import transformed_media
+    from data_checks.checks import raw_spend_quality
+    from resources.io_manager import StagingIOManager
+    from resources.settings import CmmmSettings
+
+    sample = Path(loading.__file__).parents[1] / "sample"
+    data = pd.read_csv(sample / "weekly.csv")
+    data.loc[10, "tv_spend"] = -250.0
+    data.to_csv(tmp_path / "weekly.csv", index=False)
+    config = yaml.safe_load((sample / "config.yaml").read_text(encoding="utf-8"))
+    config["data"]["path"] = str(tmp_path / "weekly.csv")
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
+    result = materialize([raw_spend, transformed_media, raw_spend_quality], raise_on_error=False, resources={
+        "settings": CmmmSettings(config_path=str(tmp_path / "config.yaml"), output_dir=str(tmp_path)),
+        "io_manager": StagingIOManager(database=str(tmp_path / "w.duckdb"))})
+    (failure,) = [e for e in result.all_events if e.event_type == DagsterEventType.STEP_FAILURE]
+    (evaluation,) = result.get_asset_check_evaluations()
+    user = failure.step_failure_data.user_failure_data
+    assert failure.step_key == "raw_spend_raw_spend_quality" and user is not None
+    week = str(pd.Timestamp(data.loc[10, "week"]).date())
+    assert user.description.startswith("[spend-non-negative] raw_spend column 'tv_spend'")
+    assert week in user.description and "-250" in user.description and "Fix:" in user.description
+    assert user.description == evaluation.description and not evaluation.passed
+    assert user.metadata["check"].value == "raw_spend.raw_spend_quality"
+    assert "transformed_media" not in {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}

@@ -140,3 +140,46 @@ def test_sample_estimates_match_the_golden_file(sample_run: Path) -> None:
                                        err_msg=column)
         else:
             assert found[column].fillna("").tolist() == golden[column].fillna("").tolist(), column
+
+
+def _console_review(console: str) -> list[str]:
+    """The lines of the console's "To review (n):" block (none when it is absent)."""
+    if "To review (" not in console:
+        return []
+    block = console.split("To review (", 1)[1].split("\n\n", 1)[0].splitlines()
+    count = int(block[0].split(")", 1)[0])
+    lines = [line.removeprefix("  ") for line in block[1:]]
+    assert len(lines) == count
+    return lines
+
+
+def _report_attention(html: str) -> list[str]:
+    """The report's "What needs attention" items as `LEVEL  text`, as the console prints them."""
+    import html as html_lib
+    import re
+
+    section = html.split('id="attention"', 1)[1].split("</section>", 1)[0]
+    items = re.findall(r'<li class="(\w+)"><a href="#[\w-]+"><span class="level">(\w+)</span> (.*?)</a></li>',
+                       section, re.S)
+    return [f"{level:<7}{html_lib.unescape(text)}" for _, level, text in items]
+
+
+def test_the_console_and_the_report_list_the_same_items_to_review(sample_run: Path) -> None:
+    """Every WARN and REVIEW the console prints after the table is in the report's attention list and
+    nothing else is: the sample's stale-data WARN is in both, with its rule and fix, and the report
+    does not claim that nothing needs review."""
+    from tests.conftest import sample_console
+
+    console = _console_review(sample_console(sample_run))
+    html = (sample_run / "report.html").read_text(encoding="utf-8")
+    assert console == _report_attention(html)
+    stale = [line for line in console if "raw_spend.raw_spend_newest_week" in line]
+    assert len(stale) == 1 and stale[0].startswith("WARN   ") and "[data-too-old]" in stale[0] and "Fix:" in stale[0]
+    assert "Nothing failed and nothing needs review" not in html
+    with duckdb.connect(str(sample_run / "cmmm.duckdb"), read_only=True) as con:
+        checks = con.execute("SELECT asset || '.' || \"check\", severity, passed FROM published.check_results "
+                             "ORDER BY 1").fetchall()
+    assert checks == [("causal_dag.dag_identification", "WARN", True), ("causal_dag.dag_independence", "WARN", True),
+                      ("causal_dag.dag_overlap", "WARN", True), ("causal_dag.missing_drivers", "WARN", True),
+                      ("raw_spend.raw_spend_newest_week", "WARN", False), ("raw_spend.raw_spend_quality", "ERROR", True),
+                      ("transformed_media.transformed_media_quality", "ERROR", True)]

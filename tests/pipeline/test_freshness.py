@@ -1,4 +1,4 @@
-"""Stale data, seen: the WARN check `raw_spend_freshness` (no week newer than the last published
+"""Stale data, seen: the WARN check `raw_spend_newest_week` (no week newer than the last published
 run's newest week; newest week too old), its config key, and Dagster's freshness checks on every
 published asset with the sensor that evaluates them."""
 
@@ -121,7 +121,7 @@ def _raw_spend_run(folder: Path, config: Path, published: pd.DataFrame | None):
 
 
 def _freshness(result) -> object:
-    return next(e for e in result.get_asset_check_evaluations() if e.check_name == "raw_spend_freshness")
+    return next(e for e in result.get_asset_check_evaluations() if e.check_name == "raw_spend_newest_week")
 
 
 def test_the_same_export_again_warns_with_both_dates_and_does_not_block(tmp_path: Path) -> None:
@@ -196,7 +196,7 @@ def _latest(instance: DagsterInstance, key: AssetCheckKey) -> AssetCheckEvaluati
 def test_the_weekly_job_leaves_the_freshness_checks_to_their_sensor(tmp_path: Path) -> None:
     defs = build_definitions(output_dir=str(tmp_path / "out"), warehouse_path=str(tmp_path / "w.duckdb"))
     in_job = {k.to_user_string() for k in defs.resolve_job_def(JOB_NAME).asset_layer.asset_graph.asset_check_keys}
-    assert "raw_spend:raw_spend_freshness" in in_job
+    assert "raw_spend:raw_spend_newest_week" in in_job
     assert not any(k.endswith(":freshness_check") for k in in_job)
 
 

@@ -129,7 +129,7 @@ def test_the_alert_names_the_run_the_failed_check_and_its_rows(failed_run) -> No
     assert alert.run_id == failed_run[1] and alert.job == JOB_NAME
     # The blocking cause first; the sample's old weeks also trip the (non-blocking) freshness warning.
     assert [(c.check, c.severity) for c in alert.checks] == [("raw_spend.raw_spend_quality", "ERROR"),
-                                                             ("raw_spend.raw_spend_freshness", "WARN")]
+                                                             ("raw_spend.raw_spend_newest_week", "WARN")]
     week = str(pd.read_csv(SAMPLE_CONFIG.parent / "weekly.csv")["week"][BAD_WEEK])
     assert "tv_spend" in alert.checks[0].description and week in alert.checks[0].description
     assert [s.step for s in alert.steps] == ["raw_spend_raw_spend_quality"]
@@ -143,7 +143,7 @@ def test_the_sensor_logs_and_posts_the_alert_to_the_webhook(failed_run, webhook:
     tick = run_failure_alert(_context(failed_run, caplog))
     assert isinstance(tick, SkipReason)
     assert tick.skip_message == (f"alerted run {failed_run[1]} of {JOB_NAME}: rule spend-non-negative, data-too-old "
-                                 "(raw_spend.raw_spend_quality, raw_spend.raw_spend_freshness); posted to "
+                                 "(raw_spend.raw_spend_quality, raw_spend.raw_spend_newest_week); posted to "
                                  "$CMMM_ALERT_WEBHOOK: HTTP 204")
     assert len(webhook.requests) == 1
     request = webhook.requests[0]

@@ -692,3 +692,58 @@ def test_the_period_campaign_condition_and_synergy_sections_show_their_tables(fu
     assert "spring_tv" in cells and "2024-03-04 to 2024-05-27" in cells and "1,234 (1,134–1,334)" in cells
     assert "0.042" in [c.text for c in sections[2].blocks[0].rows[0]]
     assert "-50 (-900–800)" in [c.text for c in sections[3].blocks[0].rows[0]]
+
+
+def _check_results(*rows: tuple[str, str, str, bool, str, str]) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=["asset", "check", "severity", "passed", "failed_rules", "description"])
+
+
+def test_every_check_that_did_not_pass_is_an_attention_item_and_the_console_prints_the_same_list() -> None:
+    """The sample's case: a WARN check (stale data) is the report's attention item and the console's
+    line, from `attention_items`; a passed check is not; the list is not the "nothing failed" banner."""
+    from cmmm_pipeline.publish.report import Level, attention_lines
+
+    stale = ("[data-too-old] data file weekly.csv: the newest week in the data is 2025-12-22, 349 days before "
+             "2026-12-06 (checks.max_data_age_days: 10).\nFix: check the export job that writes this file.")
+    tables = _tables()
+    tables["check_results"] = _check_results(
+        ("raw_spend", "raw_spend_quality", "ERROR", True, "none", "All 12 expectations passed."),
+        ("raw_spend", "raw_spend_newest_week", "WARN", False, "data-too-old", stale))
+    inputs = ReportInputs.from_tables(_run(), tables)
+    items = attention_items(inputs)
+    warned = [i for i in items if i.level is Level.WARN]
+    assert [(i.text, i.anchor) for i in warned] == [(
+        "raw_spend.raw_spend_newest_week: [data-too-old] data file weekly.csv: the newest week in the data is "
+        "2025-12-22, 349 days before 2026-12-06 (checks.max_data_age_days: 10). Fix: check the export job that "
+        "writes this file.", "inputs")]
+    assert [i.level for i in items] == sorted((i.level for i in items), key=list(Level).index)
+    lines = attention_lines(items)
+    assert lines[len([i for i in items if i.level is Level.FAIL])].startswith(
+        "WARN   raw_spend.raw_spend_newest_week: [data-too-old]")
+    assert len(lines) == len(items) and all(line[7:] == i.text for line, i in zip(lines, items))
+    page = render_report(inputs)
+    attention = _text(_section(page, "attention"))
+    assert "raw_spend.raw_spend_newest_week: [data-too-old]" in attention
+    assert "Nothing failed and nothing needs review" not in attention
+
+
+def test_a_recorded_check_speaks_for_the_table_it_judges_once() -> None:
+    """A failed `dag_independence` check replaces the table item that restates it (one item, its rules
+    named); a non-total effect that could not be estimated is an item with its reason."""
+    from cmmm_pipeline.publish.report import Level
+
+    tables = _tables()
+    tables["estimates"] = pd.concat([tables["estimates"], pd.DataFrame([
+        {"channel": "search", "effect": "direct", "roi": np.nan, "withheld_reason": "the direct effect is not "
+         "identified."}])], ignore_index=True)
+    without = attention_items(ReportInputs.from_tables(_run(), tables))
+    assert any("independences implied by the DAG are rejected" in i.text for i in without)
+    tables["check_results"] = _check_results(
+        ("causal_dag", "dag_independence", "WARN", False, "dag-implication-holds (price ⟂ tv [fisher_z])",
+         "The data reject 1 of 3 implications of the DAG (HOLM-adjusted p < 0.05): price ⟂ tv."))
+    items = attention_items(ReportInputs.from_tables(_run(), tables))
+    assert not any("independences implied by the DAG are rejected" in i.text for i in items)
+    assert [(i.level, i.anchor) for i in items if "dag_independence" in i.text] == [(Level.WARN, "independence")]
+    assert ("causal_dag.dag_independence (dag-implication-holds (price ⟂ tv [fisher_z])): The data reject 1 of 3 "
+            "implications of the DAG (HOLM-adjusted p < 0.05): price ⟂ tv.") in [i.text for i in items]
+    assert "search (direct): not estimated: the direct effect is not identified." in [i.text for i in items]
