@@ -102,6 +102,7 @@ def _project(folder: Path, last_week: dt.date, extra_weeks: int = 0, max_age_day
     raw.to_csv(folder / "weekly.csv", index=False, date_format="%Y-%m-%d")
     config = yaml.safe_load(SAMPLE_CONFIG.read_text(encoding="utf-8"))
     config.pop("experiments", None)
+    config.pop("campaigns", None)  # dated windows of the sample's calendar, which this project shifts
     config["checks"] = {"max_data_age_days": max_age_days}
     (folder / "config.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
     return folder / "config.yaml"
