@@ -45,6 +45,7 @@ import copy
 import logging
 import math
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -320,20 +321,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", default="1-4", help="seeds, e.g. 1-4 or 1,3")
     parser.add_argument("--keep", type=Path, default=None, help="keep every run's inputs and outputs here")
     parser.add_argument("--csv", type=Path, default=None, help="write the per-channel rows to this CSV")
+    parser.add_argument("--estimation", action="append", default=[], metavar="KEY=VALUE",
+                        help="ablation, not a default: set an `estimation` key of every config (repeatable)")
     args = parser.parse_args(argv)
+    import yaml
+
+    estimation = {k: yaml.safe_load(v) for k, _, v in (item.partition("=") for item in args.estimation)}
     if "-" in args.seeds:
         lo, hi = (int(v) for v in args.seeds.split("-"))
         seeds = list(range(lo, hi + 1))
     else:
         seeds = [int(v) for v in args.seeds.split(",")]
-    keep = args.keep or Path(tempfileless_dir())
-    print(f"pysimmmulator worlds (its example config, 3 years, weekly), seeds {seeds}; cmmm at default settings, "
+    keep = args.keep or Path(tempfile.mkdtemp(prefix="simmmulator-"))
+    print(f"pysimmmulator worlds (its example config, 3 years, weekly), seeds {seeds}; cmmm at "
+          f"{'estimation ' + str(estimation) + ' (ablation)' if estimation else 'default settings'}, "
           "every transform left to selection")
     started = time.perf_counter()
     frames = []
     for seed in seeds:
         world = generate(seed)
-        outcome = run_case(case(world), keep)
+        outcome = run_case(case(world), keep, estimation=estimation or None)
         frame = rows_for(world, outcome, selected_transforms(keep / f"simmmulator-{seed}"))
         print_world(frame, outcome)
         frames.append(frame)
@@ -343,12 +350,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.csv:
         table.to_csv(args.csv, index=False)
     return 0
-
-
-def tempfileless_dir() -> str:
-    import tempfile
-
-    return tempfile.mkdtemp(prefix="simmmulator-")
 
 
 if __name__ == "__main__":
