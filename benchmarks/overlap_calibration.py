@@ -263,7 +263,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{ok['withheld'].mean():.3f} of channels (hard cut: "
           f"{ok.groupby(['world', 'seed'])['hard_cut_withheld'].any().mean():.3f} of runs, "
           f"{ok['hard_cut_withheld'].mean():.3f} of channels)")
-    near = ok[(ok["min_spread"] < 2 * thresholds.min_spread) | (ok["residual_share"] < 2 * thresholds.min_residual_share)]
+    near = ok[(ok["min_spread"] < 2 * thresholds.min_spread)
+              | (ok["residual_share"] < 2 * thresholds.min_residual_share)]
     print(f"   channels within a factor 2 of a threshold: {len(near)}; withheld {int(near['withheld'].sum())}, "
           f"by the hard cut {int(near['hard_cut_withheld'].sum())}")
     if len(near):

@@ -119,8 +119,9 @@ def dag_overlap(settings: CmmmSettings, causal_dag: CausalDag) -> AssetCheckResu
     (`checks.overlap_min_residual_share`) and, in each stratum of the adjustment set
     (propensity-score quantiles), `checks.overlap_min_weeks` weeks and a media SD of at least
     `checks.overlap_min_spread` of its overall SD; both shares up to their sampling error (their
-    upper 95% bounds are compared, so the last digit of a noisy ratio decides nothing). A channel that fails is withheld and the check
-    WARNs; only when no channel is left to estimate is it an ERROR, which stops the run."""
+    upper 95% bounds are compared, so the last digit of a noisy ratio decides nothing). A channel
+    that fails is withheld and the check WARNs; only when no channel is left to estimate is it an
+    ERROR, which stops the run."""
     config = settings.config
     table = causal_dag.overlap
     suite = validate_overlap(table, overlap_thresholds(config))

@@ -221,7 +221,8 @@ def oracle(world: ExternalWorld) -> pd.DataFrame:
     for i, c in enumerate(active, start=1):
         spend = float(world.data[f"{c}_spend"].sum())
         r = world.response[c]
-        for what, per_coef in (("roi", r[:, 0].sum() / spend), ("mroi", (r[:, 1] - r[:, 0]).sum() / (MROI_STEP * spend))):
+        per_unit = {"roi": r[:, 0].sum() / spend, "mroi": (r[:, 1] - r[:, 0]).sum() / (MROI_STEP * spend)}
+        for what, per_coef in per_unit.items():
             est, se = fit.params[i] * per_coef, fit.bse[i] * per_coef
             rows.append({"channel": c, "what": what, "est": float(est), "low": float(est - Z95 * se),
                          "high": float(est + Z95 * se)})
@@ -244,7 +245,8 @@ def selected_transforms(folder: Path) -> dict[str, str]:
     table = table[table["selected"].astype(bool)]
     out = {}
     for r in table.itertuples(index=False):
-        carry = f"geo {r.decay:g}" if r.adstock == "geometric" else f"{r.adstock} {r.weibull_shape:g}/{r.weibull_scale:g}"
+        carry = (f"geo {r.decay:g}" if r.adstock == "geometric"
+                 else f"{r.adstock} {r.weibull_shape:g}/{r.weibull_scale:g}")
         out[r.channel] = f"{carry}, hill K {r.half_saturation:g} s {r.slope:g}"
     return out
 
@@ -272,7 +274,8 @@ def rows_for(world: ExternalWorld, outcome: Outcome, transforms: dict[str, str])
 def print_world(frame: pd.DataFrame, outcome: Outcome) -> None:
     head = f"--- simmmulator seed {outcome.case.seed}: "
     if outcome.refused or outcome.crashed:
-        print(head + f"{'REFUSED' if outcome.refused else 'CRASHED'} ({', '.join(outcome.rules)}) {outcome.message[-300:]}")
+        verdict = "REFUSED" if outcome.refused else "CRASHED"
+        print(head + f"{verdict} ({', '.join(outcome.rules)}) {outcome.message[-300:]}")
     else:
         print(head + f"published in {outcome.seconds:.0f} s")
     print(f"  {'channel':<16} {'ROI truth':>9} {'(sim+1)':>8} {'est':>7} {'err':>6} {'cov':>3} {'width':>7} | "
@@ -305,10 +308,12 @@ def print_summary(table: pd.DataFrame) -> None:
         sel, orc = _median(effect[f"{what}_err"]), _median(effect[f"{what}_oracle_err"])
         print(f"  {what.upper():<4} selected err {_f(sel)} cover {_f(effect[f'{what}_cover'].mean(), '.2f')} "
               f"width {_f(_median(effect[f'{what}_width']), '.2f')} | oracle err {_f(orc)} cover "
-              f"{_f(effect[f'{what}_oracle_cover'].mean(), '.2f')} width {_f(_median(effect[f'{what}_oracle_width']), '.2f')}"
+              f"{_f(effect[f'{what}_oracle_cover'].mean(), '.2f')} "
+              f"width {_f(_median(effect[f'{what}_oracle_width']), '.2f')}"
               f" | selected/oracle {_f(sel / orc if orc else math.nan, '.2f')}")
     if len(null):
-        print(f"  null channel ({', '.join(sorted(set(null['channel'])))}, truth 0): |ROI| median {_f(_median(null['roi_err']))}, "
+        names = ", ".join(sorted(set(null["channel"])))
+        print(f"  null channel ({names}, truth 0): |ROI| median {_f(_median(null['roi_err']))}, "
               f"interval covers 0 in {_f(null['roi_cover'].mean(), '.2f')} of {len(null)}")
     withheld = table[table["withheld"].astype(str) != ""]
     print(f"  withheld: {len(withheld)} of {len(table)} channels"

@@ -124,8 +124,9 @@ def true_transforms(world: World, data: pd.DataFrame) -> dict[str, dict[str, obj
             AdstockType.WEIBULL_PDF, shape=c.shape, scale=c.scale, max_lag=c.max_lag - 1), SaturationConfig(
             half_saturation=1.0, slope=1.0)))
         reference = probe.reference(data[f"{name}_spend"].to_numpy(dtype=float))
-        out[name] = {"adstock": adstock, "saturation": {"type": "hill", "half_saturation": ch.response.midpoint / reference,
-                                                        "slope": ch.response.steepness}}
+        saturation = {"type": "hill", "half_saturation": ch.response.midpoint / reference,
+                      "slope": ch.response.steepness}
+        out[name] = {"adstock": adstock, "saturation": saturation}
     return out
 
 
@@ -363,28 +364,31 @@ def print_oracle(selected: pd.DataFrame, oracle: pd.DataFrame, cases: list[Case]
         both[f"{t}_width_o"] = both[f"{t}_ci_high_o"] - both[f"{t}_ci_low_o"]
     expressed = {(c.world, c.seed): set(c.transforms or {}) for c in cases}
     print("\n=== selected transforms vs the true ones in the config (oracle; '*' = not expressible, left to selection)")
-    print(f"  {'world':<18} {'seed':>4} {'channel':<10} | {'ROI err':>7} {'cov':>3} {'width':>6} | {'oracle':>6} {'cov':>3} "
-          f"{'width':>6} | {'ratio':>5} || {'mROI err':>8} {'cov':>3} {'width':>6} | {'oracle':>6} {'cov':>3} {'width':>6} | "
-          f"{'ratio':>5} | withheld (sel / oracle)")
+    print(f"  {'world':<18} {'seed':>4} {'channel':<10} | {'ROI err':>7} {'cov':>3} {'width':>6} | {'oracle':>6} "
+          f"{'cov':>3} {'width':>6} | {'ratio':>5} || {'mROI err':>8} {'cov':>3} {'width':>6} | {'oracle':>6} "
+          f"{'cov':>3} {'width':>6} | {'ratio':>5} | withheld (sel / oracle)")
     for r in both.itertuples(index=False):
         star = "" if r.channel in expressed.get((r.world, r.seed), set()) else "*"
         ratio = r.roi_err / r.roi_err_o if r.roi_err_o else math.nan
         mratio = r.mroi_err / r.mroi_err_o if r.mroi_err_o else math.nan
-        print(f"  {r.world:<18} {r.seed:>4} {r.channel + star:<10} | {_fmt(r.roi_err):>7} {_fmt(r.roi_cover, '.0f'):>3} "
-              f"{_fmt(r.roi_width, '.2f'):>6} | {_fmt(r.roi_err_o):>6} {_fmt(r.roi_cover_o, '.0f'):>3} "
+        print(f"  {r.world:<18} {r.seed:>4} {r.channel + star:<10} | {_fmt(r.roi_err):>7} "
+              f"{_fmt(r.roi_cover, '.0f'):>3} {_fmt(r.roi_width, '.2f'):>6} | {_fmt(r.roi_err_o):>6} "
+              f"{_fmt(r.roi_cover_o, '.0f'):>3} "
               f"{_fmt(r.roi_width_o, '.2f'):>6} | {_fmt(ratio, '.2f'):>5} || {_fmt(r.mroi_err):>8} "
               f"{_fmt(r.mroi_cover, '.0f'):>3} {_fmt(r.mroi_width, '.2f'):>6} | {_fmt(r.mroi_err_o):>6} "
               f"{_fmt(r.mroi_cover_o, '.0f'):>3} {_fmt(r.mroi_width_o, '.2f'):>6} | {_fmt(mratio, '.2f'):>5} | "
               f"{r.withheld or '-'} / {r.withheld_o or '-'}")
     effect = both[~both["null"] & ~both["refused"] & ~both["refused_o"]]
-    print(f"\n  {'world':<18} {'rows':>4} | {'ROI err':>7} {'oracle':>6} {'ratio':>5} {'cov':>4} {'cov o':>5} {'width':>6} "
-          f"{'w o':>6} || {'mROI err':>8} {'oracle':>6} {'ratio':>5} {'cov':>4} {'cov o':>5} {'width':>6} {'w o':>6}")
+    print(f"\n  {'world':<18} {'rows':>4} | {'ROI err':>7} {'oracle':>6} {'ratio':>5} {'cov':>4} {'cov o':>5} "
+          f"{'width':>6} {'w o':>6} || {'mROI err':>8} {'oracle':>6} {'ratio':>5} {'cov':>4} {'cov o':>5} "
+          f"{'width':>6} {'w o':>6}")
     groups = [(w, g) for w, g in effect.groupby("world", sort=False)] + [("ALL", effect)]
     for world, g in groups:
         cells = []
         for t in ("roi", "mroi"):
             sel, orc = _median(g[f"{t}_err"]), _median(g[f"{t}_err_o"])
-            cells.append(f"{_fmt(sel):>{8 if t == 'mroi' else 7}} {_fmt(orc):>6} {_fmt(sel / orc if orc else math.nan, '.2f'):>5} "
+            ratio = sel / orc if orc else math.nan
+            cells.append(f"{_fmt(sel):>{8 if t == 'mroi' else 7}} {_fmt(orc):>6} {_fmt(ratio, '.2f'):>5} "
                          f"{_fmt(_mean(g[f'{t}_cover']), '.2f'):>4} {_fmt(_mean(g[f'{t}_cover_o']), '.2f'):>5} "
                          f"{_fmt(_median(g[f'{t}_width']), '.2f'):>6} {_fmt(_median(g[f'{t}_width_o']), '.2f'):>6}")
         print(f"  {world:<18} {len(g):>4} | {cells[0]} || {cells[1]}")

@@ -15,10 +15,11 @@ residual name a cause the DAG leaves out, each with its fix:
 A candidate that the parents already span (the DAG has a trend node, or Fourier seasonality) is not
 tested: the DAG explains it. Where the driver is a node of the DAG but does not span the pattern (a
 provided `seasonality` column, fewer Fourier terms than the test's, or no edge into the KPI), a
-finding says so and what to try, instead of asking for a control the config already has. Weekly residuals are autocorrelated, so the tests are F tests of the
-added terms on AR-prewhitened columns (feasible GLS), calibrated by a parametric bootstrap of AR
-errors under the null; their p-values are Bonferroni-adjusted over the candidates tested. Thresholds
-are calibrated by `benchmarks/diagnostics_calibration.py` (false alarms and power by simulation).
+finding says so and what to try, instead of asking for a control the config already has. Weekly
+residuals are autocorrelated, so the tests are F tests of the added terms on AR-prewhitened columns
+(feasible GLS), calibrated by a parametric bootstrap of AR errors under the null; their p-values are
+Bonferroni-adjusted over the candidates tested. Thresholds are calibrated by
+`benchmarks/diagnostics_calibration.py` (false alarms and power by simulation).
 """
 
 from __future__ import annotations
@@ -206,8 +207,9 @@ def driver_in_dag(driver: Driver, g: nx.DiGraph, kpi: str, parents: tuple[str, .
                            "`seasonality` is generated as Fourier terms (features.fourier_order).")
     order = sum(1 for c in columns if c.startswith(f"{name}_sin"))
     return DriverInDag(f"seasonality is a control ({order} Fourier harmonic{'s' if order != 1 else ''})",
-                       f"its form does not fit the KPI's yearly pattern: use more Fourier terms (features.fourier_order: "
-                       f"{order + 1} or more), or provide a `seasonality` column that follows the pattern.")
+                       "its form does not fit the KPI's yearly pattern: use more Fourier terms "
+                       f"(features.fourier_order: {order + 1} or more), or provide a `seasonality` column that "
+                       "follows the pattern.")
 
 
 def _filtered_f(y: np.ndarray, x: np.ndarray, full: np.ndarray, phi: np.ndarray) -> float:

@@ -257,7 +257,8 @@ def channel_overlap(channel: str, treatment: np.ndarray, spend: np.ndarray, adju
             spend_mean=float(s.mean()) if len(s) else float("nan"), cv=_cv(s), spread=spread,
             spread_upper=spread_upper, floor=float(floors[mask][0]) if mask.any() else float("nan"),
             low_spend_weeks=int((s <= median).sum()), high_spend_weeks=int((s > median).sum()),
-            residual_share=share, residual_share_upper=share_upper, extrapolated_share=extrapolated, ok=not problems, reason="; ".join(problems),
+            residual_share=share, residual_share_upper=share_upper, extrapolated_share=extrapolated,
+            ok=not problems, reason="; ".join(problems),
             adjustment=tuple(adjustment)))
     return out
 
