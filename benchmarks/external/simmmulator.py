@@ -326,6 +326,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", default="1-4", help="seeds, e.g. 1-4 or 1,3")
     parser.add_argument("--keep", type=Path, default=None, help="keep every run's inputs and outputs here")
     parser.add_argument("--csv", type=Path, default=None, help="write the per-channel rows to this CSV")
+    parser.add_argument("--tree", type=Path, default=None,
+                        help="import cmmm_pipeline from this copy of the tree (an ablation's variant)")
     parser.add_argument("--estimation", action="append", default=[], metavar="KEY=VALUE",
                         help="ablation, not a default: set an `estimation` key of every config (repeatable)")
     args = parser.parse_args(argv)
@@ -345,7 +347,7 @@ def main(argv: list[str] | None = None) -> int:
     frames = []
     for seed in seeds:
         world = generate(seed)
-        outcome = run_case(case(world), keep, estimation=estimation or None)
+        outcome = run_case(case(world), keep, args.tree, estimation=estimation or None)
         frame = rows_for(world, outcome, selected_transforms(keep / f"simmmulator-{seed}"))
         print_world(frame, outcome)
         frames.append(frame)
