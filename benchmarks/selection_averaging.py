@@ -15,6 +15,9 @@ once with the candidate:
     python -m benchmarks.selection_averaging --heldout /tmp/ho/default.csv /tmp/ho/avg.csv \\
         --simmmulator /tmp/sim/default.csv /tmp/sim/avg.csv
 
+Any other candidate run the same way is compared by the same call (`--candidate` names it), e.g. a
+larger saturation grid run from a variant tree (`--tree`).
+
 Printed per world and pooled: ROI and mROI median relative error of the minimum, of the average and of
 the oracle, the ratios to the oracle (the issue's target: ≤ 1.3) and the coverage of each, over
 channels with an effect (a null channel's truth is 0: its error is absolute and it is left out).
@@ -91,9 +94,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--heldout", nargs=2, type=Path, metavar=("DEFAULT_CSV", "CANDIDATE_CSV"))
     parser.add_argument("--simmmulator", nargs=2, type=Path, metavar=("DEFAULT_CSV", "CANDIDATE_CSV"))
+    parser.add_argument("--candidate", default="averaged over the near-equivalent transforms",
+                        help="what the candidate runs changed (printed; the column stays 'avg')")
     args = parser.parse_args(argv)
     if args.heldout:
-        print("=== held-out family: selected minimum vs averaged over the near-equivalent transforms vs oracle")
+        print(f"=== held-out family: selected minimum vs {args.candidate} ('avg') vs oracle")
         print_ablation(heldout_rows(*args.heldout))
     if args.simmmulator:
         print("\n=== pysimmmulator family (oracle: OLS on the true response, outside the pipeline)")
