@@ -38,11 +38,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
+from statistics import NormalDist
 
 import networkx as nx
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from cmmm_pipeline.core.config import CheckConfig
 
@@ -94,7 +94,7 @@ class OverlapThresholds:
     @property
     def z(self) -> float:
         """The normal quantile of `confidence` (0 at 0.5: the bound is the estimate)."""
-        return float(stats.norm.ppf(self.confidence))
+        return NormalDist().inv_cdf(self.confidence)
 
 
 @dataclass(frozen=True)
