@@ -53,14 +53,16 @@ def overlap_rules(thresholds: OverlapThresholds) -> list[Rule]:
         Rule(DagRule.OVERLAP_MIN_WEEKS.value, e.ExpectColumnValuesToBeBetween(column="weeks",
                                                                              min_value=thresholds.min_weeks),
              f"each stratum needs at least {thresholds.min_weeks} weeks (checks.overlap_min_weeks)", _OVERLAP_FIX),
-        Rule(DagRule.OVERLAP_MIN_SPREAD.value, e.ExpectColumnValuesToBeBetween(column="spread",
+        Rule(DagRule.OVERLAP_MIN_SPREAD.value, e.ExpectColumnValuesToBeBetween(column="spread_upper",
                                                                               min_value=thresholds.min_spread),
              f"the channel's media in each stratum must vary at least {thresholds.min_spread} times as much (SD) "
-             "as over all weeks (checks.overlap_min_spread)", _OVERLAP_FIX),
+             f"as over all weeks, up to its sampling error (the spread's {thresholds.confidence:.0%} upper bound; "
+             "checks.overlap_min_spread)", _OVERLAP_FIX),
         Rule(DagRule.OVERLAP_RESIDUAL_VARIATION.value,
-             e.ExpectColumnValuesToBeBetween(column="residual_share", min_value=thresholds.min_residual_share),
+             e.ExpectColumnValuesToBeBetween(column="residual_share_upper", min_value=thresholds.min_residual_share),
              f"the channel's media must keep at least {thresholds.min_residual_share} of its SD after regressing it "
-             "on its adjustment set (checks.overlap_min_residual_share)", _OVERLAP_FIX),
+             f"on its adjustment set, up to its sampling error (the share's {thresholds.confidence:.0%} upper bound; "
+             "checks.overlap_min_residual_share)", _OVERLAP_FIX),
     ]
 
 
@@ -119,13 +121,15 @@ def dag_overlap(settings: CmmmSettings, causal_dag: CausalDag) -> Iterator[Asset
     """Overlap (positivity), per identifiable channel: the media's SD left after its adjustment set
     (`checks.overlap_min_residual_share`) and, in each stratum of the adjustment set
     (propensity-score quantiles), `checks.overlap_min_weeks` weeks and a media SD of at least
-    `checks.overlap_min_spread` of its overall SD. A channel that fails is withheld and the check
-    WARNs; only when no channel is left to estimate is it an ERROR, which stops the run."""
+    `checks.overlap_min_spread` of its overall SD; both shares up to their sampling error (their
+    upper 95% bounds are compared, so the last digit of a noisy ratio decides nothing). A channel
+    that fails is withheld and the check WARNs; only when no channel is left to estimate is it an
+    ERROR, which stops the run."""
     config = settings.config
     table = causal_dag.overlap
     suite = validate_overlap(table, overlap_thresholds(config))
-    shown = table[["channel", "stratum", "weeks", "spend_min", "spend_max", "spread", "floor", "residual_share",
-                   "extrapolated_share", "ok", "reason"]]
+    shown = table[["channel", "stratum", "weeks", "spend_min", "spend_max", "spread", "spread_upper", "floor",
+                   "residual_share", "extrapolated_share", "ok", "reason"]]
     message = overlap_message(table)
     withheld = withheld_channels(table)
     channels = list(dict.fromkeys(table["channel"]))

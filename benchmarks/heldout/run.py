@@ -38,7 +38,15 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.heldout import public
 from benchmarks.heldout.worlds import SHARED_BUDGET, WORLDS, World, simulate_world
 
-CMMM = ROOT / ".venv" / "bin" / "cmmm"
+
+
+def _venv_bin(name: str) -> Path:
+    """The tree's `.venv` program, or else the one beside the running interpreter (a benchmark venv)."""
+    local = ROOT / ".venv" / "bin" / name
+    return local if local.exists() else Path(sys.executable).with_name(name)
+
+
+CMMM = _venv_bin("cmmm")
 RUN_TIMEOUT_S = 900
 RULE = re.compile(r"\[([a-z0-9][a-z0-9-]*)\]")
 MAX_JOBS = 2
@@ -58,6 +66,9 @@ class Case:
     latent: tuple[str, ...] = ()
     date_column: str = "week"
     kpi: str = "sales"
+    transforms: dict[str, dict[str, object]] | None = None
+    """The oracle: channel → its true `adstock` and `saturation` config, where our families express
+    them (None: every transform left to selection)."""
 
 
 @dataclass(frozen=True)
@@ -93,6 +104,39 @@ def world_case(name: str, seed: int) -> Case:
     return Case(name, seed, draw.data, draw.truth, world_edges(world), ("seasonality", "trend"), latent)
 
 
+def true_transforms(world: World, data: pd.DataFrame) -> dict[str, dict[str, object]]:
+    """The world's true transforms as config, for the channels our families express: the carryover
+    is a Weibull-PDF kernel (ours weights lag l by the Weibull probability of [l, l+1), the world by
+    its density at l + ½: nearly the same weights), a Hill curve on carried-over spend in currency
+    is ours with half-saturation midpoint / (mean carried-over spend). A logistic response has no
+    Hill equivalent: that channel is left to selection."""
+    from cmmm_pipeline.core.config import AdstockConfig, AdstockType, ChannelConfig, SaturationConfig
+    from cmmm_pipeline.media.features import configured_transform
+    from benchmarks.heldout.worlds import Curve
+
+    out: dict[str, dict[str, object]] = {}
+    for name, ch in world.channels.items():
+        if ch.response.curve is not Curve.HILL:
+            continue
+        c = ch.carryover
+        adstock = {"type": "weibull_pdf", "shape": c.shape, "scale": c.scale, "max_lag": c.max_lag - 1}
+        probe = configured_transform(ChannelConfig(name, f"{name}_spend", AdstockConfig(
+            AdstockType.WEIBULL_PDF, shape=c.shape, scale=c.scale, max_lag=c.max_lag - 1), SaturationConfig(
+            half_saturation=1.0, slope=1.0)))
+        reference = probe.reference(data[f"{name}_spend"].to_numpy(dtype=float))
+        saturation = {"type": "hill", "half_saturation": ch.response.midpoint / reference,
+                      "slope": ch.response.steepness}
+        out[name] = {"adstock": adstock, "saturation": saturation}
+    return out
+
+
+def oracle_case(case: Case) -> Case:
+    """The same data with the true transforms written into the config (where expressible)."""
+    from dataclasses import replace as _replace
+
+    return _replace(case, transforms=true_transforms(WORLDS[case.world], case.data))
+
+
 def public_cases() -> list[Case]:
     cases = []
     for dataset in public.load_all():
@@ -111,7 +155,8 @@ def write_inputs(case: Case, folder: Path, relax_overlap: bool = False,
     """The CSV and a config that a new user would write: spend columns only, no transforms
     (`estimation`: settings an ablation changes; none by default)."""
     case.data.to_csv(folder / "weekly.csv", index=False)
-    channels = {c: {"spend_column": f"{c}_spend"} for c in case.truth["channel"]}
+    channels = {c: {"spend_column": f"{c}_spend", **((case.transforms or {}).get(c, {}))}
+                for c in case.truth["channel"]}
     graph: dict[str, object] = {"edges": [list(e) for e in case.edges]}
     if case.latent:
         graph["latent"] = list(case.latent)
@@ -134,14 +179,14 @@ def cmmm_command(tree: Path | None) -> list[str]:
     export of a commit), so a run is not disturbed by files being edited."""
     if tree is None:
         return [str(CMMM)]
-    return [str(ROOT / ".venv" / "bin" / "python"), "-c", _FROM_TREE, str(tree.resolve())]
+    return [str(_venv_bin("python")), "-c", _FROM_TREE, str(tree.resolve())]
 
 
 def run_case(case: Case, keep: Path | None, tree: Path | None = None, relax_overlap: bool = False,
              estimation: dict[str, object] | None = None) -> Outcome:
     """Run `cmmm run` in a subprocess, as a user does, and read what it published."""
     with tempfile.TemporaryDirectory(prefix=f"heldout-{case.world}-") as tmp:
-        folder = Path(tmp) if keep is None else keep / f"{case.world}-{case.seed}"
+        folder = Path(tmp) if keep is None else keep / f"{case.world}-{case.seed}{'-oracle' if case.transforms else ''}"
         folder.mkdir(parents=True, exist_ok=True)
         config = write_inputs(case, folder, relax_overlap, estimation)
         output = folder / "out"
@@ -308,6 +353,47 @@ def print_channels(table: pd.DataFrame) -> None:
               f"{_fmt(_mean(g['mroi_cover']), '.2f'):>5}")
 
 
+def print_oracle(selected: pd.DataFrame, oracle: pd.DataFrame, cases: list[Case]) -> None:
+    """Per world, seed and channel: error, coverage and interval width with the selected transforms
+    and with the true ones written into the config (the oracle), and the ratio of the errors; then
+    per world the medians and the ratio of the medians (the issue's target: ≤ 1.3)."""
+    keys = ["world", "seed", "channel"]
+    both = selected.merge(oracle, on=keys, suffixes=("", "_o"))
+    for t in ("roi", "mroi"):
+        both[f"{t}_width"] = both[f"{t}_ci_high"] - both[f"{t}_ci_low"]
+        both[f"{t}_width_o"] = both[f"{t}_ci_high_o"] - both[f"{t}_ci_low_o"]
+    expressed = {(c.world, c.seed): set(c.transforms or {}) for c in cases}
+    print("\n=== selected transforms vs the true ones in the config (oracle; '*' = not expressible, left to selection)")
+    print(f"  {'world':<18} {'seed':>4} {'channel':<10} | {'ROI err':>7} {'cov':>3} {'width':>6} | {'oracle':>6} "
+          f"{'cov':>3} {'width':>6} | {'ratio':>5} || {'mROI err':>8} {'cov':>3} {'width':>6} | {'oracle':>6} "
+          f"{'cov':>3} {'width':>6} | {'ratio':>5} | withheld (sel / oracle)")
+    for r in both.itertuples(index=False):
+        star = "" if r.channel in expressed.get((r.world, r.seed), set()) else "*"
+        ratio = r.roi_err / r.roi_err_o if r.roi_err_o else math.nan
+        mratio = r.mroi_err / r.mroi_err_o if r.mroi_err_o else math.nan
+        print(f"  {r.world:<18} {r.seed:>4} {r.channel + star:<10} | {_fmt(r.roi_err):>7} "
+              f"{_fmt(r.roi_cover, '.0f'):>3} {_fmt(r.roi_width, '.2f'):>6} | {_fmt(r.roi_err_o):>6} "
+              f"{_fmt(r.roi_cover_o, '.0f'):>3} "
+              f"{_fmt(r.roi_width_o, '.2f'):>6} | {_fmt(ratio, '.2f'):>5} || {_fmt(r.mroi_err):>8} "
+              f"{_fmt(r.mroi_cover, '.0f'):>3} {_fmt(r.mroi_width, '.2f'):>6} | {_fmt(r.mroi_err_o):>6} "
+              f"{_fmt(r.mroi_cover_o, '.0f'):>3} {_fmt(r.mroi_width_o, '.2f'):>6} | {_fmt(mratio, '.2f'):>5} | "
+              f"{r.withheld or '-'} / {r.withheld_o or '-'}")
+    effect = both[~both["null"] & ~both["refused"] & ~both["refused_o"]]
+    print(f"\n  {'world':<18} {'rows':>4} | {'ROI err':>7} {'oracle':>6} {'ratio':>5} {'cov':>4} {'cov o':>5} "
+          f"{'width':>6} {'w o':>6} || {'mROI err':>8} {'oracle':>6} {'ratio':>5} {'cov':>4} {'cov o':>5} "
+          f"{'width':>6} {'w o':>6}")
+    groups = [(w, g) for w, g in effect.groupby("world", sort=False)] + [("ALL", effect)]
+    for world, g in groups:
+        cells = []
+        for t in ("roi", "mroi"):
+            sel, orc = _median(g[f"{t}_err"]), _median(g[f"{t}_err_o"])
+            ratio = sel / orc if orc else math.nan
+            cells.append(f"{_fmt(sel):>{8 if t == 'mroi' else 7}} {_fmt(orc):>6} {_fmt(ratio, '.2f'):>5} "
+                         f"{_fmt(_mean(g[f'{t}_cover']), '.2f'):>4} {_fmt(_mean(g[f'{t}_cover_o']), '.2f'):>5} "
+                         f"{_fmt(_median(g[f'{t}_width']), '.2f'):>6} {_fmt(_median(g[f'{t}_width_o']), '.2f'):>6}")
+        print(f"  {world:<18} {len(g):>4} | {cells[0]} || {cells[1]}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--worlds", default="all", help="comma-separated world names, 'all', or 'none'")
@@ -321,6 +407,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="ablation, not a default: loosen the overlap gate to its minimum thresholds")
     parser.add_argument("--estimation", action="append", default=[], metavar="KEY=VALUE",
                         help="ablation, not a default: set an `estimation` key of every config (repeatable)")
+    parser.add_argument("--oracle", action="store_true",
+                        help="also run every simulated world with its true transforms in the config and print "
+                             "selected vs oracle (error, coverage, widths, ratio)")
     parser.add_argument("--csv", type=Path, default=None, help="write the per-channel rows to this CSV")
     parser.add_argument("--summarize", type=Path, default=None,
                         help="reprint the per-channel table from a CSV written by --csv, without running")
@@ -364,6 +453,15 @@ def main(argv: list[str] | None = None) -> int:
                                                    [o for w in simulated for o in by_world[w]])
     print_summary(summaries)
     print_channels(table)
+    if args.oracle:
+        oracles = [oracle_case(c) for c in cases if c.world in WORLDS]
+        with ThreadPoolExecutor(max_workers=jobs) as pool:
+            oracle_outcomes = list(pool.map(lambda c: run_case(c, args.keep, args.tree, args.relax_overlap, estimation),
+                                            oracles))
+        oracle_table = pd.concat([score(o) for o in oracle_outcomes], ignore_index=True)
+        print_oracle(table[table["world"].isin(list(WORLDS))], oracle_table, oracles)
+        if args.csv:
+            oracle_table.to_csv(args.csv.with_suffix(".oracle.csv"), index=False)
     print(f"\n{len(cases)} runs in {time.perf_counter() - started:.0f} s; "
           f"columns absent from estimates.csv print as n/a")
     if args.csv:

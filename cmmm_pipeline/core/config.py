@@ -320,6 +320,9 @@ class EstimationConfig:
     selection_passes: int = 3
     selection_criterion: SelectionCriterion = SelectionCriterion.CV_MIN
     selection_band: SelectionBand = SelectionBand.MROI
+    selection_average: bool = False
+    """Ablation (docs/accuracy.md): publish the band's estimates averaged by predictive likelihood
+    instead of the selected transforms' (effects/selection_band.py)."""
 
     def __post_init__(self) -> None:
         if self.selection_band is False:  # YAML 1.1 reads an unquoted `off` as false

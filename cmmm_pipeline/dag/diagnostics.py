@@ -13,10 +13,13 @@ residual name a cause the DAG leaves out, each with its fix:
   competitors' prices, is missing).
 
 A candidate that the parents already span (the DAG has a trend node, or Fourier seasonality) is not
-tested: the DAG explains it. Weekly residuals are autocorrelated, so the tests are F tests of the
-added terms on AR-prewhitened columns (feasible GLS), calibrated by a parametric bootstrap of AR
-errors under the null; their p-values are Bonferroni-adjusted over the candidates tested. Thresholds
-are calibrated by `benchmarks/diagnostics_calibration.py` (false alarms and power by simulation).
+tested: the DAG explains it. Where the driver is a node of the DAG but does not span the pattern (a
+provided `seasonality` column, fewer Fourier terms than the test's, or no edge into the KPI), a
+finding says so and what to try, instead of asking for a control the config already has. Weekly
+residuals are autocorrelated, so the tests are F tests of the added terms on AR-prewhitened columns
+(feasible GLS), calibrated by a parametric bootstrap of AR errors under the null; their p-values are
+Bonferroni-adjusted over the candidates tested. Thresholds are calibrated by
+`benchmarks/diagnostics_calibration.py` (false alarms and power by simulation).
 """
 
 from __future__ import annotations
@@ -65,6 +68,13 @@ class MissingDriverCase(CheckCase):
                                    "(adjusted p = {p:.2g})"),
                    ("add seasonality to controls, with edges from seasonality to the KPI and to the channels it "
                     "drives."))
+    TREND_FORM = (Status.REVIEW, ("the KPI's residual drifts by {size:+,.0f} ({share:+.0%} of its mean) over {weeks} "
+                                  "weeks (adjusted p = {p:.2g}) although {form}"),
+                  "trend is in the DAG but its form does not fit the drift (the finding says what to try).")
+    SEASONALITY_FORM = (Status.REVIEW, ("the KPI's residual follows the calendar year (amplitude {size:,.0f}, "
+                                        "{share:.0%} of its mean; adjusted p = {p:.2g}) although {form}"),
+                        "seasonality is in the DAG but its form does not fit the yearly pattern (the finding says "
+                        "what to try).")
     AUTOCORRELATION = (Status.REVIEW, ("the KPI's residual stays correlated from week to week (lag-1 "
                                        "autocorrelation {rho:.2f}, above {threshold:.2f})"),
                        ("a driver is missing: add the slow-moving cause of the KPI (e.g. distribution, brand, "
@@ -113,6 +123,12 @@ class DriverFinding:
     p_adjusted: float = float("nan")
     effect_size: float = float("nan")
     """KPI units: the trend's change over the weeks, the seasonality's amplitude; ρ itself."""
+    recommendation: str = ""
+    """What to do about this finding, where it depends on the DAG (empty: the case's recommendation)."""
+
+    @property
+    def advice(self) -> str:
+        return self.recommendation or self.case.recommendation
 
     @property
     def warns(self) -> bool:
@@ -138,14 +154,14 @@ class MissingDriverReport:
         return pd.DataFrame([{
             "driver": f.driver.value, "status": f.case.status.value, "tested": f.tested, "statistic": f.statistic,
             "p_value": f.p_value, "p_adjusted": f.p_adjusted, "effect_size": f.effect_size, "message": f.message,
-            "recommendation": f.case.recommendation} for f in self.findings], columns=DIAGNOSTIC_COLUMNS)
+            "recommendation": f.advice} for f in self.findings], columns=DIAGNOSTIC_COLUMNS)
 
     def description(self) -> str:
         """One readable line: the fixes, or that nothing is missing."""
         if not self.warnings:
             return ("No missing driver: the KPI's residual shows no trend, seasonality or strong autocorrelation "
                     "that the DAG leaves unexplained.")
-        return "Missing driver: " + "; ".join(f"{f.message}: {f.case.recommendation}" for f in self.warnings)
+        return "Missing driver: " + "; ".join(f"{f.message}: {f.advice}" for f in self.warnings)
 
 
 def _residual(y: np.ndarray, x: np.ndarray) -> np.ndarray:
@@ -157,6 +173,43 @@ def _spanned(z: np.ndarray, x: np.ndarray) -> bool:
     """Whether the parents' columns already span the candidate terms (the DAG explains them)."""
     rest = _residual(z, x)
     return float((rest**2).sum()) <= 1e-8 * float(((z - z.mean(axis=0)) ** 2).sum())
+
+
+@dataclass(frozen=True)
+class DriverInDag:
+    """A driver the DAG already has in some form: what it is, and what to try when the residual
+    still shows the pattern."""
+
+    form: str
+    fix: str
+
+
+def driver_in_dag(driver: Driver, g: nx.DiGraph, kpi: str, parents: tuple[str, ...]) -> DriverInDag | None:
+    """Whether `driver` (trend or seasonality) is a node of the DAG over model columns, and if so why
+    it does not span the pattern: no edge into the KPI, a provided column, or too few Fourier terms.
+    None when the DAG does not have it (then the fix is to add it)."""
+    name = driver.value
+    columns = [c for c in g.nodes if c == name or (driver is Driver.SEASONALITY and c.startswith(f"{name}_"))]
+    if not columns:
+        return None
+    if not any(c in parents for c in columns):
+        return DriverInDag(f"{name} is a control with no edge into {kpi}",
+                           f"add the edge [{name}, {kpi}] to the graph.")
+    if driver is Driver.TREND:
+        return DriverInDag("trend is a control (a provided `trend` column, not the generated linear trend)",
+                           "its form does not fit the drift: rename the provided column (e.g. `trend_index`, kept as "
+                           "a control if it matters) so that `trend` is generated as a linear time index, or add the "
+                           "slow-moving cause of the drift (distribution, prices) as a control.")
+    if name in columns:
+        return DriverInDag("seasonality is a control (the provided `seasonality` column)",
+                           "its form does not fit the KPI's yearly pattern: provide a column that follows it, or "
+                           "rename the provided column (e.g. `season_index`, kept as a control if it matters) so that "
+                           "`seasonality` is generated as Fourier terms (features.fourier_order).")
+    order = sum(1 for c in columns if c.startswith(f"{name}_sin"))
+    return DriverInDag(f"seasonality is a control ({order} Fourier harmonic{'s' if order != 1 else ''})",
+                       "its form does not fit the KPI's yearly pattern: use more Fourier terms "
+                       f"(features.fourier_order: {order + 1} or more), or provide a `seasonality` column that "
+                       "follows the pattern.")
 
 
 def _filtered_f(y: np.ndarray, x: np.ndarray, full: np.ndarray, phi: np.ndarray) -> float:
@@ -248,7 +301,10 @@ def diagnose_missing_drivers(features: pd.DataFrame, g: nx.DiGraph, kpi: str,
     mean = abs(float(y.mean())) or 1.0
     candidates = {Driver.TREND: linear_trend(n)[:, None],
                   Driver.SEASONALITY: fourier_terms(n, settings.fourier_order)}
-    to_test = {d: z for d, z in candidates.items() if not _spanned(z, x)}
+    # Terms the parents already span are dropped (a first Fourier harmonic in the DAG leaves the
+    # second to test); a candidate they span entirely is explained.
+    candidates = {d: z[:, [j for j in range(z.shape[1]) if not _spanned(z[:, [j]], x)]] for d, z in candidates.items()}
+    to_test = {d: z for d, z in candidates.items() if z.shape[1] > 0 and not _spanned(z, x)}
     found: dict[Driver, DriverFinding] = {}
     for driver, z in candidates.items():
         if driver not in to_test:
@@ -261,13 +317,19 @@ def diagnose_missing_drivers(features: pd.DataFrame, g: nx.DiGraph, kpi: str,
             size = float(coefficients[0])  # the trend runs from 0 to 1 over the weeks
         else:
             size = float(np.ptp(z @ coefficients)) / 2.0
-        if p_adjusted < settings.alpha:
+        present = driver_in_dag(driver, g, kpi, parents)
+        advice = ""
+        if p_adjusted < settings.alpha and present is not None:
+            case = MissingDriverCase[f"{driver.name}_FORM"]
+            message = case.render(size=size, share=size / mean, p=p_adjusted, weeks=n, form=present.form)
+            advice = present.fix
+        elif p_adjusted < settings.alpha:
             case = MissingDriverCase[driver.name]
             message = case.render(size=size, share=size / mean, p=p_adjusted, weeks=n)
         else:
             case = MissingDriverCase.ABSENT
             message = case.render(driver=driver.value, detail=f"adjusted p = {p_adjusted:.2g}")
-        found[driver] = DriverFinding(driver, case, message, f_stat, p, p_adjusted, size)
+        found[driver] = DriverFinding(driver, case, message, f_stat, p, p_adjusted, size, advice)
     flagged = [candidates[d] for d, f in found.items() if f.warns]
     rho = _lag1(_residual(y, np.hstack([x, *flagged])))
     if rho > settings.max_autocorrelation:

@@ -25,9 +25,16 @@ it into quantile strata, and measure:
   the report's response curve is drawn solid in, and `extrapolated_share` = `support_low` / mean
   weekly spend: `spend_support` computes both, so the flag and the picture cannot disagree.
 
-A channel fails the gate when its residual share or any stratum's spread or size is below the
-thresholds; it is WITHHELD (no estimate, the reason published) and the other channels go on. The
-thresholds are calibrated by simulation in `benchmarks/overlap_calibration.py`.
+A channel fails the gate when its residual share or any stratum's spread is *significantly* below
+its threshold, or a stratum holds too few weeks; it is WITHHELD (no estimate, the reason published)
+and the other channels go on. Both shares are SD ratios estimated from a few dozen weeks, so a hard
+cut at the threshold decides on the last digit of a noisy number (a spread of 0.0951, printed
+"0.10 < 0.1", withheld a channel the data identify). The gate instead compares each share's upper
+one-sided confidence bound (`confidence`, 95%) with the threshold: the sampling error of a log SD is
+√((κ − (n−3)/(n−1)) / n) / 2 for n weeks of kurtosis κ, inflated by (1+ρ²)/(1−ρ²) for the lag-1
+autocorrelation ρ of the weeks in time order (the autocorrelation of their squared deviations is ρ²
+for Gaussian AR(1) series). The thresholds are calibrated by simulation in
+`benchmarks/overlap_calibration.py`.
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
+from statistics import NormalDist
 
 import networkx as nx
 import numpy as np
@@ -45,6 +53,9 @@ from cmmm_pipeline.core.config import CheckConfig
 ALL_WEEKS = "all weeks (no adjusters)"
 FLOOR_QUANTILE = 0.05
 """The stratum's support floor: the spend its lowest 5% of weeks reach (robust to one stray week)."""
+MAX_AUTOCORRELATION = 0.9
+"""The lag-1 autocorrelation the sampling error is inflated for at most (a near-unit root would make
+every bound infinite)."""
 
 
 class RoiSupport(Enum):
@@ -66,6 +77,9 @@ class OverlapThresholds:
     max_extrapolated_share: float = 0.2
     """ROI against zero is `observed` when at most this share of the incremental KPI comes from
     spend levels below the comparable weeks' floor."""
+    confidence: float = 0.95
+    """One-sided level of the upper bound each share is compared with: a channel is withheld only
+    where the data show its share below the threshold, not where the estimate merely dips under it."""
 
     @classmethod
     def from_checks(cls, checks: CheckConfig) -> OverlapThresholds:
@@ -78,6 +92,13 @@ class OverlapThresholds:
                              "min_residual_share >= 0")
         if not 0.0 <= self.max_extrapolated_share <= 1.0:
             raise ValueError("max_extrapolated_share is a share in [0, 1]")
+        if not 0.5 <= self.confidence < 1.0:
+            raise ValueError("confidence is a one-sided level in [0.5, 1); 0.5 is the hard cut at the threshold")
+
+    @property
+    def z(self) -> float:
+        """The normal quantile of `confidence` (0 at 0.5: the bound is the estimate)."""
+        return NormalDist().inv_cdf(self.confidence)
 
 
 @dataclass(frozen=True)
@@ -97,6 +118,8 @@ class OverlapStratum:
     """Coefficient of variation of spend in the stratum (informative)."""
     spread: float
     """SD of the transformed media in the stratum / its SD over all weeks."""
+    spread_upper: float
+    """Upper confidence bound of `spread` (`OverlapThresholds.confidence`): what the gate compares."""
     floor: float
     """Lowest media level the stratum's weeks show (its 5% quantile)."""
     low_spend_weeks: int
@@ -105,6 +128,8 @@ class OverlapStratum:
     """Weeks above the channel's median spend (informative)."""
     residual_share: float
     """Channel level: sqrt(1 − R²) of the media on the adjustment set."""
+    residual_share_upper: float
+    """Channel level: upper confidence bound of `residual_share`: what the gate compares."""
     extrapolated_share: float
     """Channel level: share of the incremental KPI from spend below the strata's floors."""
     support_low: float
@@ -207,6 +232,31 @@ def residual_share(treatment: np.ndarray, score: np.ndarray) -> float:
     return float(np.std(treatment - score) / total) if total > 0 else 0.0
 
 
+def log_sd_error(values: np.ndarray) -> float:
+    """Standard error of log SD(values), weeks in time order: from the sample variance's exact
+    variance σ⁴(κ/n − (n−3)/(n(n−1))) by the delta method, inflated by (1+ρ²)/(1−ρ²) for the
+    lag-1 autocorrelation ρ ∈ [0, 0.9] of the values. Infinite for fewer than 4 weeks."""
+    n = len(values)
+    if n < 4:
+        return float("inf")
+    c = values - values.mean()
+    m2 = float(np.mean(c**2))
+    if m2 <= 0:
+        return 0.0
+    kurtosis = float(np.mean(c**4)) / m2**2
+    rho = float(np.clip((c[1:] @ c[:-1]) / (c @ c), 0.0, MAX_AUTOCORRELATION))
+    var_log_variance = max(kurtosis / n - (n - 3) / (n * (n - 1)), 0.0) * (1 + rho**2) / (1 - rho**2)
+    return 0.5 * float(np.sqrt(var_log_variance))
+
+
+def upper_bound(share: float, values: np.ndarray, z: float) -> float:
+    """The upper one-sided bound of an SD ratio whose numerator is the SD of `values`: share ×
+    exp(z · SE(log SD)). A zero share stays zero (no week moves: nothing to be unsure about)."""
+    if share <= 0:
+        return 0.0
+    return float(share * np.exp(z * log_sd_error(values)))
+
+
 def strata(score: np.ndarray, bins: int) -> np.ndarray:
     """Quantile stratum (0..bins−1) of each week; ranks break ties so the strata have equal size."""
     ranks = np.argsort(np.argsort(score, kind="stable"), kind="stable")
@@ -245,30 +295,34 @@ def channel_overlap(channel: str, treatment: np.ndarray, spend: np.ndarray, adju
     labels = strata(score, bins)
     floors = support_floors(spend, labels)
     share = residual_share(treatment, full)
+    share_upper = upper_bound(share, treatment - full, thresholds.z)
     support = spend_support(spend, floors)
     median = float(np.median(spend))
     overall_sd = float(np.std(treatment))
-    channel_problem = (f"residual share {share:.2f} < {thresholds.min_residual_share}"
-                       if share < thresholds.min_residual_share else "")
+    level = f"{thresholds.confidence:.0%} upper bound"
+    channel_problem = (f"residual share {share:.3g} ({level} {share_upper:.3g}) < {thresholds.min_residual_share}"
+                       if share_upper < thresholds.min_residual_share else "")
     out: list[OverlapStratum] = []
     for k in range(bins):
         mask = labels == k
         s, x = spend[mask], treatment[mask]
         spread = float(np.std(x) / overall_sd) if overall_sd > 0 and len(x) else 0.0
+        spread_upper = upper_bound(spread, x, thresholds.z)
         problems = [channel_problem] if channel_problem else []
         if mask.sum() < thresholds.min_weeks:
             problems.append(f"{int(mask.sum())} weeks < {thresholds.min_weeks}")
-        if spread < thresholds.min_spread:
-            problems.append(f"spread {spread:.2f} < {thresholds.min_spread}")
+        if spread_upper < thresholds.min_spread:
+            problems.append(f"spread {spread:.3g} ({level} {spread_upper:.3g}) < {thresholds.min_spread}")
         out.append(OverlapStratum(
             channel=channel, stratum=k + 1, strata=bins, weeks=int(mask.sum()),
             score_min=float(score[mask].min()) if mask.any() else float("nan"),
             score_max=float(score[mask].max()) if mask.any() else float("nan"),
             spend_min=float(s.min()) if len(s) else float("nan"), spend_max=float(s.max()) if len(s) else float("nan"),
             spend_mean=float(s.mean()) if len(s) else float("nan"), cv=_cv(s), spread=spread,
-            floor=float(floors[mask][0]) if mask.any() else float("nan"),
+            spread_upper=spread_upper, floor=float(floors[mask][0]) if mask.any() else float("nan"),
             low_spend_weeks=int((s <= median).sum()), high_spend_weeks=int((s > median).sum()),
-            residual_share=share, extrapolated_share=support.extrapolated_share, support_low=support.low,
+            residual_share=share, residual_share_upper=share_upper, extrapolated_share=support.extrapolated_share,
+            support_low=support.low,
             ok=not problems, reason="; ".join(problems),
             adjustment=tuple(adjustment)))
     return out
@@ -332,7 +386,7 @@ def media_support(features: pd.DataFrame, spend: Mapping[str, np.ndarray], adjus
 
 TABLE_COLUMNS = ["channel", "stratum", "strata", "weeks", "spend_min", "spend_max", "spend_mean", "cv", "spread",
                  "floor", "low_spend_weeks", "high_spend_weeks", "residual_share", "extrapolated_share", "support_low",
-                 "score_min", "score_max", "ok", "reason", "label", "adjustment"]
+                 "score_min", "score_max", "ok", "reason", "label", "adjustment", "spread_upper", "residual_share_upper"]
 
 
 def overlap_table(rows: Sequence[OverlapStratum]) -> pd.DataFrame:
@@ -343,8 +397,8 @@ def overlap_table(rows: Sequence[OverlapStratum]) -> pd.DataFrame:
         "low_spend_weeks": r.low_spend_weeks, "high_spend_weeks": r.high_spend_weeks,
         "residual_share": r.residual_share, "extrapolated_share": r.extrapolated_share,
         "support_low": r.support_low, "score_min": r.score_min, "score_max": r.score_max, "ok": r.ok,
-        "reason": r.reason, "label": r.label,
-        "adjustment": "|".join(r.adjustment)} for r in rows], columns=TABLE_COLUMNS)
+        "reason": r.reason, "label": r.label, "adjustment": "|".join(r.adjustment), "spread_upper": r.spread_upper,
+        "residual_share_upper": r.residual_share_upper} for r in rows], columns=TABLE_COLUMNS)
 
 
 def withheld_channels(table: pd.DataFrame) -> list[str]:

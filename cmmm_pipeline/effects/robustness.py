@@ -36,8 +36,8 @@ from cmmm_pipeline.effects.estimation import MARGINAL_STEP, EffectSpec, Estimato
 from cmmm_pipeline.effects.experiments import experiments_table, reconcile, window_mask
 from cmmm_pipeline.effects.null_test import null_tests, with_null_tests
 from cmmm_pipeline.effects.periods import PERIOD_COLUMNS, effects_by_period
+from cmmm_pipeline.effects.selection_band import band_range, with_average, with_band
 from cmmm_pipeline.effects.synergies import SYNERGY_COLUMNS, synergies_table
-from cmmm_pipeline.effects.selection_band import band_range, with_band
 from cmmm_pipeline.effects.refutation import RefutationThresholds, channel_robustness, refutations_table, refute_all
 from cmmm_pipeline.media.features import ChannelTransform
 from cmmm_pipeline.media.selection import SelectionSettings
@@ -145,9 +145,12 @@ def assess(raw: pd.DataFrame, features: pd.DataFrame, config: PipelineConfig, po
     marginal_points = ({(r.channel, EffectType(r.effect)): float(r.mroi) * MARGINAL_STEP * float(r.spend)
                         for r in estimated.itertuples(index=False)} if "mroi" in estimated.columns else None)
     estimates = intervals(problem, draws, points, settings, marginal_points)
-    if est.selection_band is not SelectionBand.OFF:
-        estimates = with_band(estimates, problem, band_range(problem, selection, list(points)),
-                              widen_roi=est.selection_band is SelectionBand.ALL)
+    if est.selection_band is not SelectionBand.OFF or est.selection_average:
+        band = band_range(problem, selection, list(points))
+        if est.selection_band is not SelectionBand.OFF:
+            estimates = with_band(estimates, problem, band, widen_roi=est.selection_band is SelectionBand.ALL)
+        if est.selection_average:
+            estimates = with_average(estimates, problem, band)
     tests = null_tests(problem, selection, draws.block_length, est.null_test_samples,
                        np.random.default_rng([est.seed, NULL_TEST_STREAM]))
     estimates = with_null_tests(estimates, tests, est.ci_level)

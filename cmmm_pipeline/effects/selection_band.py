@@ -16,6 +16,11 @@ to each near-equivalent candidate. Where every candidate in the band gives the s
 changes. By default (`estimation.selection_band: mroi`) only the marginal ROI's interval widens:
 widening the ROI's too, with the p-value to match, cost much power for little coverage on the
 held-out worlds (docs/accuracy.md).
+
+Averaging (`estimation.selection_average: true`, an ablation, off by default): the published
+estimate moves to the mean of the band's estimates weighted by each model's out-of-sample
+predictive likelihood (`media.selection.predictive_weights`), and its interval moves with it;
+measured against the minimum in docs/accuracy.md.
 """
 
 from __future__ import annotations
@@ -29,11 +34,17 @@ from cmmm_pipeline.effects.bootstrap import (
     BootstrapDraws,
     EffectProblem,
     IntervalEstimate,
+    IntervalKind,
     estimate_all,
     wald_pvalue,
 )
 from cmmm_pipeline.effects.estimation import MARGINAL_STEP
-from cmmm_pipeline.media.selection import SelectionSettings, near_equivalent
+from cmmm_pipeline.media.selection import (
+    SelectionSettings,
+    fold_bounds,
+    near_equivalent_fit,
+    predictive_weights,
+)
 
 CHUNK = 64
 """Alternative selections estimated per batched call: bounds memory (chunk × weeks × columns)."""
@@ -48,12 +59,21 @@ class BandRange:
     marginal: dict[tuple[str, EffectType], tuple[float, float]]
     candidates: int
     """How many near-equivalent selections were estimated (0: the band holds the applied one only)."""
+    averaged_incremental: dict[tuple[str, EffectType], float] | None = None
+    """Per key, the band's estimates of the incremental KPI weighted by predictive likelihood."""
+    averaged_marginal: dict[tuple[str, EffectType], float] | None = None
+    """Likewise the extra KPI of +1% spend."""
+    applied_incremental: dict[tuple[str, EffectType], float] | None = None
+    """Per key, the applied selection's estimate on the data (what the averages are compared with)."""
+    applied_marginal: dict[tuple[str, EffectType], float] | None = None
 
 
 def band_range(problem: EffectProblem, selection: SelectionSettings, keys: list[tuple[str, EffectType]]) -> BandRange:
     """Every key's estimates over the applied and the near-equivalent selections."""
-    alternatives = near_equivalent(problem.inputs, problem.selected, selection)
+    alternatives, errors, applied = near_equivalent_fit(problem.inputs, problem.selected, selection)
     every = np.vstack([problem.selected[None, :], alternatives])
+    edges = fold_bounds(problem.n, selection.folds, selection.initial_fraction)
+    weights = predictive_weights(np.concatenate([[applied], errors]), int(edges[-1] - edges[1]))
     identity = np.arange(problem.n)
     parts = [estimate_all(problem, np.tile(identity, (len(chunk), 1)), chunk)
              for chunk in (every[i:i + CHUNK] for i in range(0, every.shape[0], CHUNK))]
@@ -66,8 +86,44 @@ def band_range(problem: EffectProblem, selection: SelectionSettings, keys: list[
         finite = values[np.isfinite(values)]
         return (float(finite.min()), float(finite.max())) if finite.size else (np.nan, np.nan)
 
+    def average(values: np.ndarray) -> float:
+        finite = np.isfinite(values)
+        return float(np.sum(weights[finite] * values[finite]) / weights[finite].sum()) if finite.any() else np.nan
+
     return BandRange({k: span(estimates.incremental_of(*k)) for k in keys},
-                     {k: span(estimates.marginal_of(*k)) for k in keys}, int(alternatives.shape[0]))
+                     {k: span(estimates.marginal_of(*k)) for k in keys}, int(alternatives.shape[0]),
+                     {k: average(estimates.incremental_of(*k)) for k in keys},
+                     {k: average(estimates.marginal_of(*k)) for k in keys},
+                     {k: float(estimates.incremental_of(*k)[0]) for k in keys},
+                     {k: float(estimates.marginal_of(*k)[0]) for k in keys})
+
+
+def with_average(estimates: list[IntervalEstimate], problem: EffectProblem, band: BandRange) -> list[IntervalEstimate]:
+    """The estimates moved by the band average's shift from the applied selection's estimate on the
+    data (incremental KPI and ROI together, the marginal ROI apart), with their intervals. The shift,
+    not the average itself, so an estimate the bootstrap smoothed stays smoothed over resamples."""
+    if band.candidates == 0 or band.averaged_incremental is None:
+        return list(estimates)
+    out = []
+    for e in estimates:
+        if e.method is not IntervalKind.SMOOTHED:  # a configured channel's estimate is published as it is
+            out.append(e)
+            continue
+        key = (e.channel, e.effect)
+        spend = problem.spends[e.channel]
+        changes: dict[str, float] = {}
+        shift = band.averaged_incremental.get(key, np.nan) - band.applied_incremental.get(key, np.nan)
+        if spend and np.isfinite(shift) and np.isfinite(e.incremental_kpi):
+            changes.update(incremental_kpi=e.incremental_kpi + shift, incremental_ci_low=e.incremental_ci_low + shift,
+                           incremental_ci_high=e.incremental_ci_high + shift,
+                           roi_ci_low=e.roi_ci_low + shift / spend, roi_ci_high=e.roi_ci_high + shift / spend)
+        step = MARGINAL_STEP * spend
+        marginal = band.averaged_marginal.get(key, np.nan) - band.applied_marginal.get(key, np.nan)
+        if step and np.isfinite(marginal) and np.isfinite(e.mroi):
+            m = marginal / step
+            changes.update(mroi=e.mroi + m, mroi_ci_low=e.mroi_ci_low + m, mroi_ci_high=e.mroi_ci_high + m)
+        out.append(replace(e, **changes))
+    return out
 
 
 def _widen(low: float, high: float, estimate: float, band: tuple[float, float]) -> tuple[float, float]:

@@ -76,6 +76,61 @@ def test_an_unmeasured_slow_driver_shows_as_strong_autocorrelation() -> None:
     assert "a driver is missing" in report.description()
 
 
+def _with_second_harmonic(config_edit, data_edit=None, seed: int = 2000) -> dx.MissingDriverReport:
+    """The every-driver world whose KPI season gains a second harmonic (amplitude 600), diagnosed
+    under an edited config (and data)."""
+    from dataclasses import replace
+
+    world = WORLDS["every driver in the DAG"]
+    config = config_edit(study.world_config(world), replace)
+    data = simulate(world.scenario, seed).data
+    t = np.arange(len(data))
+    data = data.assign(sales=data["sales"] + 600.0 * np.sin(4 * np.pi * t / 52.1775))
+    if data_edit is not None:
+        data = data_edit(data)
+    features = build_features(data, config, {c.name: configured_transform(c) for c in config.channels})
+    expanded = expand_graph(nx.DiGraph([tuple(e) for e in config.edges]), node_columns(data, config))
+    return dx.diagnose_missing_drivers(features, expanded, config.kpi, SETTINGS)
+
+
+def test_seasonality_already_a_control_is_told_its_form_does_not_fit_not_to_add_it() -> None:
+    """One Fourier harmonic in the config, two in the KPI: the finding says seasonality is there and
+    what to try (more terms), never "add seasonality to controls"."""
+    from cmmm_pipeline.core.config import FeatureConfig
+
+    report = _with_second_harmonic(lambda c, replace: replace(c, features=FeatureConfig(fourier_order=1)))
+    season = _finding(report, dx.Driver.SEASONALITY)
+    assert season.case is dx.MissingDriverCase.SEASONALITY_FORM and season.p_adjusted < 1e-6
+    assert 400 < season.effect_size < 800  # the second harmonic's amplitude, 600
+    text = report.description()
+    assert "add seasonality to controls" not in text
+    assert "although seasonality is a control (1 Fourier harmonic)" in text
+    assert "use more Fourier terms (features.fourier_order: 2 or more)" in text
+    assert report.table().set_index("driver").loc["seasonality", "recommendation"] == season.advice
+    assert _finding(report, dx.Driver.TREND).case is dx.MissingDriverCase.EXPLAINED
+
+
+def test_a_provided_seasonality_column_that_misses_the_pattern_is_named() -> None:
+    def provided(data: pd.DataFrame) -> pd.DataFrame:  # a one-harmonic index the user exported
+        return data.assign(seasonality=np.sin(2 * np.pi * np.arange(len(data)) / 52.1775))
+
+    report = _with_second_harmonic(lambda c, replace: c, provided)
+    text = report.description()
+    assert _finding(report, dx.Driver.SEASONALITY).case is dx.MissingDriverCase.SEASONALITY_FORM
+    assert "although seasonality is a control (the provided `seasonality` column)" in text
+    assert "add seasonality to controls" not in text and "provide a column that follows it" in text
+
+
+def test_seasonality_without_an_edge_into_the_kpi_asks_for_the_edge() -> None:
+    def no_edge(config, replace):
+        return replace(config, edges=tuple(e for e in config.edges if tuple(e) != ("seasonality", "sales")))
+
+    report = _with_second_harmonic(no_edge)
+    text = report.description()
+    assert _finding(report, dx.Driver.SEASONALITY).case is dx.MissingDriverCase.SEASONALITY_FORM
+    assert "seasonality is a control with no edge into sales" in text and "add the edge [seasonality, sales]" in text
+
+
 def test_too_few_weeks_are_not_tested() -> None:
     report = _diagnose(WORLDS["config leaves out the trend (600)"], weeks=20)
     assert report.warnings == ()

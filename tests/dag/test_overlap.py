@@ -55,7 +55,7 @@ def test_spend_fixed_by_the_season_is_withheld_for_its_dead_off_season_stratum()
     rows = ov.channel_overlap("tv", spend / 1000.0, spend, season, ["season"], THRESHOLDS)
     low = rows[0]
     assert not low.ok and low.spend_max == 0.0 and low.spread == 0.0
-    assert "spread 0.00 < 0.1" in low.reason
+    assert "spread 0 (95% upper bound 0) < 0.1" in low.reason
     assert rows[-1].ok  # the high season varies: the problem is where TV never moves
     support = ov.channel_supports(rows, THRESHOLDS)["tv"]
     assert support.withheld and "stratum 1/3" in support.reason and support.reason.startswith("overlap: ")
@@ -68,9 +68,60 @@ def test_a_channel_its_adjusters_fix_is_withheld_for_its_residual_share() -> Non
     rows = ov.channel_overlap("tv", x, 100.0 * x, z, ["a", "b"], THRESHOLDS)
     share = rows[0].residual_share
     assert share == pytest.approx(0.05 / np.std(z[:, 0] - 0.5 * z[:, 1]), rel=0.2) and share < 0.1
-    assert all(not r.ok and f"residual share {share:.2f} < 0.1" in r.reason for r in rows)
+    assert all(not r.ok and f"residual share {share:.3g} (95% upper bound " in r.reason for r in rows)
+    assert rows[0].residual_share < rows[0].residual_share_upper < 0.1
     support = ov.channel_supports(rows, THRESHOLDS)["tv"]
     assert support.withheld and support.reason.count("residual share") == 1
+
+
+def _stratum_with_spread(target: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(media, adjuster) of 156 weeks whose first stratum (the low third of the adjuster) has the
+    given spread: TV low but moving in the off season, high in season."""
+    rng = np.random.default_rng(seed)
+    z = np.linspace(0.0, 1.0, 156)
+    low = z < z[52]
+    noise = rng.normal(0.0, 1.0, 156)
+    x = np.where(low, 1.0, 3.0 + 2.0 * z) + noise
+    for _ in range(50):  # the overall SD moves with the low stratum's: a fixed point
+        x[low] = 1.0 + noise[low] / noise[low].std() * target * x.std()
+    return x, z[:, None]
+
+
+def test_a_spread_at_the_threshold_up_to_its_last_digit_is_not_withheld() -> None:
+    """The knife edge: a spread of 0.0951 printed "0.10" is within sampling error of 0.1; it withheld a
+    channel the data identify when the gate cut at the estimate."""
+    x, z = _stratum_with_spread(0.0951, 8)
+    rows = ov.channel_overlap("tv", x, 100.0 * x, z, ["season"], THRESHOLDS)
+    low = rows[0]
+    assert f"{low.spread:.2f}" == "0.10" and low.spread < 0.1 and low.weeks == 52
+    assert low.spread < 0.1 < low.spread_upper < 0.2
+    assert low.ok and not ov.channel_supports(rows, THRESHOLDS)["tv"].withheld
+    hard_cut = ov.OverlapThresholds(bins=3, min_weeks=8, min_spread=0.1, min_residual_share=0.1, confidence=0.5)
+    assert not ov.channel_overlap("tv", x, 100.0 * x, z, ["season"], hard_cut)[0].ok  # what the hard cut did
+
+
+def test_a_spread_clearly_below_the_threshold_is_still_withheld_with_its_bound() -> None:
+    x, z = _stratum_with_spread(0.05, 8)
+    low = ov.channel_overlap("tv", x, 100.0 * x, z, ["season"], THRESHOLDS)[0]
+    assert low.spread == pytest.approx(0.05, rel=1e-6) and low.spread_upper < 0.1
+    assert not low.ok and low.reason == f"spread 0.05 (95% upper bound {low.spread_upper:.3g}) < 0.1"
+
+
+def test_the_log_sd_error_matches_its_sampling_distribution() -> None:
+    """SE(log SD) by the delta method against a simulation, for white noise and for AR(0.6) weeks."""
+    rng = np.random.default_rng(9)
+    for rho in (0.0, 0.6):
+        draws = []
+        for _ in range(2000):
+            e = rng.normal(size=52 + 50)
+            v = np.empty_like(e)
+            v[0] = e[0]
+            for t in range(1, len(e)):
+                v[t] = rho * v[t - 1] + e[t]
+            draws.append(v[50:])
+        observed = np.std([np.log(d.std()) for d in draws])
+        predicted = np.median([ov.log_sd_error(d) for d in draws])
+        assert predicted == pytest.approx(observed, rel=0.25), (rho, predicted, observed)
 
 
 def test_extrapolated_share_is_the_part_below_the_comparable_weeks_floor() -> None:

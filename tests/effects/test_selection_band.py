@@ -84,3 +84,47 @@ def test_configured_transforms_leave_a_band_of_the_applied_selection_only() -> N
     for key in keys:
         low, high = band.marginal[key]
         assert low == high and np.isfinite(low)
+
+
+def test_near_equivalent_fit_gives_each_alternative_its_whole_model_cv_error() -> None:
+    from cmmm_pipeline.media.selection import near_equivalent_fit
+
+    problem = _problem(sample_config_selecting("digital", "email"))
+    inputs, selected = problem.inputs, problem.selected
+    alternatives, errors, applied = near_equivalent_fit(inputs, selected, SELECTION)
+    np.testing.assert_array_equal(alternatives, near_equivalent(inputs, selected, SELECTION))
+    for alternative, error in zip(alternatives, errors):
+        k = int(np.flatnonzero(alternative != selected)[0])
+        fold_mse = _fold_mse_by_least_squares(inputs, selected, k)
+        edges = fold_bounds(inputs.y.size, SELECTION.folds, SELECTION.initial_fraction)
+        weeks = np.diff(edges)[1:]
+        assert abs(error - (fold_mse[alternative[k]] * weeks).sum() / weeks.sum()) <= 1e-6 * error
+        assert abs(applied - (fold_mse[selected[k]] * weeks).sum() / weeks.sum()) <= 1e-6 * applied
+
+
+def test_predictive_weights_are_the_normalised_gaussian_likelihoods() -> None:
+    from cmmm_pipeline.media.selection import predictive_weights
+
+    w = predictive_weights(np.array([1.0, 1.01, 2.0, np.inf]), 78)
+    assert abs(w.sum() - 1.0) < 1e-12
+    assert abs(w[1] / w[0] - 1.01 ** -39) < 1e-12 and abs(1.01 ** -39 - 0.678) < 1e-3
+    assert w[2] < 1e-10 and w[3] == 0.0
+
+
+def test_averaging_moves_a_smoothed_estimate_and_its_interval_by_the_band_shift() -> None:
+    from cmmm_pipeline.effects.selection_band import with_average
+
+    problem = _problem(sample_config_selecting("digital", "email"))
+    spend = problem.spends["tv"]
+    key = ("tv", EffectType.TOTAL)
+    band = BandRange({key: (900.0, 1300.0)}, {key: (5.0, 9.0)}, 3, {key: 1100.0}, {key: 8.0}, {key: 1000.0},
+                     {key: 6.0})
+    row = _row(1000.0, 600.0, 1400.0, 0.6, 0.4, 0.8)
+    moved = with_average([row], problem, band)[0]
+    assert (moved.incremental_kpi, moved.incremental_ci_low, moved.incremental_ci_high) == (1100.0, 700.0, 1500.0)
+    assert abs(moved.roi_ci_low - (row.roi_ci_low + 100.0 / spend)) < 1e-12
+    shift = 2.0 / (0.01 * spend)
+    assert abs(moved.mroi - (0.6 + shift)) < 1e-12 and abs(moved.mroi_ci_high - (0.8 + shift)) < 1e-12
+    configured = replace(row, method=IntervalKind.PERCENTILE)
+    assert with_average([configured], problem, band)[0] == configured  # published as it is
+    assert with_average([row], problem, replace(band, candidates=0))[0] == row

@@ -3,7 +3,9 @@ always-on plans, the public dataset's published truth and the harness's scoring.
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -183,3 +185,30 @@ def test_worlds_are_frozen():
     with pytest.raises(AttributeError):
         WORLDS["seed_graph"].n_weeks = 10  # type: ignore[misc]
     assert replace(WORLDS["seed_graph"], n_weeks=70).n_weeks == 70
+
+
+def test_the_oracle_config_reproduces_each_expressible_true_response() -> None:
+    """`run.py --oracle` writes the true transforms into the config: our Weibull-PDF carryover and Hill
+    curve follow the world's response up to the effect's scale; a logistic channel is left to selection."""
+    from benchmarks.heldout.run import oracle_case, world_case
+    from benchmarks.heldout.worlds import WORLDS, carry
+    from cmmm_pipeline.core.loading import load_config
+    from cmmm_pipeline.media.features import configured_transform
+
+    case = oracle_case(world_case("logistic", 1))
+    assert set(case.transforms) == {"search", "email"}  # TV and digital are logistic in this world
+    with tempfile.TemporaryDirectory() as tmp:
+        path = write_inputs(case, Path(tmp))
+        written = yaml.safe_load(path.read_text())["channels"]
+        assert written["tv"] == {"spend_column": "tv_spend"}
+        assert written["email"]["adstock"] == {"type": "weibull_pdf", "shape": 1.0, "scale": 1.2, "max_lag": 5}
+        config = load_config(path)
+    for name in case.transforms:
+        spend = case.data[f"{name}_spend"].to_numpy(dtype=float)
+        ours = configured_transform(config.channel(name))
+        mine = ours.apply(spend, ours.reference(spend))
+        spec = WORLDS["logistic"].channels[name]
+        truth = spec.response(carry(spend, spec.carryover))
+        assert np.corrcoef(mine, truth)[0, 1] > 0.999
+        ratio = mine[truth > 0.01] / truth[truth > 0.01]
+        assert np.std(ratio) < 0.02 * np.mean(ratio)  # the same curve up to the effect's scale
