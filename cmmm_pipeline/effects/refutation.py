@@ -614,7 +614,7 @@ def sensitivity(spec: EffectSpec, summary: RegressionSummary, thresholds: Refuta
 
 def refute_effect(data: pd.DataFrame, g: nx.DiGraph, spec: EffectSpec, outcome: str, simulations: int, seed: int,
                   thresholds: RefutationThresholds, pipeline_se: float | None = None, nodes: Collection[str] = (),
-                  roi_factor: float | None = None) -> list[RefutationResult]:
+                  roi_factor: float | None = None, controls: Collection[str] | None = None) -> list[RefutationResult]:
     """Every refuter on one estimated effect; seeds are derived from `seed` per refuter.
 
     Parameters
@@ -641,12 +641,19 @@ def refute_effect(data: pd.DataFrame, g: nx.DiGraph, spec: EffectSpec, outcome: 
         benchmark; without them every adjustment column is its own.
     roi_factor
         ROI per unit of the estimate, so the benchmark row's message reads in ROI.
+    controls
+        The DAG nodes that may serve as benchmarks (the config's controls); None: every observed
+        ancestor of the treatment, other channels included. A channel that drives another (TV →
+        search) is not a yardstick for hidden confounders: it flags sound estimates.
     """
     fit = fit_dowhy(data, g, spec, outcome)
     summary = regression_summary(data, spec, outcome, pipeline_se)
     target = RefutationTarget(data[observed_nodes(data, g)], fit, spec, summary)
-    benchmarks = confounder_benchmarks(data, spec, outcome, summary, thresholds.benchmark_multiple, nodes,
-                                       nx.ancestors(g, spec.channel))
+    ancestors = nx.ancestors(g, spec.channel)
+    if controls is not None:  # benchmarks are observed controls, not other channels
+        grouped = benchmark_groups(spec.adjustment, nodes)
+        ancestors = {c for name, cols in grouped.items() if name in controls for c in cols} & ancestors
+    benchmarks = confounder_benchmarks(data, spec, outcome, summary, thresholds.benchmark_multiple, nodes, ancestors)
     return [
         placebo(target, simulations, _seed(seed, 1), thresholds),
         random_common_cause(target, simulations, _seed(seed, 2), thresholds),
@@ -660,7 +667,8 @@ def refute_effect(data: pd.DataFrame, g: nx.DiGraph, spec: EffectSpec, outcome: 
 def refute_all(data: pd.DataFrame, g: nx.DiGraph, specs: list[EffectSpec], outcome: str, simulations: int, seed: int,
                thresholds: RefutationThresholds,
                pipeline_se: dict[tuple[str, EffectType], float] | None = None, nodes: Collection[str] = (),
-               roi_factors: dict[tuple[str, EffectType], float] | None = None) -> list[RefutationResult]:
+               roi_factors: dict[tuple[str, EffectType], float] | None = None,
+               controls: Collection[str] | None = None) -> list[RefutationResult]:
     """Every refuter on every spec (see `refute_effect` for the arguments); `pipeline_se` maps
     (channel, effect) to the ATE's bootstrap standard error, `roi_factors` to the ROI per unit of
     ATE, and each spec's seed is derived from `seed` and its position."""
@@ -668,7 +676,7 @@ def refute_all(data: pd.DataFrame, g: nx.DiGraph, specs: list[EffectSpec], outco
     return [r for j, spec in enumerate(specs)
             for r in refute_effect(data, g, spec, outcome, simulations, _seed(seed, 100 + j), thresholds,
                                    ses.get((spec.channel, spec.effect)), nodes,
-                                   factors.get((spec.channel, spec.effect)))]
+                                   factors.get((spec.channel, spec.effect)), controls)]
 
 
 def refutations_table(results: list[RefutationResult]) -> pd.DataFrame:

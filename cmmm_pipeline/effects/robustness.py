@@ -154,7 +154,8 @@ def assess(raw: pd.DataFrame, features: pd.DataFrame, config: PipelineConfig, po
                    for r in estimated.itertuples(index=False) if float(r.ate) != 0 and np.isfinite(float(r.roi))}
     refutations = refute_all(features, g_expanded, list(specs), config.kpi, est.refuter_simulations, est.seed,
                              RefutationThresholds(benchmark_multiple=est.confounder_multiple), ate_se,
-                             nodes=[*config.channel_names, *config.controls], roi_factors=roi_factors)
+                             nodes=[*config.channel_names, *config.controls], roi_factors=roi_factors,
+                             controls=config.controls)
     for e in config.experiments:
         mask = window_mask(raw["week"], e.start, e.end)
         ate = ates.get((e.channel, EffectType.TOTAL))
