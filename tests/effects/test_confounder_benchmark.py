@@ -121,3 +121,23 @@ def test_the_sample_rows_name_the_benchmark_or_say_why_there_is_none() -> None:
     table = refutations_table(list(rows.values()))
     assert list(table.columns[-2:]) == ["new_effect_low", "new_effect_high"]
     assert table.loc[table["channel"] == "tv", "new_effect_low"].notna().all()
+
+
+def test_the_multiple_is_a_validated_config_key() -> None:
+    from cmmm_pipeline.core.config import EstimationConfig
+    from cmmm_pipeline.core.errors import ConfigError
+
+    assert EstimationConfig().confounder_multiple == 1.0
+    with pytest.raises(ConfigError, match="confounder_multiple"):
+        EstimationConfig(confounder_multiple=0.0)
+
+
+@pytest.mark.slow
+def test_the_sample_run_writes_benchmark_rows_in_roi(sample_run) -> None:
+    table = pd.read_csv(sample_run / "refutations.csv")
+    rows = table[table["refuter"] == "benchmark_confounder"].set_index(["channel", "effect"])
+    tv = rows.loc[("tv", "total")]
+    assert tv["status"] == "PASS" and "as strong as seasonality" in tv["message"]
+    assert "would move the ROI from 1.89" in tv["message"]
+    assert tv["new_effect_low"] < tv["new_effect"] < tv["new_effect_high"] < tv["estimate"]
+    assert set(rows.index.get_level_values("channel")) == {"tv", "search", "digital", "email"}
