@@ -240,6 +240,9 @@ def suggestions_text(s: Suggestions, max_edits: int = 5) -> str:
     lines = [f"Tested {s.tested} implications of the DAG; the data reject {len(s.rejected)}."]
     for text, p in s.rejected:
         lines.append(f"  rejected: {text} (adjusted p = {p:.2g})")
+    if not s.rejected:
+        lines.append("No edit proposed: the data are consistent with every tested implication (which cannot show "
+                     "an edge whose absence implies nothing testable, e.g. between two nodes that share a parent).")
     if s.rejected and not s.edits:
         lines.append("No single allowed edge resolves them (background knowledge: the KPI is a sink, nothing causes "
                      "seasonality or trend, channels cannot cause controls): consider a latent common cause.")
