@@ -47,6 +47,7 @@ def _parser() -> argparse.ArgumentParser:
     suggest.add_argument("--config", type=Path, default=None, help="YAML config (default: the bundled sample)")
     suggest.add_argument("--permutations", type=int, default=20,
                          help="node permutations of DoWhy's graph falsification (0 skips it; default 20, ~4 s)")
+    suggest.add_argument("--no-pc", action="store_true", help="skip causal-learn's PC search shown for comparison")
     return parser
 
 
@@ -101,7 +102,7 @@ def init(data_file: Path, output: Path) -> int:
     return 0
 
 
-def suggest(config_path: Path, permutations: int) -> int:
+def suggest(config_path: Path, permutations: int, structure_search: bool = True) -> int:
     """Test the DAG's implications on the data (configured transforms; defaults where a run would
     select them) and print the edits that would make it consistent; nothing is written."""
     from cmmm_pipeline.core.errors import CmmmError
@@ -133,7 +134,8 @@ def suggest(config_path: Path, permutations: int) -> int:
                                                                      deterministic),
                                     columns, deterministic, settings, trend)
     result = suggest_edits(g, report, features, columns, node_roles(config), deterministic, settings, config.kpi,
-                           permutations=max(0, permutations), trend_node=trend)
+                           permutations=max(0, permutations), trend_node=trend,
+                           structure_search=structure_search)
     print(f"{config.source}: tests at {settings.correction.value.upper()}-adjusted p < {settings.alpha:g}, on the "
           "configured transforms (defaults where a run would select them).")
     print(suggestions_text(result))
@@ -148,7 +150,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "init":
         return init(args.data_file, args.output)
     if args.command == "suggest":
-        return suggest((args.config or SAMPLE_CONFIG).resolve(), args.permutations)
+        return suggest((args.config or SAMPLE_CONFIG).resolve(), args.permutations, not args.no_pc)
     from cmmm_pipeline.core.errors import CmmmError
     from cmmm_pipeline.core.loading import load_config
 

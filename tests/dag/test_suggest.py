@@ -89,3 +89,15 @@ def test_cmmm_suggest_prints_the_edit_and_leaves_the_config(tmp_path: Path, caps
     out = capsys.readouterr().out
     assert "the data reject 1." in out and "1. add seasonality -> digital" in out
     assert config.read_text(encoding="utf-8") == text
+
+
+def test_pc_search_respects_background_knowledge_and_is_compared_with_the_dag() -> None:
+    world = sample_world()
+    series = S.node_series(world["features"], world["columns"], "sales")
+    result = S.pc_search(world["g"], series, node_roles(world["config"]), {"seasonality", "trend"})
+    assert "seasonality -> tv" in result.edges and "tv -> sales" in result.edges
+    for edge in result.edges:
+        source, target = edge.replace(" --- ", " -> ").split(" -> ")
+        assert not edge.startswith("sales ->") and not edge.endswith(("-> seasonality", "-> trend")), edge
+        assert (source, target) in world["g"].edges or edge in result.missing_from_dag
+    assert "tv -> search" in result.not_found  # what it cannot see on iid tests is listed, not hidden
