@@ -42,8 +42,9 @@ from cmmm_pipeline.dag.independence import (
 PROPOSE_BELOW = 0.01
 """An edit is proposed only for implications rejected at this Holm-adjusted p-value (stricter than the
 tests' flag at 0.05): changing the DAG needs more evidence than asking to review it. On the
-simulator, proposals for a correct DAG fell from 3 in 20 seeds at 0.05 to 1 in 20 at 0.01, with the
-missing seasonality -> digital edge still proposed first in 20 of 20 (benchmarks/dag_suggest.py)."""
+simulator, proposals for a correct DAG fell from 3 in 20 seeds at 0.05 to 1 in 20 at 0.01 (0 in 40 on
+seeds 600-639), with the missing seasonality -> digital edge still proposed first in every seed
+(benchmarks/dag_suggest.py)."""
 
 
 @dataclass(frozen=True)
