@@ -41,6 +41,8 @@ def robustness_report(context: AssetExecutionContext, settings: CmmmSettings, du
     shown = estimates[[c for c in ("channel", "effect", "roi", "roi_ci_low", "roi_ci_high", "p_value", "naive_roi",
                                    "robustness") if c in estimates.columns]]
     changes = written.changes
+    refutations = assessment.refutations
+    hidden = refutations[refutations["refuter"] == "benchmark_confounder"][["channel", "effect", "status", "message"]]
     return MaterializeResult(metadata={
         **roi_metadata(estimates),
         "estimates": markdown_table(shown),
@@ -48,6 +50,7 @@ def robustness_report(context: AssetExecutionContext, settings: CmmmSettings, du
         "previous_run": changes.previous.run_id if changes.previous else "none (first run)",
         "outside_previous_interval": len(changes.flagged),
         "change_since_previous_run": markdown_table(changes.table),
+        "hidden_confounders": markdown_table(hidden),
         "report": file_link(written.report),
         "report_path": MetadataValue.path(str(written.report.resolve())),
         "estimates_csv": MetadataValue.path(str(written.estimates.resolve())),
