@@ -23,7 +23,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script 
 
 from benchmarks.independence_study import GENERATED, TRUE_EDGES, study_config, without  # noqa: E402
 from cmmm_pipeline.dag.graph import node_roles  # noqa: E402
-from cmmm_pipeline.dag.independence import IndependenceSettings, implied_independences, run_independence_tests  # noqa: E402
+from cmmm_pipeline.dag.independence import (  # noqa: E402
+    IndependenceSettings,
+    implied_independences,
+    run_independence_tests,
+)
 from cmmm_pipeline.dag.suggest import PROPOSE_BELOW, suggest  # noqa: E402
 from cmmm_pipeline.media.features import build_features, configured_transform, node_columns  # noqa: E402
 from cmmm_pipeline.simulation.simulate import Scenario, simulate  # noqa: E402

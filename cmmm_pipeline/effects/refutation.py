@@ -313,7 +313,8 @@ def confounder_bound(r2_treatment: float, r2_outcome: float, kd: float = 1.0,
 
 def omitted_bias(ols_se: float, df: int, r2dz: float, r2yz: float) -> float:
     """|bias| of the OLS coefficient from omitting a confounder with partial R² `r2dz` (treatment)
-    and `r2yz` (outcome): se·√df·√(R²_{Y~Z|D,X}·R²_{D~Z|X} / (1 − R²_{D~Z|X})) (Cinelli & Hazlett eq. 10)."""
+    and `r2yz` (outcome): se·√df·√(R²_{Y~Z|D,X}·R²_{D~Z|X} / (1 − R²_{D~Z|X}))
+    (Cinelli & Hazlett eq. 10)."""
     return float(ols_se * np.sqrt(df) * np.sqrt(r2yz * r2dz / (1.0 - r2dz)))
 
 
