@@ -17,6 +17,7 @@ import pandas as pd
 
 from cmmm_pipeline.core.config import EffectType
 from cmmm_pipeline.core.errors import EstimationError
+from cmmm_pipeline.dag.feedback import feedback_reason, lagged_kpi_nodes
 from cmmm_pipeline.effects.estimation import has_mediator, identify
 
 
@@ -93,10 +94,13 @@ def identify_channels(features: pd.DataFrame, g_nodes: nx.DiGraph, g_expanded: n
     """The total effect of every channel, and its direct effect where the DAG gives it an observed
     mediator (the same specs the estimates are made for)."""
     out: list[Identification] = []
+    lagged = lagged_kpi_nodes(features, outcome, [n for n in g_nodes if n not in channels and n != outcome])
     for channel in channels:
-        out.append(identify_channel(features, g_nodes, g_expanded, channel, outcome, EffectType.TOTAL, latent))
-        if has_mediator(g_nodes, channel, outcome, latent):
-            out.append(identify_channel(features, g_nodes, g_expanded, channel, outcome, EffectType.DIRECT, latent))
+        effects = [EffectType.TOTAL] + ([EffectType.DIRECT] if has_mediator(g_nodes, channel, outcome, latent) else [])
+        feedback = feedback_reason(g_nodes, channel, outcome, lagged)  # budgets that follow sales
+        for effect in effects:
+            out.append(Identification(channel, effect, False, (), feedback) if feedback is not None else
+                       identify_channel(features, g_nodes, g_expanded, channel, outcome, effect, latent))
     return out
 
 
