@@ -20,6 +20,7 @@ from resources.metadata import (
     file_link,
     forest_plot,
     marginal_table,
+    markdown_table,
     period_metadata,
     roi_metadata,
     rule_failures,
@@ -56,6 +57,8 @@ def robustness_report(context: AssetExecutionContext, settings: CmmmSettings, du
             written = outputs.publish_run(con, Path(settings.output_dir), config, run_id, run_time, staging=staging)
     level = f"{config.estimation.ci_level * 100:g}%"
     changes = written.changes
+    refutations = assessment.refutations
+    hidden = refutations[refutations["refuter"] == "benchmark_confounder"][["channel", "effect", "status", "message"]]
     return MaterializeResult(metadata={
         **roi_metadata(estimates),
         "estimates": estimates_table(estimates, level),
@@ -67,6 +70,7 @@ def robustness_report(context: AssetExecutionContext, settings: CmmmSettings, du
         "attention": MetadataValue.md("\n".join(f"- {line}" for line in attention_lines(written.attention))
                                       or "Nothing failed and nothing needs review."),
         ATTENTION_KEY: MetadataValue.json([{"level": i.level.name, "text": i.text} for i in written.attention]),
+        "hidden_confounders": markdown_table(hidden),
         "report": file_link(written.report),
         "report_path": MetadataValue.path(str(written.report.resolve())),
         "estimates_csv": MetadataValue.path(str(written.estimates.resolve())),

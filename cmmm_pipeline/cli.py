@@ -1,6 +1,7 @@
 """The `cmmm` command: `run` materialises the whole asset graph in process, with the same Definitions
 the UI loads; `validate` checks a config, its graph and its data's columns without running; `init`
-writes a starter config from a data file."""
+writes a starter config from a data file; `suggest` proposes DAG edits for the implications the data
+reject."""
 
 from __future__ import annotations
 
@@ -42,6 +43,12 @@ def _parser() -> argparse.ArgumentParser:
     init.add_argument("--output", type=Path, default=Path("config.yaml"),
                       help="where to write the config (default: ./config.yaml; never overwritten)")
     _add_plan_parser(sub)
+    suggest = sub.add_parser("suggest", help="for the DAG implications the data reject, the smallest edits that fit, "
+                             "ranked by evidence (the config is never changed)")
+    suggest.add_argument("--config", type=Path, default=None, help="YAML config (default: the bundled sample)")
+    suggest.add_argument("--permutations", type=int, default=20,
+                         help="node permutations of DoWhy's graph falsification (0 skips it; default 20, ~4 s)")
+    suggest.add_argument("--no-pc", action="store_true", help="skip causal-learn's PC search shown for comparison")
     return parser
 
 
@@ -133,6 +140,46 @@ def plan(config_path: Path, plan_path: Path, output: Path) -> int:
     return 0
 
 
+def suggest(config_path: Path, permutations: int, structure_search: bool = True) -> int:
+    """Test the DAG's implications on the data (configured transforms; defaults where a run would
+    select them) and print the edits that would make it consistent; nothing is written."""
+    from cmmm_pipeline.core.errors import CmmmError
+    from cmmm_pipeline.core.loading import load_config
+
+    try:
+        config = load_config(config_path)
+        from cmmm_pipeline.core.graph import build_graph
+        from cmmm_pipeline.dag.audit import generated_nodes, independence_settings
+        from cmmm_pipeline.dag.graph import node_roles
+        from cmmm_pipeline.dag.independence import implied_independences, run_independence_tests
+        from cmmm_pipeline.dag.suggest import suggest as suggest_edits
+        from cmmm_pipeline.dag.suggest import suggestions_text
+        from cmmm_pipeline.data.ingest import load_raw
+        from cmmm_pipeline.media.features import build_features, configured_transform, node_columns
+
+        raw = load_raw(config)
+    except CmmmError as exc:
+        _print_problems(exc)
+        return REFUSED
+    transforms = {c.name: configured_transform(c) for c in config.channels}
+    features = build_features(raw, config, transforms)
+    g = build_graph(config)
+    columns = node_columns(raw, config)
+    deterministic = generated_nodes(raw, config)
+    settings = independence_settings(config)
+    trend = "trend" if "trend" in config.controls else None
+    report = run_independence_tests(features, implied_independences(g, columns, {n: len(c) for n, c in columns.items()},
+                                                                     deterministic),
+                                    columns, deterministic, settings, trend)
+    result = suggest_edits(g, report, features, columns, node_roles(config), deterministic, settings, config.kpi,
+                           permutations=max(0, permutations), trend_node=trend,
+                           structure_search=structure_search)
+    print(f"{config.source}: tests at {settings.correction.value.upper()}-adjusted p < {settings.alpha:g}, on the "
+          "configured transforms (defaults where a run would select them).")
+    print(suggestions_text(result))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
@@ -142,6 +189,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return validate(args.config or SAMPLE_CONFIG)
     if args.command == "init":
         return init(args.data_file, args.output)
+    if args.command == "suggest":
+        return suggest((args.config or SAMPLE_CONFIG).resolve(), args.permutations, not args.no_pc)
     from cmmm_pipeline.core.errors import CmmmError
     from cmmm_pipeline.core.loading import load_config
 

@@ -143,6 +143,10 @@ class World:
     noise_sd: float = 250.0
     noise_ar: float = 0.4
     start: str = "2022-01-03"
+    hidden_loading: float = 0.0
+    """An unobserved demand driver (AR(1), scaled like the season) that moves TV's log spend with this
+    loading (like `season_loading`) and the KPI by `season_effect` × this / TV's season loading: at
+    TV's season loading it is as strong as the season. 0 leaves the world as without it."""
 
     @property
     def nulls(self) -> tuple[str, ...]:
@@ -189,6 +193,7 @@ class _Noise:
     budget: np.ndarray
     dark: dict[str, np.ndarray]
     kpi: np.ndarray
+    demand: np.ndarray
 
 
 def _draw_noise(world: World, rng: np.random.Generator) -> _Noise:
@@ -201,7 +206,8 @@ def _draw_noise(world: World, rng: np.random.Generator) -> _Noise:
         dark[name] = np.where(world.channels[name].plan is Plan.FLIGHTS, np.repeat(blocks, 4)[:n], weekly)
     budget = _ar1(rng, n, 0.7, 0.35)
     kpi = _ar1(rng, n, world.noise_ar, 1.0)
-    return _Noise(own, budget, dark, kpi)
+    demand = _ar1(rng, n, 0.9, float(np.std(season_curve(n))))  # last: every earlier draw is unchanged
+    return _Noise(own, budget, dark, kpi, demand)
 
 
 class _Equations:
@@ -221,6 +227,8 @@ class _Equations:
         log_var = ch.season_loading * self.season + z.own[name]
         if name in SHARED_BUDGET and w.shared_budget > 0:
             log_var = ch.season_loading * self.season + (1 - w.shared_budget) * z.own[name] + w.shared_budget * z.budget
+        if name == "tv" and w.hidden_loading:
+            log_var = log_var + w.hidden_loading * z.demand
         spend = ch.mean_spend * np.exp(log_var)
         if ch.plan is not Plan.ALWAYS_ON:
             spend = np.where(z.dark[name] < ch.dark_share, 0.0, spend)
@@ -245,8 +253,11 @@ class _Equations:
     def kpi(self, spends: dict[str, np.ndarray]) -> np.ndarray:
         w = self.world
         media = sum(ch.effect * ch.response(carry(spends[name], ch.carryover)) for name, ch in w.channels.items())
+        hidden = 0.0
+        if w.hidden_loading and w.channels.get("tv") is not None and w.channels["tv"].season_loading:
+            hidden = w.season_effect * w.hidden_loading / w.channels["tv"].season_loading * self.noise.demand
         return (w.base_kpi + w.trend_per_year * self.trend + w.season_effect * self.season + media
-                + w.noise_sd * self.noise.kpi)
+                + w.noise_sd * self.noise.kpi + hidden)
 
 
 def zero_in_support(spend: np.ndarray) -> bool:

@@ -323,6 +323,9 @@ class EstimationConfig:
     selection_average: bool = False
     """Ablation (docs/accuracy.md): publish the band's estimates averaged by predictive likelihood
     instead of the selected transforms' (effects/selection_band.py)."""
+    confounder_multiple: float = 1.0
+    """Hidden-confounder sensitivity: robustness is REVIEW when a confounder this many times as strong
+    as the strongest observed control (in explaining spend and KPI) could make an effect not significant."""
 
     def __post_init__(self) -> None:
         if self.selection_band is False:  # YAML 1.1 reads an unquoted `off` as false
@@ -353,6 +356,8 @@ class EstimationConfig:
             ("cv_initial_fraction", not 0.2 <= self.cv_initial_fraction <= 0.8, f"is {self.cv_initial_fraction}.",
              "use a share of the weeks in [0.2, 0.8], e.g. 0.5."),
             ("selection_passes", self.selection_passes < 1, f"is {self.selection_passes}.", "use at least 1 pass."),
+            ("confounder_multiple", not 0.0 < self.confounder_multiple <= 10.0, f"is {self.confounder_multiple}.",
+             "use a multiple in (0, 10], e.g. 1: as strong as the strongest observed control."),
         ])
 
 

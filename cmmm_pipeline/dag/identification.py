@@ -19,6 +19,7 @@ import pandas as pd
 from cmmm_pipeline.core.config import EffectType
 from cmmm_pipeline.core.errors import EstimationError
 from cmmm_pipeline.dag.adjustment import BUDGET_RULE, IdentificationMeter, open_path
+from cmmm_pipeline.dag.feedback import feedback_reason, lagged_kpi_nodes
 from cmmm_pipeline.effects.estimation import has_mediator, identify
 
 
@@ -80,10 +81,13 @@ def identify_channels(features: pd.DataFrame, g_nodes: nx.DiGraph, g_expanded: n
     mediator (the same specs the estimates are made for), within one budget (`meter`)."""
     meter = meter if meter is not None else IdentificationMeter()
     out: list[Identification] = []
+    lagged = lagged_kpi_nodes(features, outcome, [n for n in g_nodes if n not in channels and n != outcome])
     for channel in channels:
         effects = [EffectType.TOTAL] + ([EffectType.DIRECT] if has_mediator(g_nodes, channel, outcome, latent) else [])
-        out.extend(identify_channel(features, g_nodes, g_expanded, channel, outcome, effect, latent, meter)
-                   for effect in effects)
+        feedback = feedback_reason(g_nodes, channel, outcome, lagged)  # budgets that follow sales
+        for effect in effects:
+            out.append(Identification(channel, effect, False, (), feedback) if feedback is not None else
+                       identify_channel(features, g_nodes, g_expanded, channel, outcome, effect, latent, meter))
     return out
 
 

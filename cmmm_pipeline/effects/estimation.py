@@ -54,6 +54,7 @@ from cmmm_pipeline.dag.adjustment import (
     minimum_adjustment,
     size,
 )
+from cmmm_pipeline.dag.feedback import feedback_reason, lagged_kpi_nodes
 from cmmm_pipeline.dag.graph import expand_graph
 from cmmm_pipeline.dag.overlap import ChannelSupport, OverlapThresholds, RoiSupport, media_support
 from cmmm_pipeline.data.ingest import spend_totals
@@ -599,10 +600,15 @@ def identify_channels(data: pd.DataFrame, g_expanded: nx.DiGraph, g_nodes: nx.Di
     failures: list[NotEstimated] = []
     latent = [n for n in g_expanded.nodes if n not in data.columns]
     meter = meter if meter is not None else IdentificationMeter()
+    lagged = lagged_kpi_nodes(data, outcome, [n for n in g_nodes if n not in channels and n != outcome])
     for channel in channels:
         mediated = has_mediator(g_nodes, channel, outcome, latent)
         effects = [EffectType.TOTAL] + ([EffectType.DIRECT] if mediated else [])
         for effect in effects:
+            feedback = feedback_reason(g_nodes, channel, outcome, lagged)
+            if feedback is not None:  # budgets that follow sales: no valid adjustment, withheld
+                failures.append(NotEstimated(channel, effect, feedback))
+                continue
             try:
                 specs.append(identify(data, g_expanded, channel, outcome, effect, meter))
             except EstimationError as exc:

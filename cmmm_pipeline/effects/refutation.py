@@ -12,7 +12,15 @@ Per estimated effect, with DoWhy's typed refuter functions on the same data, est
   the effect must survive it;
 - robustness value (Cinelli & Hazlett 2020), computed from the regression itself: the partial R²
   a hidden confounder would need with both spend and KPI to make the effect not significant
-  (RV_α), and to erase it (RV).
+  (RV_α), and to erase it (RV);
+- benchmarked confounder (Cinelli & Hazlett 2020, section 4.4): the strength a hidden confounder
+  would have if it were `benchmark_multiple` times as strong as an observed control of the
+  adjustment set, in explaining spend and KPI, and the estimate and interval bias-adjusted for it.
+
+Whether a hidden confounder matters is judged against the observed controls: the hidden-confounder
+rows are REVIEW only when a confounder no stronger than the strongest observed control (times
+`benchmark_multiple`) could make the effect not significant, or when it is not significant at all.
+A partial R² on its own (how much is "a lot"?) does not decide a status.
 
 Shifts are judged in standard errors of the regression (HAC), so the thresholds mean the same for
 a large and a small channel; whether an effect stands clear of zero is judged with the pipeline's
@@ -23,7 +31,7 @@ status of its refuters.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import Enum
@@ -39,7 +47,7 @@ from cmmm_pipeline.core.status import CaseResult, CheckCase, Status
 from cmmm_pipeline.effects.estimation import DowhyFit, EffectSpec, design, fit_dowhy, hac_pvalue, observed_nodes
 
 REFUTATION_COLUMNS = ["channel", "effect", "refuter", "status", "estimate", "new_effect", "p_value", "statistic",
-                      "message", "recommendation"]
+                      "message", "recommendation", "new_effect_low", "new_effect_high"]
 NO_ACTION = "no action."
 UNPROVEN = "treat the channel's effect as unproven; a lift test would settle it."
 
@@ -50,6 +58,7 @@ class RefuterKind(Enum):
     DATA_SUBSET = "data_subset"
     UNOBSERVED_COMMON_CAUSE = "unobserved_common_cause"
     ROBUSTNESS_VALUE = "robustness_value"
+    BENCHMARK_CONFOUNDER = "benchmark_confounder"
 
 
 class PlaceboCase(CheckCase):
@@ -88,8 +97,13 @@ class DataSubsetCase(CheckCase):
     UNSTABLE = (Status.FAIL, _SUBSET, _FEW_WEEKS)
 
 
+_STRONGER = (" That is stronger than a confounder as strong as the strongest observed control ({benchmark}{multiple}: "
+             "{bench_d:.1f}% of spend, {bench_y:.1f}% of KPI variation), so it does not count against the estimate.")
+
+
 class HiddenConfounderCase(CheckCase):
-    """Simulated unobserved common cause. Details: `pct` (its partial R² in percent), `in_se`."""
+    """Simulated unobserved common cause. Details: `pct` (its partial R² in percent), `in_se`,
+    `direction`; for the STRONGER_* cases also the benchmark's name, strengths and multiple."""
 
     REVERSED = (Status.FAIL, ("a hidden confounder explaining {pct}% of spend and KPI variation reverses the sign of "
                               "the effect."), "do not act on this channel's estimate without a lift test.")
@@ -99,22 +113,60 @@ class HiddenConfounderCase(CheckCase):
                         "test."))
     SURVIVES = (Status.PASS, ("a hidden confounder explaining {pct}% of spend and KPI variation leaves the effect at "
                               "{in_se:+.2f} SE."), NO_ACTION)
+    STRONGER_REVERSED = (Status.PASS, ("a hidden confounder explaining {pct}% of spend and KPI variation reverses the "
+                                       "sign of the effect." + _STRONGER), NO_ACTION)
+    STRONGER_NOT_SIGNIFICANT = (Status.PASS, ("a hidden confounder explaining {pct}% of spend and KPI variation "
+                                              "leaves the effect {direction} but no longer distinguishable from zero "
+                                              "({in_se:+.2f} SE)." + _STRONGER), NO_ACTION)
 
 
 _RV = ("a hidden confounder would have to explain {rv_alpha:.0f}% of the residual variation of both spend and KPI "
-       "to make the effect not significant, {rv:.0f}% to erase it.")
+       "to make the effect not significant, {rv:.0f}% to erase it")
+_AGAINST = ("; one as strong as the strongest observed control ({benchmark}{multiple}) would explain "
+            "{bench_d:.1f}% of spend and {bench_y:.1f}% of KPI variation.")
 
 
 class RobustnessValueCase(CheckCase):
-    """Cinelli–Hazlett robustness value. Details: `rv_alpha`, `rv` (percent), `level` (percent)."""
+    """Cinelli–Hazlett robustness value, read against the strongest observed control. Details:
+    `rv_alpha`, `rv` (percent), `level` (percent), `benchmark`, `bench_d`, `bench_y` (percent),
+    `multiple` (text)."""
 
-    ROBUST = (Status.PASS, _RV, NO_ACTION)
+    ROBUST = (Status.PASS, _RV + _AGAINST, NO_ACTION)
+    ROBUST_ALONE = (Status.PASS, _RV + "; no observed confounder to compare with.", NO_ACTION)
     UNPROVEN = (Status.REVIEW, ("the effect is not significant at {level}% even without hidden confounding; a "
                                 "confounder explaining {rv:.0f}% of the residual variation of spend and KPI would "
                                 "erase the point estimate."), UNPROVEN)
-    FRAGILE = (Status.REVIEW, _RV, ("list the plausible hidden drivers of this channel's spend and judge their "
-                                    "strength."))
-    VERY_FRAGILE = (Status.FAIL, _RV, "a weak hidden confounder could erase the effect: validate with a lift test.")
+    FRAGILE = (Status.REVIEW, _RV + _AGAINST + " A confounder no stronger than it could remove the significance.",
+               ("list the plausible hidden drivers of this channel's spend and judge their strength against "
+                "the control named; a lift test would settle it."))
+
+
+_BENCH = ("a hidden confounder {multiple_text}as strong as {benchmark} (partial R² {r2dz:.1f}% with spend, "
+          "{r2yz:.1f}% with KPI) would move the {unit} from {estimate:.3g} to {adjusted:.3g} "
+          "[{low:.3g}, {high:.3g}]")
+
+
+class BenchmarkConfounderCase(CheckCase):
+    """A hidden confounder as strong as the strongest observed control (Cinelli–Hazlett bounds).
+    Details: `benchmark`, `multiple_text`, `r2dz`, `r2yz` (percent), `unit`, `estimate`, `adjusted`,
+    `low`, `high`, `level` (percent), `excluded` (text, may be empty)."""
+
+    CLEAR = (Status.PASS, _BENCH + ", still clear of zero.{excluded}", NO_ACTION)
+    ERASED = (Status.REVIEW, _BENCH + ", no longer distinguishable from zero at {level}%.{excluded}",
+              ("the estimate holds only if no unmeasured driver of spend and KPI is as strong as the control "
+               "named: measure the plausible ones or run a lift test."))
+    REVERSED = (Status.REVIEW, _BENCH + ": the sign would reverse.{excluded}",
+                ("the estimate holds only if no unmeasured driver of spend and KPI is as strong as the control "
+                 "named: do not act on it without a lift test."))
+    UNPROVEN = (Status.REVIEW, ("the effect is not significant at {level}% even without hidden confounding; "
+                                "no benchmark is needed to doubt it."), UNPROVEN)
+    NO_BENCHMARK = (Status.PASS, ("the adjustment set has no observed confounder to compare a hidden one with "
+                                  "(nothing observed drives this channel's spend under the DAG); the robustness value "
+                                  "row says how strong one would have to be."), NO_ACTION)
+    IMPOSSIBLE = (Status.PASS, ("the observed confounders explain so much of the spend that a hidden confounder "
+                                "{multiple_text}as strong could not exist ({names}); no comparison is possible, and "
+                                "the robustness value row says how strong one would have to be."),
+                  NO_ACTION)
 
 
 @dataclass(frozen=True)
@@ -129,11 +181,11 @@ class RefutationThresholds:
     """Random common cause and data subset: REVIEW / FAIL above these mean shifts."""
     subset_fraction: float = 0.8
     confounder_partial_r2: float = 0.05
-    """Strength of the simulated hidden confounder: its partial R² with the spend and with the KPI."""
-    rv_pass: float = 0.10
-    rv_fail: float = 0.02
-    """Robustness value RV_α: PASS at or above `rv_pass`, FAIL below `rv_fail` (significant, yet a
-    weak confounder removes that), REVIEW between — and REVIEW at 0 (not significant to begin with)."""
+    """Strength of DoWhy's simulated hidden confounder: its partial R² with the spend and with the
+    KPI. Its verdict counts only when it is no stronger than the benchmarked confounder."""
+    benchmark_multiple: float = 1.0
+    """A hidden confounder this many times as strong as the strongest observed control (in explaining
+    spend and KPI, k_D = k_Y) is the one the estimate must survive."""
 
     def __post_init__(self) -> None:
         checks = [
@@ -142,7 +194,8 @@ class RefutationThresholds:
              "use 0 < shift_review <= shift_fail (standard errors)."),
             (0.1 <= self.subset_fraction < 1.0, "subset_fraction", "use a fraction in [0.1, 1)."),
             (0.0 < self.confounder_partial_r2 < 1.0, "confounder_partial_r2", "use a partial R² in (0, 1)."),
-            (0.0 <= self.rv_fail <= self.rv_pass < 1.0, "rv_fail / rv_pass", "use 0 <= rv_fail <= rv_pass < 1."),
+            (0.0 < self.benchmark_multiple <= 10.0, "benchmark_multiple",
+             "use a multiple in (0, 10], e.g. 1 (as strong as the strongest observed control)."),
         ]
         for ok, name, fix in checks:
             if not ok:
@@ -165,8 +218,12 @@ class RefutationResult(CaseResult):
     p_value: float
     statistic: float
     """Placebo: placebo effect in SEs; random cause / subset: |shift| in SEs; unobserved cause: the
-    adjusted effect in SEs; robustness value: RV_α (the strength that removes significance)."""
+    adjusted effect in SEs; robustness value: RV_α (the strength that removes significance);
+    benchmark confounder: the bias-adjusted t statistic."""
     message: str
+    new_effect_low: float = float("nan")
+    new_effect_high: float = float("nan")
+    """Benchmark confounder: the bias-adjusted estimate's interval (NaN for the other refuters)."""
 
 
 @dataclass(frozen=True)
@@ -216,6 +273,174 @@ def robustness_value(t_stat: float, df: int, alpha: float | None = None) -> floa
             return float((f**2 - f_star**2) / (1.0 + f**2))
         f = f - f_star
     return float(0.5 * (np.sqrt(f**4 + 4.0 * f**2) - f**2))
+
+
+def partial_r2(y: np.ndarray, x: np.ndarray, columns: list[int]) -> float:
+    """Partial R² of the `columns` of `x` with `y` given the other columns: 1 − RSS(full) / RSS(without
+    them). For one column it equals t²/(t² + df) of its OLS coefficient (Cinelli & Hazlett eq. 17)."""
+    def rss(design: np.ndarray) -> float:
+        beta, *_ = np.linalg.lstsq(design, y, rcond=None)
+        resid = y - design @ beta
+        return float(resid @ resid)
+
+    full, reduced = rss(x), rss(np.delete(x, columns, axis=1))
+    return float(max(0.0, 1.0 - full / reduced)) if reduced > 0 else 0.0
+
+
+def confounder_bound(r2_treatment: float, r2_outcome: float, kd: float = 1.0,
+                     ky: float | None = None) -> tuple[float, float] | None:
+    """Cinelli & Hazlett (2020, section 4.4 and appendix): the partial R² of a hidden confounder Z
+    with the treatment (R²_{D~Z|X}) and with the outcome (R²_{Y~Z|D,X}) when Z is `kd` times as
+    strong as the benchmark covariate X_j in explaining the treatment and `ky` times in explaining
+    the outcome (Z orthogonal to X given X_j's strength). `r2_treatment` = R²_{D~Xj|X−j},
+    `r2_outcome` = R²_{Y~Xj|D,X−j}. None when the implied strength is impossible (R²_{D~Z|X} ≥ 1);
+    R²_{Y~Z|D,X} is capped at 1, as `sensemakr` does:
+
+        R²_{D~Z|X}   = kd · f²,  f² = R²_{D~Xj|X−j} / (1 − R²_{D~Xj|X−j})
+        η            = kd · R²_{D~Xj|X−j}² / ((1 − kd·R²_{D~Xj|X−j})(1 − R²_{D~Xj|X−j}))
+        R²_{Y~Z|D,X} = ((√ky + √η) / √(1 − η))² · R²_{Y~Xj|D,X−j} / (1 − R²_{Y~Xj|D,X−j})
+    """
+    ky = kd if ky is None else ky
+    r2dz = kd * r2_treatment / (1.0 - r2_treatment)
+    if r2dz >= 1.0:
+        return None
+    eta = kd * r2_treatment**2 / ((1.0 - kd * r2_treatment) * (1.0 - r2_treatment))
+    if eta >= 1.0:
+        return None
+    r2yz = ((np.sqrt(ky) + np.sqrt(eta)) / np.sqrt(1.0 - eta)) ** 2 * (r2_outcome / (1.0 - r2_outcome))
+    return float(r2dz), float(min(1.0, r2yz))
+
+
+def omitted_bias(ols_se: float, df: int, r2dz: float, r2yz: float) -> float:
+    """|bias| of the OLS coefficient from omitting a confounder with partial R² `r2dz` (treatment)
+    and `r2yz` (outcome): se·√df·√(R²_{Y~Z|D,X}·R²_{D~Z|X} / (1 − R²_{D~Z|X}))
+    (Cinelli & Hazlett eq. 10)."""
+    return float(ols_se * np.sqrt(df) * np.sqrt(r2yz * r2dz / (1.0 - r2dz)))
+
+
+def adjusted_se(se: float, df: int, r2dz: float, r2yz: float) -> float:
+    """The standard error the coefficient would have with the confounder in the regression:
+    se·√((1 − R²_{Y~Z|D,X}) / (1 − R²_{D~Z|X}))·√(df / (df − 1)) (Cinelli & Hazlett eq. 11)."""
+    return float(se * np.sqrt((1.0 - r2yz) / (1.0 - r2dz)) * np.sqrt(df / (df - 1)))
+
+
+@dataclass(frozen=True)
+class ConfounderBenchmark:
+    """A hidden confounder as strong as one observed control (a DAG node: all its columns)."""
+
+    benchmark: str
+    columns: tuple[str, ...]
+    r2_treatment: float
+    """R²_{D~Xj|X−j}: the control's partial R² with the spend, given the other adjustment columns."""
+    r2_outcome: float
+    """R²_{Y~Xj|D,X−j}: its partial R² with the KPI, given the spend and the other columns."""
+    bound: tuple[float, float] | None
+    """(R²_{D~Z|X}, R²_{Y~Z|D,X}) of a confounder `multiple` times as strong; None if impossible."""
+    bias: float
+    """|bias| of the estimate such a confounder would cause (inf when the bound is impossible)."""
+
+
+def benchmark_groups(adjustment: tuple[str, ...], nodes: Collection[str] = ()) -> dict[str, tuple[str, ...]]:
+    """Adjustment columns grouped by the DAG node they carry (`seasonality_sin1` → `seasonality`, the
+    longest node name that is the column or its prefix before `_`); a column of no node stands alone."""
+    ordered = sorted(nodes, key=len, reverse=True)
+    groups: dict[str, list[str]] = {}
+    for column in adjustment:
+        node = next((n for n in ordered if column == n or column.startswith(f"{n}_")), column)
+        groups.setdefault(node, []).append(column)
+    return {k: tuple(v) for k, v in groups.items()}
+
+
+def confounder_benchmarks(data: pd.DataFrame, spec: EffectSpec, outcome: str, summary: RegressionSummary,
+                          multiple: float, nodes: Collection[str] = (),
+                          confounders: Collection[str] | None = None) -> list[ConfounderBenchmark]:
+    """The observed confounders of the spec's adjustment set as benchmarks, strongest first (largest
+    bias): the columns in `confounders` (the treatment's ancestors in the DAG; None: every
+    adjustment column), mediators never. Causes of the KPI alone are left out: a hidden confounder
+    "as strong as the trend" would borrow the trend's grip on the KPI and its chance correlation with
+    the spend, and flag sound estimates. Partial R² from the treatment regression (spend on the
+    adjustment set) and the outcome regression (the spec's own)."""
+    x = design(data, spec)
+    y = data[outcome].to_numpy(dtype=float)
+    d = x[:, 1]
+    x_treatment = np.delete(x, 1, axis=1)  # [1, adjustment...]
+    out = []
+    for name, cols in benchmark_groups(spec.adjustment, nodes).items():
+        if set(cols) & set(spec.mediators) or (confounders is not None and not set(cols) & set(confounders)):
+            continue
+        idx = [spec.adjustment.index(c) for c in cols]
+        r2d = partial_r2(d, x_treatment, [1 + i for i in idx])
+        r2y = partial_r2(y, x, [2 + i for i in idx])
+        bound = confounder_bound(r2d, r2y, multiple)
+        bias = float("inf") if bound is None else omitted_bias(summary.ols_se, summary.df, *bound)
+        out.append(ConfounderBenchmark(name, cols, r2d, r2y, bound, bias))
+    return sorted(out, key=lambda b: b.bias, reverse=True)
+
+
+def _multiple_text(multiple: float) -> str:
+    return "" if multiple == 1.0 else f"{multiple:g} times "
+
+
+def benchmark_confounder(spec: EffectSpec, summary: RegressionSummary, thresholds: RefutationThresholds,
+                         benchmarks: list[ConfounderBenchmark], roi_factor: float | None = None) -> RefutationResult:
+    """The estimate bias-adjusted for a hidden confounder `benchmark_multiple` times as strong as the
+    strongest observed confounder (the one that would bias it most), with its interval: adjusted ±
+    t_{α/2, df}·SE·√(1/(1 − R²_{D~Z|X}))·√(df/(df − 1)), SE the pipeline's (inference) standard
+    error so the transform selection counts. REVIEW when the interval reaches zero or the sign reverses, or when
+    the estimate is not significant to begin with. A control for which a confounder that strong
+    could not exist (it would explain all the spend's remaining variation) is left out and named.
+    `roi_factor` (ROI per unit of estimate) puts the message in ROI units."""
+    alpha, k = thresholds.significance, thresholds.benchmark_multiple
+    level = round(100 * (1 - alpha))
+    crit = float(stats.t.ppf(1 - alpha / 2, summary.df))
+    possible = [b for b in benchmarks if b.bound is not None]
+    impossible = [b.benchmark for b in benchmarks if b.bound is None]
+    excluded = (f" Not usable as benchmarks, since a confounder {_multiple_text(k)}as strong as them could not exist: "
+                f"{', '.join(impossible)}." if impossible else "")
+    estimate = summary.estimate
+    if abs(estimate) < crit * summary.inference_se:
+        case = BenchmarkConfounderCase.UNPROVEN
+        return RefutationResult(spec.channel, spec.effect, RefuterKind.BENCHMARK_CONFOUNDER, case, estimate,
+                                estimate, float("nan"), estimate / summary.inference_se, case.render(level=level))
+    if not possible:
+        case = BenchmarkConfounderCase.IMPOSSIBLE if impossible else BenchmarkConfounderCase.NO_BENCHMARK
+        names = ", ".join(f"{b.benchmark} explains {100 * b.r2_treatment:.0f}% of the spend" for b in benchmarks)
+        low, high = estimate - crit * summary.inference_se, estimate + crit * summary.inference_se
+        p = float(2 * stats.t.sf(abs(estimate) / summary.inference_se, summary.df))
+        return RefutationResult(spec.channel, spec.effect, RefuterKind.BENCHMARK_CONFOUNDER, case, estimate,
+                                estimate, p, estimate / summary.inference_se,
+                                case.render(multiple_text=_multiple_text(k), names=names), low, high)
+    top = possible[0]
+    r2dz, r2yz = top.bound
+    adjusted = estimate - np.sign(estimate) * top.bias
+    # Not shrunk by √(1 − R²_{Y~Z|D,X}) as sensemakr's would be: the inference SE is a bootstrap one,
+    # and with strong controls the bound reaches R²_{Y~Z|D,X} = 1, where that interval collapses.
+    se = adjusted_se(summary.inference_se, summary.df, r2dz, 0.0)
+    low, high = adjusted - crit * se, adjusted + crit * se
+    t_adj = adjusted / se
+    if np.sign(adjusted) != np.sign(estimate):
+        case = BenchmarkConfounderCase.REVERSED
+    elif abs(t_adj) < crit:
+        case = BenchmarkConfounderCase.ERASED
+    else:
+        case = BenchmarkConfounderCase.CLEAR
+    scale, unit = (roi_factor, "ROI") if roi_factor is not None and np.isfinite(roi_factor) else (1.0, "estimate")
+    values = sorted([low * scale, high * scale])
+    message = case.render(multiple_text=_multiple_text(k), benchmark=top.benchmark, r2dz=100 * r2dz, r2yz=100 * r2yz,
+                          unit=unit, estimate=estimate * scale, adjusted=adjusted * scale, low=values[0],
+                          high=values[1], level=level, excluded=excluded)
+    p = float(2 * stats.t.sf(abs(t_adj), summary.df - 1))
+    return RefutationResult(spec.channel, spec.effect, RefuterKind.BENCHMARK_CONFOUNDER, case, estimate,
+                            float(adjusted), p, float(t_adj), message, float(low), float(high))
+
+
+def _benchmark_details(benchmarks: list[ConfounderBenchmark], multiple: float) -> dict[str, object] | None:
+    """The strongest possible benchmark's name and strengths (percent), for the other hidden-confounder rows."""
+    top = next((b for b in benchmarks if b.bound is not None), None)
+    if top is None:
+        return None
+    return {"benchmark": top.benchmark, "multiple": "" if multiple == 1.0 else f", ×{multiple:g}",
+            "bench_d": 100 * top.bound[0], "bench_y": 100 * top.bound[1]}
 
 
 @dataclass(frozen=True)
@@ -312,12 +537,18 @@ def data_subset(target: RefutationTarget, simulations: int, seed: int,
                             message)
 
 
-def unobserved_common_cause(target: RefutationTarget, seed: int, thresholds: RefutationThresholds) -> RefutationResult:
+def unobserved_common_cause(target: RefutationTarget, seed: int, thresholds: RefutationThresholds,
+                            benchmarks: list[ConfounderBenchmark] | None = None) -> RefutationResult:
     """DoWhy's `sensitivity_simulation` (direct simulation, linear effects): it adds κ_t·w to the spend
     and −κ_y·w to the KPI (w standard normal). With κ = s·sd(residual) and s = √(r²/(1 − r²)), w
     explains a share r² of the residual variance of each; κ_y takes the estimate's sign so that the
     confounder pushes the estimate toward zero. The expected shift is r²·sd(KPI residual)/sd(spend
-    residual) from the confounding plus β·r² from the noise w adds to the observed spend."""
+    residual) from the confounding plus β·r² from the noise w adds to the observed spend.
+
+    With `benchmarks`, a verdict against the estimate counts only when the simulated confounder is
+    no stronger than one as strong as the strongest observed confounder (r² at most its partial R²
+    with spend and with KPI), or when no comparison is possible (every benchmark impossible);
+    otherwise the row says so and passes. With no observed confounder at all, any is stronger."""
     from dowhy.causal_refuters.add_unobserved_common_cause import sensitivity_simulation
 
     data, fit, spec, summary = target.data, target.fit, target.spec, target.summary
@@ -332,48 +563,59 @@ def unobserved_common_cause(target: RefutationTarget, seed: int, thresholds: Ref
     new = float(r.new_effect)
     in_se = new / summary.inference_se
     z = stats.norm.ppf(1 - thresholds.significance / 2)
+    details: dict[str, object] = {}
+    if benchmarks is not None and not benchmarks:  # nothing observed confounds it: any confounder is stronger
+        details = {"benchmark": "none under the DAG", "multiple": "", "bench_d": 0.0, "bench_y": 0.0}
+    elif benchmarks is not None:  # all impossible: no comparison, the verdict stands
+        details = _benchmark_details(benchmarks, thresholds.benchmark_multiple) or {}
+    stronger = bool(details) and (r2 > details["bench_d"] / 100 or r2 > details["bench_y"] / 100)
+    unproven = abs(fit.value) < z * summary.inference_se
     if np.sign(new) != np.sign(fit.value) or new == 0:
-        case = HiddenConfounderCase.REVERSED
+        case = HiddenConfounderCase.STRONGER_REVERSED if stronger and not unproven else HiddenConfounderCase.REVERSED
     elif abs(new) < z * summary.inference_se:
-        case = HiddenConfounderCase.NOT_SIGNIFICANT
+        case = (HiddenConfounderCase.STRONGER_NOT_SIGNIFICANT if stronger and not unproven
+                else HiddenConfounderCase.NOT_SIGNIFICANT)
     else:
         case = HiddenConfounderCase.SURVIVES
     p = float(2 * stats.t.sf(abs(in_se), summary.df))
     return RefutationResult(spec.channel, spec.effect, RefuterKind.UNOBSERVED_COMMON_CAUSE, case, fit.value, new,
                             p, in_se, case.render(pct=round(100 * r2), in_se=in_se,
-                                                  direction="negative" if fit.value < 0 else "positive"))
+                                                  direction="negative" if fit.value < 0 else "positive", **details))
 
 
-def sensitivity(spec: EffectSpec, summary: RegressionSummary, thresholds: RefutationThresholds) -> RefutationResult:
-    """Cinelli–Hazlett. The status reads RV_α: the confounder strength (partial R² with both spend
+def sensitivity(spec: EffectSpec, summary: RegressionSummary, thresholds: RefutationThresholds,
+                benchmarks: list[ConfounderBenchmark] | None = None) -> RefutationResult:
+    """Cinelli–Hazlett robustness value RV_α: the confounder strength (partial R² with both spend
     and KPI) that would make the effect not significant, computed with the pipeline's standard
-    error (t = estimate / inference SE) so that the transform selection counts. Also reported: the
-    estimate bias-adjusted for a confounder with partial R² `confounder_partial_r2` with both
-    (|bias| = se·√df·√(r²·r²/(1 − r²))) and its p-value."""
+    error (t = estimate / inference SE) so that the transform selection counts. Its status reads it
+    against the benchmarks: REVIEW when the effect is not significant, or when a confounder as
+    strong as the strongest observed control would make it so (the `benchmark_confounder` row);
+    PASS otherwise. Also reported: the estimate bias-adjusted for a confounder with partial R²
+    `confounder_partial_r2` with both (|bias| = se·√df·√(r²·r²/(1 − r²))) and its p-value."""
     rv = robustness_value(summary.estimate / summary.ols_se, summary.df)
     rv_alpha = robustness_value(summary.estimate / summary.inference_se, summary.df, thresholds.significance)
     r2 = thresholds.confounder_partial_r2
-    bias = summary.ols_se * np.sqrt(summary.df) * np.sqrt(r2 * r2 / (1.0 - r2))
-    adjusted = summary.estimate - np.sign(summary.estimate) * bias
-    # Adjusted standard error: se·√((1 − R²_y)/(1 − R²_d))·√(df/(df − 1)); the two partial R² are
-    # equal here. Scaled to the inference SE so that the p-value carries the selection too.
-    adjusted_se = summary.inference_se * np.sqrt(summary.df / (summary.df - 1))
-    p = float(2 * stats.t.sf(abs(adjusted) / adjusted_se, summary.df - 1))
+    adjusted = summary.estimate - np.sign(summary.estimate) * omitted_bias(summary.ols_se, summary.df, r2, r2)
+    # Scaled to the inference SE so that the p-value carries the selection too.
+    se = adjusted_se(summary.inference_se, summary.df, r2, r2)
+    p = float(2 * stats.t.sf(abs(adjusted) / se, summary.df - 1))
+    bench = benchmark_confounder(spec, summary, thresholds, benchmarks or [])
+    details = _benchmark_details(benchmarks or [], thresholds.benchmark_multiple)
     if rv_alpha == 0.0:  # unproven rather than fragile: the placebo row says the same
         case = RobustnessValueCase.UNPROVEN
-    elif rv_alpha >= thresholds.rv_pass:
-        case = RobustnessValueCase.ROBUST
-    elif rv_alpha >= thresholds.rv_fail:
+    elif bench.case in (BenchmarkConfounderCase.ERASED, BenchmarkConfounderCase.REVERSED):
         case = RobustnessValueCase.FRAGILE
     else:
-        case = RobustnessValueCase.VERY_FRAGILE
-    message = case.render(rv_alpha=100 * rv_alpha, rv=100 * rv, level=round(100 * (1 - thresholds.significance)))
+        case = RobustnessValueCase.ROBUST if details else RobustnessValueCase.ROBUST_ALONE
+    message = case.render(rv_alpha=100 * rv_alpha, rv=100 * rv, level=round(100 * (1 - thresholds.significance)),
+                          **(details or {}))
     return RefutationResult(spec.channel, spec.effect, RefuterKind.ROBUSTNESS_VALUE, case, summary.estimate,
                             float(adjusted), p, rv_alpha, message)
 
 
 def refute_effect(data: pd.DataFrame, g: nx.DiGraph, spec: EffectSpec, outcome: str, simulations: int, seed: int,
-                  thresholds: RefutationThresholds, pipeline_se: float | None = None) -> list[RefutationResult]:
+                  thresholds: RefutationThresholds, pipeline_se: float | None = None, nodes: Collection[str] = (),
+                  roi_factor: float | None = None, controls: Collection[str] | None = None) -> list[RefutationResult]:
     """Every refuter on one estimated effect; seeds are derived from `seed` per refuter.
 
     Parameters
@@ -395,36 +637,55 @@ def refute_effect(data: pd.DataFrame, g: nx.DiGraph, spec: EffectSpec, outcome: 
     pipeline_se
         The ATE's standard error from the bootstrap (with the transform selection), when known:
         it decides whether the effect stands clear of zero.
+    nodes
+        The DAG's node names, so a control carried by several columns (Fourier seasonality) is one
+        benchmark; without them every adjustment column is its own.
+    roi_factor
+        ROI per unit of the estimate, so the benchmark row's message reads in ROI.
+    controls
+        The DAG nodes that may serve as benchmarks (the config's controls); None: every observed
+        ancestor of the treatment, other channels included. A channel that drives another (TV →
+        search) is not a yardstick for hidden confounders: it flags sound estimates.
     """
     fit = fit_dowhy(data, g, spec, outcome)
     summary = regression_summary(data, spec, outcome, pipeline_se)
     target = RefutationTarget(data[observed_nodes(data, g)], fit, spec, summary)
+    ancestors = nx.ancestors(g, spec.channel)
+    if controls is not None:  # benchmarks are observed controls, not other channels
+        grouped = benchmark_groups(spec.adjustment, nodes)
+        ancestors = {c for name, cols in grouped.items() if name in controls for c in cols} & ancestors
+    benchmarks = confounder_benchmarks(data, spec, outcome, summary, thresholds.benchmark_multiple, nodes, ancestors)
     return [
         placebo(target, simulations, _seed(seed, 1), thresholds),
         random_common_cause(target, simulations, _seed(seed, 2), thresholds),
         data_subset(target, simulations, _seed(seed, 3), thresholds),
-        unobserved_common_cause(target, _seed(seed, 4), thresholds),
-        sensitivity(spec, summary, thresholds),
+        unobserved_common_cause(target, _seed(seed, 4), thresholds, benchmarks),
+        sensitivity(spec, summary, thresholds, benchmarks),
+        benchmark_confounder(spec, summary, thresholds, benchmarks, roi_factor),
     ]
 
 
 def refute_all(data: pd.DataFrame, g: nx.DiGraph, specs: list[EffectSpec], outcome: str, simulations: int, seed: int,
                thresholds: RefutationThresholds,
-               pipeline_se: dict[tuple[str, EffectType], float] | None = None) -> list[RefutationResult]:
+               pipeline_se: dict[tuple[str, EffectType], float] | None = None, nodes: Collection[str] = (),
+               roi_factors: dict[tuple[str, EffectType], float] | None = None,
+               controls: Collection[str] | None = None) -> list[RefutationResult]:
     """Every refuter on every spec (see `refute_effect` for the arguments); `pipeline_se` maps
-    (channel, effect) to the ATE's bootstrap standard error, and each spec's seed is derived from
-    `seed` and its position."""
-    ses = pipeline_se or {}
+    (channel, effect) to the ATE's bootstrap standard error, `roi_factors` to the ROI per unit of
+    ATE, and each spec's seed is derived from `seed` and its position."""
+    ses, factors = pipeline_se or {}, roi_factors or {}
     return [r for j, spec in enumerate(specs)
             for r in refute_effect(data, g, spec, outcome, simulations, _seed(seed, 100 + j), thresholds,
-                                   ses.get((spec.channel, spec.effect)))]
+                                   ses.get((spec.channel, spec.effect)), nodes,
+                                   factors.get((spec.channel, spec.effect)), controls)]
 
 
 def refutations_table(results: list[RefutationResult]) -> pd.DataFrame:
     return pd.DataFrame([{
         "channel": r.channel, "effect": r.effect.value, "refuter": r.refuter.value, "status": r.status.value,
         "estimate": r.estimate, "new_effect": r.new_effect, "p_value": r.p_value, "statistic": r.statistic,
-        "message": r.message, "recommendation": r.recommendation} for r in results], columns=REFUTATION_COLUMNS)
+        "message": r.message, "recommendation": r.recommendation, "new_effect_low": r.new_effect_low,
+        "new_effect_high": r.new_effect_high} for r in results], columns=REFUTATION_COLUMNS)
 
 
 def channel_robustness(results: list[RefutationResult]) -> dict[str, Status]:

@@ -159,8 +159,12 @@ def assess(raw: pd.DataFrame, features: pd.DataFrame, config: PipelineConfig, po
     # The bootstrap's standard error of the incremental KPI, on the ATE's scale (÷ Σ_t x_t).
     ate_se = {(i.channel, i.effect): i.std_error * abs(ates[(i.channel, i.effect)] / points[(i.channel, i.effect)])
               for i in estimates if (i.channel, i.effect) in ates and points[(i.channel, i.effect)] != 0}
+    roi_factors = {(r.channel, EffectType(r.effect)): float(r.roi) / float(r.ate)
+                   for r in estimated.itertuples(index=False) if float(r.ate) != 0 and np.isfinite(float(r.roi))}
     refutations = refute_all(features, g_expanded, list(specs), config.kpi, est.refuter_simulations, est.seed,
-                             RefutationThresholds(), ate_se)
+                             RefutationThresholds(benchmark_multiple=est.confounder_multiple), ate_se,
+                             nodes=[*config.channel_names, *config.controls], roi_factors=roi_factors,
+                             controls=config.controls)
     for e in config.experiments:
         mask = window_mask(raw["week"], e.start, e.end)
         ate = ates.get((e.channel, EffectType.TOTAL))

@@ -988,7 +988,14 @@ def refutations_in_roi(refutations: pd.DataFrame, estimates: pd.DataFrame) -> pd
     out = refutations.copy()
     out["estimate"] = refutations["estimate"].astype(float) * factor
     out["new_effect"] = refutations["new_effect"].astype(float) * factor
-    return out.rename(columns={"estimate": "ROI", "new_effect": "ROI after refutation"})
+    bounds = [c for c in ("new_effect_low", "new_effect_high") if c in refutations.columns]
+    for c in bounds:  # the benchmark confounder's interval; a negative factor swaps the ends
+        out[c] = refutations[c].astype(float) * factor
+    if len(bounds) == 2:
+        low, high = np.fmin(out[bounds[0]], out[bounds[1]]), np.fmax(out[bounds[0]], out[bounds[1]])
+        out[bounds[0]], out[bounds[1]] = low, high
+    return out.rename(columns={"estimate": "ROI", "new_effect": "ROI after refutation",
+                               "new_effect_low": "low", "new_effect_high": "high"})
 
 
 def _refuters_section(inputs: ReportInputs) -> Section:
@@ -1000,8 +1007,10 @@ def _refuters_section(inputs: ReportInputs) -> Section:
     return _table_section("refuters", "Refutation tests", frame,
                           "Each estimate re-run under a perturbation that should (placebo treatment, random common "
                           "cause, data subset) or may (unobserved common cause) leave it unchanged, in ROI units "
-                          "(the refuted ROI beside the estimate's). FAIL: the estimate moved when it should not have.",
-                          ["channel", "effect", "refuter", "status", "ROI", "ROI after refutation"])
+                          "(the refuted ROI beside the estimate's). FAIL: the estimate moved when it should not have. "
+                          "Benchmark confounder: the ROI bias-adjusted for a hidden confounder as strong as the "
+                          "strongest observed one (named in its message), with its interval (low, high).",
+                          ["channel", "effect", "refuter", "status", "ROI", "ROI after refutation", "low", "high"])
 
 
 def _constant(frame: pd.DataFrame, column: str) -> object | None:

@@ -71,6 +71,10 @@ class Scenario:
     modification: float = 0.0
     """TV's effect per unit of media × (1 + modification × (price − 10) / 0.4), clipped at 0: effect
     modification by price (a pre-treatment column). 0 leaves the data exactly as without the knob."""
+    hidden_confounding: float = 0.0
+    """An unobserved demand driver (AR(1), scaled like the season) that moves TV spend with this relative
+    amplitude, like `confounding`, and the KPI by `season_effect` × this / `confounding`: at
+    `confounding` it is as strong as the seasonality. 0 leaves the data exactly as without the knob."""
     noise_sd: float = 120.0
     noise_ar: float = 0.3
     base_kpi: float = 6000.0
@@ -120,6 +124,7 @@ class _Noise:
     common: np.ndarray
     tv_on: np.ndarray
     pause: np.ndarray
+    demand: np.ndarray
 
 
 def _draw_noise(rng: np.random.Generator, n: int) -> _Noise:
@@ -128,7 +133,8 @@ def _draw_noise(rng: np.random.Generator, n: int) -> _Noise:
         tv=ar1(rng, n, 0.5, 0.35), digital=ar1(rng, n, 0.5, 0.3), search=ar1(rng, n, 0.3, 0.3),
         email=rng.normal(0.0, 0.5, n), price=ar1(rng, n, 0.7, 0.4), kpi=ar1(rng, n, 0.3, 1.0),
         common=ar1(rng, n, 0.6, 0.35), tv_on=np.repeat(flights, 4)[:n].astype(float),
-        pause=rng.random((2, n)),  # drawn last, so every draw above is the same whatever dark_weeks is
+        pause=rng.random((2, n)),  # drawn after the others, so every draw above is the same whatever dark_weeks is
+        demand=ar1(rng, n, 0.9, float(np.sqrt(0.625))),  # last: the hidden confounder; sd like the season's
     )
 
 
@@ -145,7 +151,8 @@ class _World:
         c = scenario.collinearity
         # Spend is booked in cents: rounding inside the equations keeps data and truth exactly consistent.
         self.tv = np.round(1000.0 * noise.tv_on * np.exp(scenario.confounding * self.season + (1 - c) * noise.tv
-                                                          + c * noise.common * 2), 2)
+                                                          + c * noise.common * 2
+                                                          + scenario.hidden_confounding * noise.demand), 2)
         self.digital = np.round(500.0 * np.exp(scenario.confounding * self.season + (1 - c) * noise.digital
                                                + c * noise.common * 2), 2)
         self.email = np.round(100.0 * np.exp(noise.email), 2)
@@ -200,8 +207,10 @@ class _World:
         if s.synergy is not None:
             a, b, gamma = s.synergy
             media = media + gamma * x[a] * x[b]
+        hidden = (s.season_effect * s.hidden_confounding / s.confounding * self.noise.demand
+                  if s.hidden_confounding and s.confounding else 0.0)
         return (s.base_kpi + s.trend_effect * self.trend + s.season_effect * self.season
-                + s.price_effect * (self.price - 10.0) + media + s.noise_sd * self.noise.kpi)
+                + s.price_effect * (self.price - 10.0) + media + s.noise_sd * self.noise.kpi + hidden)
 
 
 def simulate(scenario: Scenario | None = None, seed: int = 7) -> SimulationResult:

@@ -56,7 +56,10 @@ def test_the_robustness_step_writes_refutations_and_a_status_per_channel(assesse
     result = assessed["result"]
     assert set(result.robustness) == {"tv", "search", "digital", "email"}
     assert set(result.refutations["status"]) <= {"PASS", "REVIEW", "FAIL"}
-    assert len(result.refutations) == 5 * 5  # five refuters on tv total, tv direct, search, digital, email
+    assert len(result.refutations) == 6 * 5  # six refuters on tv total, tv direct, search, digital, email
+    bench = result.refutations[result.refutations["refuter"] == "benchmark_confounder"].set_index(["channel", "effect"])
+    assert "as strong as seasonality" in bench.loc[("tv", "total"), "message"]
+    assert "would move the ROI from" in bench.loc[("tv", "total"), "message"]  # the ROI factor reached it
     assert result.robustness["tv"] == "PASS"
     assert len(result.intervals) == 6 and result.block_length >= 1
 

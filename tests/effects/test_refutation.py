@@ -97,16 +97,23 @@ def test_robustness_value_at_a_level_is_zero_without_significance() -> None:
     assert robustness_value(4.18, 783, alpha=0.05) == pytest.approx(0.076, abs=0.001)
 
 
-def test_sensitivity_status_follows_the_thresholds(sample: dict) -> None:
-    spec = sample["specs"][("email", EffectType.TOTAL)]
+def test_sensitivity_status_reads_the_robustness_value_against_the_benchmark(sample: dict) -> None:
+    spec = sample["specs"][("tv", EffectType.TOTAL)]
     summary = regression_summary(sample["features"], spec, "sales")
-    rv = robustness_value(summary.estimate / summary.inference_se, summary.df, alpha=THRESHOLDS.significance)
-    strict = replace(THRESHOLDS, rv_pass=min(0.99, rv + 0.01), rv_fail=0.0)
-    assert sensitivity(spec, summary, THRESHOLDS).status is Status.PASS
-    assert sensitivity(spec, summary, strict).status is Status.REVIEW
-    assert sensitivity(spec, summary, replace(strict, rv_fail=rv + 0.005)).status is Status.FAIL
+    benchmarks = ref.confounder_benchmarks(sample["features"], spec, "sales", summary, 1.0, ["seasonality"],
+                                           ["seasonality_sin1", "seasonality_cos1", "seasonality_sin2",
+                                            "seasonality_cos2"])
+    robust = sensitivity(spec, summary, THRESHOLDS, benchmarks)
+    assert robust.case is ref.RobustnessValueCase.ROBUST and "(seasonality)" in robust.message
+    # Ten times as strong as seasonality: TV's estimate would not survive, and the row says so.
+    strong = replace(THRESHOLDS, benchmark_multiple=1.2)
+    heavy = ref.confounder_benchmarks(sample["features"], spec, "sales", summary, 1.2, ["seasonality"],
+                                      [c for c in spec.adjustment if c.startswith("seasonality")])
+    bench = ref.benchmark_confounder(spec, summary, strong, heavy)
+    fragile = sensitivity(spec, summary, strong, heavy)
+    assert (fragile.status is Status.REVIEW) == (bench.status is Status.REVIEW)
     unproven = replace(summary, inference_se=abs(summary.estimate))  # t = 1: not significant
-    result = sensitivity(spec, unproven, THRESHOLDS)
+    result = sensitivity(spec, unproven, THRESHOLDS, benchmarks)
     assert result.statistic == 0.0 and result.status is Status.REVIEW and "not significant" in result.message
 
 
@@ -158,7 +165,7 @@ def test_thresholds_are_validated_at_construction() -> None:
     with pytest.raises(ConfigError):
         RefutationThresholds(confounder_partial_r2=1.5)
     with pytest.raises(ConfigError):
-        RefutationThresholds(rv_fail=0.3, rv_pass=0.1)
+        RefutationThresholds(benchmark_multiple=0.0)
 
 
 def test_dowhy_fit_carries_our_adjustment_set(sample: dict) -> None:
@@ -169,7 +176,7 @@ def test_dowhy_fit_carries_our_adjustment_set(sample: dict) -> None:
 
 def test_every_case_carries_its_status_and_recommendation(tv_results: dict) -> None:
     cases = [ref.PlaceboCase, ref.RandomCommonCauseCase, ref.DataSubsetCase, ref.HiddenConfounderCase,
-             ref.RobustnessValueCase]
+             ref.RobustnessValueCase, ref.BenchmarkConfounderCase]
     for enum in cases:
         assert {c.status for c in enum} >= {Status.PASS, Status.REVIEW}, enum
         for case in enum:
