@@ -346,6 +346,16 @@ def gcomputation_on_rows(problem: EffectProblem, spec: GComputationSpec, rows: n
     marginal = problem.at_selection(problem.marginal_series, spec.channel, selected)
     carry = problem.at_selection(problem.carryover_series, spec.channel, selected)
     deltas = {MediatorEquation.SATURATED: (media, marginal), MediatorEquation.CARRYOVER: (carry, -MARGINAL_STEP * carry)}
+    return gcomputation_contrasts(problem, spec, rows, selected, y, (media, marginal), deltas)
+
+
+def gcomputation_contrasts(problem: EffectProblem, spec: GComputationSpec, rows: np.ndarray, selected: np.ndarray,
+                           y: np.ndarray, treatment_deltas: tuple[np.ndarray, ...],
+                           mediator_deltas: dict[MediatorEquation, tuple[np.ndarray, ...]]) -> GComputed:
+    """The g-computed contrasts `treatment_deltas` (changes of the channel's media, one per contrast)
+    on each row set, the mediators' spend answering through `mediator_deltas` (the same changes as
+    each mediator equation reads them: saturated media or carryover)."""
+    carry = problem.at_selection(problem.carryover_series, spec.channel, selected)
     every_week = np.broadcast_to(np.arange(problem.n), rows.shape)
 
     def designs(m: MediatorModel, on: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -358,9 +368,9 @@ def gcomputation_on_rows(problem: EffectProblem, spec: GComputationSpec, rows: n
     mediators = [MediatorArrays(
         designs(m, rows), problem.spend_series[m.mediator][rows], spec.column(m.mediator),
         problem.media(m.mediator, selected), partial(_shifted_media, problem, m.mediator, selected),
-        tuple(deltas[e] for e in EQUATIONS), problem.spend_series[m.mediator], designs(m, every_week))
+        tuple(mediator_deltas[e] for e in EQUATIONS), problem.spend_series[m.mediator], designs(m, every_week))
         for m in spec.mediators]
-    return gcomputation_weekly(problem.design(spec.direct, rows, selected), y, (media, marginal), mediators)
+    return gcomputation_weekly(problem.design(spec.direct, rows, selected), y, treatment_deltas, mediators)
 
 
 @dataclass(frozen=True)

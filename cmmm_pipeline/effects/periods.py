@@ -25,7 +25,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
-from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -38,23 +37,19 @@ from cmmm_pipeline.effects.bootstrap import (
     BootstrapSettings,
     DrawSummary,
     EffectProblem,
-    _shifted_media,
     estimate_all,
+    gcomputation_contrasts,
     hac_incremental_se,
     rests_on_selection,
     summarise_draws,
     wald_pvalue,
 )
 from cmmm_pipeline.effects.estimation import (
-    EQUATIONS,
     EffectSpec,
     GComputationSpec,
-    MediatorArrays,
     MediatorEquation,
-    MediatorModel,
     batched_ols,
     counterfactual_media,
-    gcomputation_weekly,
     hac_pvalue,
 )
 
@@ -228,23 +223,8 @@ def gcomputed_window(problem: EffectProblem, spec: GComputationSpec, rows: np.nd
     y = problem.inputs.y[rows]
     media_change = _at(_window_media_change(problem, spec.channel, window), problem, spec.channel, selected)
     carry_change = _at(_window_carryover(problem, spec.channel, window), problem, spec.channel, selected)
-    carry = problem.at_selection(problem.carryover_series, spec.channel, selected)
     deltas = {MediatorEquation.SATURATED: (media_change,), MediatorEquation.CARRYOVER: (carry_change,)}
-    every_week = np.broadcast_to(np.arange(problem.n), rows.shape)
-
-    def designs(m: MediatorModel, on: np.ndarray) -> tuple[np.ndarray, ...]:
-        saturated = problem.design(m.spec(spec.channel), on, selected)
-        carried = saturated.copy()
-        carried[:, :, 1] = np.take_along_axis(carry, on, axis=1)
-        by = {MediatorEquation.SATURATED: saturated, MediatorEquation.CARRYOVER: carried}
-        return tuple(by[e] for e in EQUATIONS)
-
-    mediators = [MediatorArrays(
-        designs(m, rows), problem.spend_series[m.mediator][rows], spec.column(m.mediator),
-        problem.media(m.mediator, selected), partial(_shifted_media, problem, m.mediator, selected),
-        tuple(deltas[e] for e in EQUATIONS), problem.spend_series[m.mediator], designs(m, every_week))
-        for m in spec.mediators]
-    return gcomputation_weekly(problem.design(spec.direct, rows, selected), y, (media_change,), mediators).weekly[0]
+    return gcomputation_contrasts(problem, spec, rows, selected, y, (media_change,), deltas).weekly[0]
 
 
 def campaign_rows(problem: EffectProblem, draws: BootstrapDraws, point: pd.DataFrame, features: pd.DataFrame,
