@@ -33,6 +33,7 @@ from cmmm_pipeline.core.config import (
     ExperimentConfig,
     FeatureConfig,
     PipelineConfig,
+    PlanningConfig,
     SaturationConfig,
     SaturationType,
     is_finite_number,
@@ -372,7 +373,7 @@ def load_config(path: str | Path) -> PipelineConfig:
 
 
 TOP_LEVEL_KEYS = {"data", "channels", "controls", "graph", "features", "experiments", "checks", "estimation",
-                  "campaigns", "effect_modifiers"}
+                  "campaigns", "effect_modifiers", "planning"}
 
 
 def parse_config(raw: Any, source: Path) -> PipelineConfig:
@@ -412,12 +413,39 @@ def parse_config(raw: Any, source: Path) -> PipelineConfig:
     if declared is not None and modifiers:
         for problem in descendant_modifiers(declared, modifiers, str(source)):
             p.add(problem)
+    planning = p.check(_planning, top.get("planning"), source, channels, controls)
     p.raise_if_any()
     edges, graph_file, latent = graph
     return PipelineConfig(source=source, data=data, channels=channels, controls=controls, edges=edges,
                           features=features, experiments=experiments, checks=checks, estimation=estimation,
                           graph_file=graph_file, latent=latent, campaigns=campaigns, effect_modifiers=modifiers,
-                          interactions=interactions)
+                          interactions=interactions, planning=planning)
+
+
+def _planning(raw: Any, source: Path, channels: tuple[ChannelConfig, ...] | None,
+              controls: tuple[str, ...] | None) -> PlanningConfig | None:
+    """`planning: {plan: plan.yaml}` (path relative to the config). The plan file is parsed by the
+    plan parser against the config's channels and controls, so its problems come with the config's,
+    each under its `plan-*` rule; with channels or controls broken it is checked once they are fixed."""
+    if raw is None:
+        return None
+    m = _mapping(raw, source, "planning")
+    p = Problems()
+    _check_keys(m, {"plan"}, {"plan"}, source, "planning", p)
+    name = p.check(_string, m["plan"], source, "planning.plan") if "plan" in m else None
+    p.raise_if_any()
+    path = (source.parent / name).resolve()
+    if not path.is_file():
+        raise _fail(source, "planning.plan", f"names {clip(str(path), 200)}, no such file.",
+                    "point planning.plan at an existing plan file (relative to the config), or remove planning.",
+                    "plan-missing")
+    if channels is None or controls is None:
+        return PlanningConfig(path)
+    from cmmm_pipeline.plan.spec import load_plan  # the plan package imports this module
+
+    stand_in = PipelineConfig(source=source, data=DataConfig(Path(), "", ""), channels=channels, controls=controls,
+                              edges=())
+    return PlanningConfig(path, load_plan(path, stand_in))
 
 
 def _node_names(top: Mapping[str, Any]) -> tuple[tuple[str, ...], tuple[str, ...], str] | None:
