@@ -61,9 +61,8 @@ def budget_plan(settings: CmmmSettings, raw_spend: pd.DataFrame, transformed_med
         "plan_file": MetadataValue.path(str(planning.plan)),
         "mode": spec.mode.value, "weeks": spec.weeks, "status": plan.status.value,
         "plan": _plan_markdown(table, config.kpi, spec.weeks),
-        "within_support": MetadataValue.text(", ".join(f"{c}: {'yes' if s else 'no'}" for c, s in
-                                                       zip(table["channel"], table["within_support"].astype(bool))
-                                                       if c != TOTAL)),
+        **{f"within_support/{c}": MetadataValue.bool(bool(s))
+           for c, s in zip(table["channel"], table["within_support"].astype(bool))},
         "weekly_budget": MetadataValue.float(float(total["weekly_spend"])),
     }
     if plan.status is PlanStatus.PLANNED:

@@ -55,9 +55,21 @@ def plan_section(out: Path) -> str:
 
 def test_the_plan_publishes_with_the_run_is_refused_outside_support_and_goes_when_unconfigured(
         tmp_path: Path) -> None:
+    from dagster import DagsterInstance
+
+    from cmmm_pipeline.definitions import JOB_NAME, build_definitions
+
     out = tmp_path / "out"
-    # Run A: an optimised plan inside support.
-    run(planned_config(tmp_path / "a", {"weeks": WEEKS, "total_budget": BUDGET, "bounds": {"tv": [0, 1200]}}), out)
+    # Run A: an optimised plan inside support, through the job itself to read the asset's metadata.
+    config = planned_config(tmp_path / "a", {"weeks": WEEKS, "total_budget": BUDGET, "bounds": {"tv": [0, 1200]}})
+    defs = build_definitions(str(config), str(out), str(out / "cmmm.duckdb"))
+    with DagsterInstance.ephemeral(settings={"telemetry": {"enabled": False}}) as instance:
+        result = defs.resolve_job_def(JOB_NAME).execute_in_process(
+            instance=instance, run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}})
+    assert result.success
+    metadata = next(e for e in result.get_asset_materialization_events()
+                    if e.asset_key.to_user_string() == "budget_plan").materialization.metadata
+    check_results = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
     table, check, run_a = published(out)
     assert check.ok, check.problems
     csv = pd.read_csv(out / "plan.csv", keep_default_na=False, na_values=[""])
@@ -76,6 +88,14 @@ def test_the_plan_publishes_with_the_run_is_refused_outside_support_and_goes_whe
     assert total["gain_ci_low"] < total["gain"] < total["gain_ci_high"]
     assert (channels["incremental_ci_low"] < channels["incremental_kpi"]).all()
     assert (channels["incremental_kpi"] < channels["incremental_ci_high"]).all()
+    # The UI: the gain and its interval as floats, a flag per channel, the table with estimand headers.
+    for key in ("gain", "gain_ci_low", "gain_ci_high"):
+        assert metadata[f"total_{key}"].value == pytest.approx(total[key], rel=1e-9)
+    assert all(metadata[f"within_support/{c}"].value is True for c in channels["channel"])
+    assert metadata["status"].value == "planned" and metadata["mode"].value == "optimise"
+    plan_md = metadata["plan"].value
+    assert "incremental sales over 13 weeks" in plan_md and "gain in sales vs current" in plan_md
+    assert check_results["plan_within_support"] is True
     section = plan_section(out)
     assert f"Total gain over the current allocation: {total['gain']:,.0f} sales" in section
     assert f"{total['gain_ci_low']:,.0f} to {total['gain_ci_high']:,.0f}" in section
