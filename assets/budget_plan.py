@@ -13,8 +13,9 @@ from resources.settings import CmmmSettings
 from resources.values import AteEstimates, BudgetPlan, TransformedMedia
 
 
-def _plan_markdown(table: pd.DataFrame, kpi: str, weeks: int) -> MetadataValue:
+def _plan_markdown(table: pd.DataFrame, kpi: str, weeks: int, ci_level: float) -> MetadataValue:
     """The plan with headers that say which estimand each number is."""
+    level = f"{ci_level * 100:g}%"
     def interval(low: float, high: float) -> str:
         return f"[{low:,.0f}, {high:,.0f}]" if math.isfinite(low) and math.isfinite(high) else "—"
 
@@ -22,12 +23,13 @@ def _plan_markdown(table: pd.DataFrame, kpi: str, weeks: int) -> MetadataValue:
         "channel": table["channel"], "effect moved": table["effect"],
         "weekly spend (plan)": table["weekly_spend"],
         f"incremental {kpi} over {weeks} weeks": table["incremental_kpi"],
-        "95% interval": [interval(a, b) for a, b in zip(table["incremental_ci_low"], table["incremental_ci_high"])],
+        f"{level} interval": [interval(a, b)
+                              for a, b in zip(table["incremental_ci_low"], table["incremental_ci_high"])],
         "within support": table["within_support"].astype(bool),
         "supported weekly spend": [interval(a, b) for a, b in zip(table["supported_low"], table["supported_high"])],
         "weekly spend (current mix)": table["current_weekly_spend"],
         f"gain in {kpi} vs current": table["gain"],
-        "gain 95% interval": [interval(a, b) for a, b in zip(table["gain_ci_low"], table["gain_ci_high"])],
+        f"gain {level} interval": [interval(a, b) for a, b in zip(table["gain_ci_low"], table["gain_ci_high"])],
         "status": table["status"], "rule": table["rule"]})
     return markdown_table(shown, digits=0)
 
@@ -60,7 +62,7 @@ def budget_plan(settings: CmmmSettings, raw_spend: pd.DataFrame, transformed_med
     metadata: dict[str, object] = {
         "plan_file": MetadataValue.path(str(planning.plan)),
         "mode": spec.mode.value, "weeks": spec.weeks, "status": plan.status.value,
-        "plan": _plan_markdown(table, config.kpi, spec.weeks),
+        "plan": _plan_markdown(table, config.kpi, spec.weeks, config.estimation.ci_level),
         **{f"within_support/{c}": MetadataValue.bool(bool(s))
            for c, s in zip(table["channel"], table["within_support"].astype(bool))},
         "weekly_budget": MetadataValue.float(float(total["weekly_spend"])),

@@ -1240,7 +1240,8 @@ def plan_section(inputs: ReportInputs) -> Section:
         blocks.append(Paragraph(f"The plan was refused ({total.get('rule', '')}): it asks the response curves for "
                                 "spend that no comparable week shows, and does not allow extrapolation. The estimates "
                                 "above are unaffected; plan.csv records the refusal.", "review"))
-        blocks.append(table_block(shown.reset_index(drop=True), "What was refused, with each channel's supported range"))
+        blocks.append(table_block(shown.reset_index(drop=True),
+                                  "What was refused, with each channel's supported range"))
         intro = ("The plan named in the config, read from this run's response curves inside the data's support. "
                  "Set allow_extrapolation: true in the plan file to compute it marked outside support.")
     else:
