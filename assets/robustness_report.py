@@ -29,7 +29,7 @@ from resources.settings import CmmmSettings, WarehouseResource
 from resources.values import AteEstimates, TransformedMedia
 
 
-@asset(group_name="cmmm", kinds={"duckdb", "html"}, owners=OWNERS)
+@asset(group_name="cmmm", kinds={"duckdb", "html"}, owners=OWNERS, deps=["budget_plan"])
 def robustness_report(context: AssetExecutionContext, settings: CmmmSettings, duckdb: WarehouseResource,
                       raw_spend: pd.DataFrame, transformed_media: TransformedMedia,
                       ate_estimates: AteEstimates) -> MaterializeResult:
@@ -38,7 +38,8 @@ def robustness_report(context: AssetExecutionContext, settings: CmmmSettings, du
     the lift tests reconciled with the model. Then the run is published, the one step that does:
     the run's staging tables copied to `published`, estimates appended to the history, and the
     output files (estimates.csv, refutations.csv, experiments.csv, report.html) replaced, all only
-    after every gate passed."""
+    after every gate passed. The `budget_plan` step runs first, so its staged table (plan.csv)
+    publishes with the run."""
     config = settings.config
     run_id = context.run.run_id
     staging = warehouse.staging_schema(run_id)

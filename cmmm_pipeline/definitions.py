@@ -18,6 +18,7 @@ from dagster import (
 )
 
 from assets.ate_estimates import ate_estimates
+from assets.budget_plan import budget_plan
 from assets.causal_dag import causal_dag
 from assets.raw_spend import raw_spend
 from assets.robustness_report import robustness_report
@@ -27,6 +28,7 @@ from data_checks.checks import ALL_CHECKS
 from data_checks.dag_checks import DAG_CHECKS
 from data_checks.diagnostic_checks import DIAGNOSTIC_CHECKS
 from data_checks.freshness import FRESHNESS_CHECKS, freshness_checks_sensor, published_freshness_checks
+from data_checks.plan_checks import PLAN_CHECKS
 from resources.io_manager import StagingIOManager
 from resources.settings import CmmmSettings, WarehouseResource
 
@@ -63,8 +65,8 @@ def build_definitions(config_path: str | None = None, output_dir: str | None = N
                                      else database})
     # Schedule and sensors start only when CMMM_CONFIG names a config: never on the sample by surprise.
     return Definitions(
-        assets=[raw_spend, transformed_media, causal_dag, ate_estimates, robustness_report],
-        asset_checks=[*ALL_CHECKS, *DAG_CHECKS, *DIAGNOSTIC_CHECKS, *FRESHNESS_CHECKS, *freshness],
+        assets=[raw_spend, transformed_media, causal_dag, ate_estimates, budget_plan, robustness_report],
+        asset_checks=[*ALL_CHECKS, *DAG_CHECKS, *DIAGNOSTIC_CHECKS, *FRESHNESS_CHECKS, *PLAN_CHECKS, *freshness],
         jobs=[job],
         schedules=[build_weekly_schedule(job)],
         sensors=[run_failure_alert, build_data_arrival_sensor(job), freshness_checks_sensor(freshness, sensor_status())],

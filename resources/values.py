@@ -58,3 +58,19 @@ class AteEstimates:
     specs: tuple[EffectSpec, ...]
     failures: tuple[NotEstimated, ...]
     expanded: nx.DiGraph
+
+
+@dataclass(frozen=True)
+class BudgetPlan:
+    """The configured plan read from this run's model (`cmmm_pipeline.plan.weekly`): the `budget_plan`
+    table (plan.csv; no rows when the config names no plan) and what the report and the check say."""
+
+    budget_plan: pd.DataFrame
+    configured: bool
+    status: str
+    """`planned` or `refused` (`PlanStatus`); empty when no plan is configured."""
+    weeks: int
+    plan_file: str
+    notes: tuple[str, ...]
+    refusals: tuple[str, ...]
+    """Each refusal as `[rule] place: detail Fix: fix`."""

@@ -362,6 +362,18 @@ class EstimationConfig:
 
 
 @dataclass(frozen=True)
+class PlanningConfig:
+    """`planning: {plan: plan.yaml}`: the plan the weekly run evaluates or optimises (`budget_plan`),
+    parsed and checked against the config when the config is loaded."""
+
+    plan: Path
+    """The plan file, resolved against the config's folder."""
+    spec: Any = field(default=None, compare=False, repr=False)
+    """The parsed plan (`cmmm_pipeline.plan.spec.PlanSpec`; typed loosely to keep the plan package off
+    the config's import path)."""
+
+
+@dataclass(frozen=True)
 class PipelineConfig:
     source: Path
     data: DataConfig
@@ -379,6 +391,8 @@ class PipelineConfig:
     effect_modifiers: tuple[EffectModifierConfig, ...] = ()
     interactions: tuple[tuple[str, str], ...] = ()
     """`graph.interactions`: declared channel pairs whose synergy is estimated (no other pair is)."""
+    planning: PlanningConfig | None = None
+    """`planning`: the plan file the weekly run refreshes `budget_plan` from (None: no plan)."""
 
     @property
     def channel_names(self) -> tuple[str, ...]:

@@ -25,7 +25,7 @@ import numpy as np
 
 from cmmm_pipeline.core.config import PipelineConfig, is_finite_number
 from cmmm_pipeline.core.errors import CmmmError, ConfigError, ConfigErrors, Problems, brief, clip
-from cmmm_pipeline.core.loading import read_yaml
+from cmmm_pipeline.core.yaml_reader import read_yaml
 
 MAX_WEEKS = 104
 """The longest horizon a plan may have: two years past the data, already far for any curve."""

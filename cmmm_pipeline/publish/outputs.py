@@ -75,13 +75,16 @@ CSV_EXPORTS = {
     "transform_selection": "transform_selection.csv",
     "effects_by_period": "effects_by_period.csv",
     "synergies": "synergies.csv",
+    "budget_plan": "plan.csv",
 }
+EXPORTED_WHEN_EMPTY = frozenset(CSV_EXPORTS) - {"budget_plan"}
+"""Tables whose CSV is written even without rows; a run without a configured plan writes no plan.csv."""
 
 
 # Published tables the report reads when the run produced them.
 REPORT_TABLES = ("estimates", "raw_spend", "transform_parameters", "transformed_media", "dag_edges", "dag_tests",
                  "overlap", "identification", "refutations", "experiments", "transform_selection",
-                 "effects_by_period", "synergies", CHECK_RESULTS)
+                 "effects_by_period", "synergies", "budget_plan", CHECK_RESULTS)
 CHANGES_FILE = "estimate_changes.csv"
 REPORT_FILE = "report.html"
 MANIFEST_FILE = "publication.json"
@@ -350,7 +353,8 @@ def _write_run_folder(con: duckdb.DuckDBPyConnection, folder: Path, config: Pipe
         if table in published:
             frame = tables.get(table)
             frame = warehouse.read_table(con, table, warehouse.PUBLISHED) if frame is None else frame
-            contents[filename] = frame.to_csv(index=False).encode("utf-8")
+            if len(frame) or table in EXPORTED_WHEN_EMPTY:
+                contents[filename] = frame.to_csv(index=False).encode("utf-8")
     contents[CHANGES_FILE] = changes.table.to_csv(index=False).encode("utf-8")
     contents[REPORT_FILE] = html.encode("utf-8")
     for name, data in contents.items():
@@ -588,7 +592,8 @@ def verify_publication(con: duckdb.DuckDBPyConnection, directory: Path) -> Publi
         return PublicationCheck(published.run_id, pointer, tuple(problems))
     names = (*manifest["files"], MANIFEST_FILE)
     tables = set(warehouse.table_names(con, warehouse.PUBLISHED))
-    exported = {f: t for t, f in CSV_EXPORTS.items() if t in tables}
+    exported = {f: t for t, f in CSV_EXPORTS.items() if t in tables
+                and (t in EXPORTED_WHEN_EMPTY or len(warehouse.read_table(con, t, warehouse.PUBLISHED)))}
     if set(exported) - set(names):
         problems.append(f"published tables without their file: {sorted(set(exported) - set(names))}")
     for name, digest in manifest["files"].items():

@@ -20,6 +20,8 @@ TOTAL = "total"
 DIRECT = "direct"
 STEADY_WEEKS = 400
 """Weeks of constant spend after which adstock has reached its steady state (decay < 1)."""
+MARKERS = ("s", "D", "^", "v")
+"""Markers of a curve's `marks`, in order (the first hollow)."""
 COLOURS = ("#1f5fa8", "#e67e22", "#2e8b57", "#8e44ad", "#c0392b", "#16a085", "#7f8c8d", "#d4ac0d")
 
 
@@ -140,11 +142,19 @@ class ResponseCurve:
     support_low: float
     roi_support: str = ""
     extrapolated_share: float = float("nan")
+    support_high: float | None = None
+    """The supported range's top (None: the highest week); a plan's range reaches a margin past it."""
+    marks: tuple[tuple[str, float], ...] = ()
+    """(label, weekly spend) points marked on the curve, e.g. a plan's current and proposed spend."""
+
+    @property
+    def supported_high(self) -> float:
+        return self.observed_max if self.support_high is None else float(self.support_high)
 
     @property
     def supported(self) -> np.ndarray:
         """Grid points inside the supported range, drawn solid (the rest dashed)."""
-        return (self.spend >= self.support_low) & (self.spend <= self.observed_max)
+        return (self.spend >= self.support_low) & (self.spend <= self.supported_high)
 
 
 def response_curve(channel: str, spend: np.ndarray, transforms: pd.DataFrame, estimate: pd.Series,
@@ -199,18 +209,23 @@ def response_curves_figure(curves: Sequence[ResponseCurve], kpi: str) -> Any:
         ax = fig.add_subplot(rows, columns, i + 1)
         colour = colours[curve.channel]
         inside = curve.supported
-        ax.axvspan(curve.support_low, curve.observed_max, color=colour, alpha=0.10, lw=0,
+        ax.axvspan(curve.support_low, curve.supported_high, color=colour, alpha=0.10, lw=0,
                    label="spend comparable weeks show", gid="support")
         ax.fill_between(curve.spend, curve.low, curve.high, color=colour, alpha=0.18, lw=0, label="interval")
         ax.plot(curve.spend[inside], curve.response[inside], color=colour, lw=2, label="supported by data",
                 gid="supported")
-        below, above = curve.spend <= curve.support_low, curve.spend >= curve.observed_max
+        below, above = curve.spend <= curve.support_low, curve.spend >= curve.supported_high
         for part, label in ((below, "extrapolated"), (above, None)):
             if part.sum() > 1:
                 ax.plot(curve.spend[part], curve.response[part], color=colour, lw=1.3, ls="--", label=label,
                         gid="extrapolated")
         mean_response = float(np.interp(curve.observed_mean, curve.spend, curve.response))
         ax.plot([curve.observed_mean], [mean_response], "o", color="#222", ms=4, label="average week")
+        for (label, x), marker in zip(curve.marks, MARKERS):
+            if not np.isfinite(x):
+                continue
+            ax.plot([x], [float(np.interp(x, curve.spend, curve.response))], marker, color="#222", ms=6,
+                    mfc="none" if marker == MARKERS[0] else "#222", label=label, gid="mark")
         ax.set_title(curve_title(curve), fontsize=9)
         ax.set_xlabel("weekly spend (held constant)", fontsize=8)
         ax.set_ylabel(f"weekly incremental {kpi}", fontsize=8)

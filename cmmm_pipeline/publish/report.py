@@ -125,6 +125,7 @@ class ReportInputs:
     checks: pd.DataFrame | None = None
     """The run's asset-check results (`check_results`: asset, check, severity, passed, failed_rules,
     description), recorded by the publishing step; None when the run did not record them."""
+    budget_plan: pd.DataFrame | None = None
 
     @staticmethod
     def from_tables(run: RunInfo, tables: Mapping[str, pd.DataFrame], changes: EstimateChanges | None = None,
@@ -139,7 +140,7 @@ class ReportInputs:
             experiments=tables.get("experiments"), transform_selection=tables.get("transform_selection"),
             missing_drivers=tables.get("missing_drivers"), changes=changes, roi_history=roi_history,
             effects_by_period=tables.get("effects_by_period"), synergies=tables.get("synergies"),
-            checks=tables.get(CHECK_RESULTS))
+            budget_plan=tables.get("budget_plan"), checks=tables.get(CHECK_RESULTS))
 
     @property
     def alpha(self) -> float:
@@ -1172,6 +1173,7 @@ def sections(inputs: ReportInputs) -> list[Section]:
         _contributions_section(inputs),
         _response_section(inputs),
         *period_sections(inputs),
+        plan_section(inputs),
         _refuters_section(inputs),
         _independence_section(inputs),
         _overlap_section(inputs),
@@ -1253,6 +1255,109 @@ def period_sections(inputs: ReportInputs) -> list[Section]:
                            "adjustment set valid for both. Each channel's own ROI (that channel off, everything else "
                            "as run) already holds the whole synergy; see docs/estimation.md."))
     return out
+
+
+# --- the budget plan (cmmm_pipeline/plan, the budget_plan asset) --------------------------------------
+
+NO_PLAN = ("No plan was configured: add planning: {plan: plan.yaml} to the config and every run evaluates or "
+           "optimises that plan on its own estimates (docs/planning.md).")
+
+
+def _plan_curves(inputs: ReportInputs, plan: pd.DataFrame) -> list[ResponseCurve]:
+    """Each planned channel's curve for the effect the plan moves, its supported range shaded (the
+    planner's, margin included) and the current and proposed weekly spend marked."""
+    import dataclasses
+
+    est = inputs.estimates
+    curves = []
+    for r in plan[plan["channel"] != TOTAL].to_dict("records"):
+        rows = est[(est["channel"] == r["channel"]) & (est["effect"] == (r["effect"] or TOTAL))]
+        column = inputs.run.spend_columns.get(r["channel"])
+        if (rows.empty or column is None or column not in inputs.raw.columns
+                or r["channel"] not in set(inputs.transforms["channel"])
+                or not np.isfinite(_float(rows.iloc[0], "ate")) or not np.isfinite(_float(rows.iloc[0], "roi"))):
+            continue
+        curve = response_curve(r["channel"], inputs.raw[column].to_numpy(dtype=float), inputs.transforms, rows.iloc[0])
+        marks = tuple((label, _float(r, key)) for label, key in (("current mix", "current_weekly_spend"),
+                                                                 ("plan", "weekly_spend")))
+        low, high = _float(r, "supported_low"), _float(r, "supported_high")
+        curves.append(dataclasses.replace(curve, support_low=low if np.isfinite(low) else curve.support_low,
+                                          support_high=high if np.isfinite(high) else None, marks=marks,
+                                          roi_support="", channel=f"{r['channel']} ({r['effect'] or TOTAL})"))
+    return curves
+
+
+def plan_section(inputs: ReportInputs) -> Section:
+    """The configured plan: current against proposed weekly spend per channel, each with its
+    incremental KPI and interval, the total gain with its interval, and the response curves with the
+    supported range shaded; or the refusal with its rules and ranges; or that no plan was configured."""
+    plan = inputs.budget_plan
+    if plan is None or plan.empty:
+        return Section("plan", "Budget plan", (Paragraph(NO_PLAN),))
+    kpi, level = inputs.run.kpi, inputs.level_label
+    weeks = int(_float(plan.iloc[0], "weeks")) if np.isfinite(_float(plan.iloc[0], "weeks")) else 0
+    horizon = f"the plan's {weeks} weeks" if weeks else "the plan's weeks"
+    total = plan[plan["channel"] == TOTAL].iloc[0].to_dict()
+    channels = plan[plan["channel"] != TOTAL]
+    ranges = [f"{_number(lo, 0)}–{_number(hi, 0)}" if np.isfinite(lo) and np.isfinite(hi) else "—"
+              for lo, hi in zip(plan["supported_low"].astype(float), plan["supported_high"].astype(float))]
+    blocks: list[Block] = []
+    if str(total.get("status", "")) == "refused":
+        shown = pd.DataFrame({"channel": plan["channel"], "plan weekly spend": plan["weekly_spend"],
+                              "supported weekly spend": ranges, "within support": plan["within_support"].astype(bool),
+                              "rule": plan["rule"].fillna(""), "reason": plan["message"].fillna("")})
+        blocks.append(Paragraph(f"The plan was refused ({total.get('rule', '')}): it asks the response curves for "
+                                "spend that no comparable week shows, and does not allow extrapolation. The estimates "
+                                "above are unaffected; plan.csv records the refusal.", "review"))
+        blocks.append(table_block(shown.reset_index(drop=True),
+                                  "What was refused, with each channel's supported range"))
+        intro = ("The plan named in the config, read from this run's response curves inside the data's support. "
+                 "Set allow_extrapolation: true in the plan file to compute it marked outside support.")
+    else:
+        current = _with_interval(plan, "current_incremental_kpi", "current_ci_low", "current_ci_high", 0)
+        proposed = _with_interval(plan, "incremental_kpi", "incremental_ci_low", "incremental_ci_high", 0)
+        shown = pd.DataFrame({
+            "channel": plan["channel"], "effect moved": plan["effect"].fillna(""),
+            "current weekly spend": plan["current_weekly_spend"],
+            f"current: incremental {kpi} ({level} interval)": current,
+            "proposed weekly spend": plan["weekly_spend"],
+            f"proposed: incremental {kpi} ({level} interval)": proposed,
+            f"gain ({level} interval)": _with_interval(plan, "gain", "gain_ci_low", "gain_ci_high", 0),
+            "within support": plan["within_support"].astype(bool), "supported weekly spend": ranges})
+        blocks.append(table_block(shown.reset_index(drop=True),
+                                  f"Current allocation against the plan at the same weekly budget, over {horizon}"))
+        gain, low, high = (_float(total, k) for k in ("gain", "gain_ci_low", "gain_ci_high"))
+        verdict = ("the interval includes zero: the data do not show that the plan beats the current mix"
+                   if low <= 0 <= high else "the interval excludes zero")
+        text = (f"Total gain over the current allocation: {_number(gain, 0)} {kpi} over {horizon} "
+                f"({level} interval {_number(low, 0)} to {_number(high, 0)}); {verdict}.")
+        optimism = _float(total, "gain_optimism")
+        if np.isfinite(optimism) and optimism != 0:
+            text += (f" The total is net of the optimiser's optimism, {_number(optimism, 0)} (a plan chosen for its "
+                     "estimated gain over-states it); the channels' rows are not.")
+        forecast = _float(total, "kpi_forecast")
+        if np.isfinite(forecast):
+            text += (f" {kpi} forecast over {horizon}: {_number(forecast, 0)} ({level} prediction interval "
+                     f"{_number(_float(total, 'kpi_ci_low'), 0)} to {_number(_float(total, 'kpi_ci_high'), 0)}).")
+        blocks.append(Paragraph(text))
+        outside = channels[~channels["within_support"].astype(bool)]
+        if len(outside):
+            blocks.append(Paragraph(f"Outside support, computed because the plan allows extrapolation: "
+                                    f"{_listing(list(outside['channel']))}. Its numbers there are the curve's "
+                                    "guess, not the data's.", "review"))
+        intro = (f"The plan named in the config, read from this run's response curves and bootstrap draws: each "
+                 f"channel's incremental {kpi} over {horizon} (the plan's spend against the channel off in those "
+                 "weeks, the history's carryover in both), beside the current allocation (the recent spend mix "
+                 "scaled to the same budget). A channel whose effect flows through another planned channel moves "
+                 "by its direct effect. Every row is in plan.csv (docs/planning.md).")
+    curves = _plan_curves(inputs, plan)
+    if curves:
+        blocks.append(_image(response_curves_png(curves, kpi), "response curves with the plan's supported range"))
+        blocks.append(Paragraph("Each curve is the weekly incremental KPI at a constant weekly spend (adstock at its "
+                                "steady state), for the effect the plan moves. Shaded: the weekly spend the plan may "
+                                "use, the range comparable weeks show plus the planner's margin; the hollow square "
+                                "marks the current mix's weekly spend, the diamond the plan's."))
+    return Section("plan", "Budget plan", tuple(blocks), intro)
 
 
 # --- rendering -------------------------------------------------------------------------------------

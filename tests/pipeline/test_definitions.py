@@ -16,10 +16,10 @@ from cmmm_pipeline.core import loading
 from cmmm_pipeline.data.warehouse import run_staging_schemas
 from cmmm_pipeline.definitions import JOB_NAME, WAREHOUSE_TAG, build_definitions, defs
 
-ASSETS = ["raw_spend", "transformed_media", "causal_dag", "ate_estimates", "robustness_report"]
+ASSETS = ["raw_spend", "transformed_media", "causal_dag", "ate_estimates", "budget_plan", "robustness_report"]
 
 
-def test_definitions_expose_the_five_assets_job_schedule_and_sensor() -> None:
+def test_definitions_expose_the_six_assets_job_schedule_and_sensor() -> None:
     repo = defs.get_repository_def()
     keys = {k.to_user_string() for k in repo.asset_graph.get_all_asset_keys()}
     assert set(ASSETS) <= keys
@@ -89,7 +89,7 @@ def test_in_process_materialisation_writes_every_step_to_duckdb(tmp_path: Path,
     assert report["forest_plot"].value.startswith("![") and "data:image/svg+xml," in report["forest_plot"].value
     assert len(report["forest_plot"].value) < 1000  # short enough for the UI to show the image in place
     assert staged == []  # the run's own staging schema is gone once it published
-    assert steps == ["ate_estimates", "causal_dag", "raw_spend", "transformed_media"]
+    assert steps == ["ate_estimates", "budget_plan", "causal_dag", "raw_spend", "transformed_media"]
     assert (tmp_path / "out" / "estimates.csv").is_file() and (tmp_path / "out" / "report.html").is_file()
 
 

@@ -39,7 +39,7 @@ from cmmm_pipeline.publish.report import (
     smoothing_scale,
 )
 
-SECTIONS = ["attention", "summary", "dag", "forest", "contributions", "response", "periods", "refuters",
+SECTIONS = ["attention", "summary", "dag", "forest", "contributions", "response", "periods", "plan", "refuters",
             "independence", "overlap", "identification", "experiments", "history", "inputs"]
 OPTIONAL = ["dag_tests", "overlap", "identification", "refutations", "experiments", "transform_selection"]
 WEEKS = 60
