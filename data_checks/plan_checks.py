@@ -4,10 +4,11 @@ problem, not the run's, so the estimates still publish and the refusal is said w
 from dagster import AssetCheckResult, AssetCheckSeverity, MetadataValue, asset_check
 
 from cmmm_pipeline.plan.planner import TOTAL
+from resources.check_results import BEFORE_PUBLICATION
 from resources.values import BudgetPlan
 
 
-@asset_check(asset="budget_plan")
+@asset_check(asset="budget_plan", op_tags=BEFORE_PUBLICATION)
 def plan_within_support(budget_plan: BudgetPlan) -> AssetCheckResult:
     """Passes when no plan is configured or every channel of the plan lies within the spend its
     comparable weeks show. WARN when the plan was refused (the rules and supported ranges in the
@@ -16,7 +17,8 @@ def plan_within_support(budget_plan: BudgetPlan) -> AssetCheckResult:
     channels = table[table["channel"] != TOTAL]
     outside = channels[~channels["within_support"].astype(bool)]
     if not budget_plan.configured:
-        return AssetCheckResult(passed=True, description="no plan configured (config key planning).")
+        return AssetCheckResult(passed=True, severity=AssetCheckSeverity.WARN,
+                                description="no plan configured (config key planning).")
     if budget_plan.refusals:
         description = "the plan was refused; the estimates publish without it.\n" + "\n".join(budget_plan.refusals)
     elif len(outside):

@@ -179,7 +179,8 @@ def test_the_console_and_the_report_list_the_same_items_to_review(sample_run: Pa
     with duckdb.connect(str(sample_run / "cmmm.duckdb"), read_only=True) as con:
         checks = con.execute("SELECT asset || '.' || \"check\", severity, passed FROM published.check_results "
                              "ORDER BY 1").fetchall()
-    assert checks == [("causal_dag.dag_identification", "WARN", True), ("causal_dag.dag_independence", "WARN", True),
+    assert checks == [("budget_plan.plan_within_support", "WARN", True),  # no plan configured
+                      ("causal_dag.dag_identification", "WARN", True), ("causal_dag.dag_independence", "WARN", True),
                       ("causal_dag.dag_overlap", "WARN", True), ("causal_dag.missing_drivers", "WARN", True),
                       ("raw_spend.raw_spend_newest_week", "WARN", False), ("raw_spend.raw_spend_quality", "ERROR", True),
                       ("transformed_media.transformed_media_quality", "ERROR", True)]
