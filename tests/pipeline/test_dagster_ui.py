@@ -166,7 +166,9 @@ def dagster_dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DagsterDev
     stopped: float | None = None
     try:
         deadline = time.monotonic() + 30  # `$!` is known before setsid and env have exec'd dagster
-        while Path(f"/proc/{pid}/cmdline").read_text().split("\0")[0].rsplit("/", 1)[-1] in ("setsid", "env", "bash"):
+        # An empty command line is the forked shell before its exec: still the shell's signal mask.
+        while Path(f"/proc/{pid}/cmdline").read_text().split("\0")[0].rsplit("/", 1)[-1] in ("", "setsid", "env",
+                                                                                                "bash"):
             assert time.monotonic() < deadline, "dagster dev did not start"
             time.sleep(0.05)
         assert os.getpgid(pid) == pid  # its own group: one signal reaches every process it starts

@@ -38,7 +38,9 @@ SECTIONS = {"attention": "What needs attention", "summary": "Summary",
             "refuters": "Refutation tests", "independence": "Independence tests implied by the DAG",
             "overlap": "Overlap (positivity)", "identification": "Identification",
             "experiments": "Lift experiments vs the model", "history": "Change since the previous run",
-            "inputs": "Run inputs"}
+            "inputs": "Run inputs", "periods": "Effects by period", "plan": "Budget plan"}
+SAMPLE_SECTIONS = {"campaigns": "Campaigns", "conditions": "Effects by condition", "synergies": "Synergies"}
+"""Sections of what the sample's config declares (a campaign, an effect modifier, a synergy pair)."""
 PHONE_WIDTH = 390
 NUMBER = r"-?\d+\.\d\d"
 INTERVAL = rf"{NUMBER}(?:–| to ){NUMBER}"
@@ -123,7 +125,7 @@ def _text(fragment: str) -> str:
 @needs_chromium
 def test_the_browser_shows_every_section_and_the_week_over_week_change(weekly_runs: Path) -> None:
     dom = dump_dom((weekly_runs / "report.html").as_uri())
-    for section_id, heading in SECTIONS.items():
+    for section_id, heading in {**SECTIONS, **SAMPLE_SECTIONS}.items():
         match = re.search(rf'<section id="{section_id}"><h2>(.*?)</h2>', dom)
         assert match, f"section {section_id} not rendered"
         assert _text(match.group(1)) == heading
@@ -193,8 +195,8 @@ def test_at_1280_px_nothing_scrolls_sideways_and_the_dag_and_reasons_are_shown(w
     assert measured["viewport"] == LAPTOP_WIDTH
     assert measured["scroll-width"] <= LAPTOP_WIDTH, "the page scrolls sideways at 1280 px"
     assert measured["scrolling-tables"] == 0, "a table needs a sideways scroll at 1280 px"
-    assert measured["sections"] == len(SECTIONS)
-    assert measured["dag-image"] > 300 and measured["images-loaded"] == measured["images"] == 4
+    assert measured["sections"] == len(SECTIONS) + len(SAMPLE_SECTIONS)
+    assert measured["dag-image"] > 300 and measured["images-loaded"] == measured["images"] == 5
     by_channel = {r.split(":", 1)[0]: r for r in reasons}
     assert set(by_channel) == {"tv", "search", "digital", "email"}
     assert re.fullmatch(r"tv: causal ROI \d\.\d\d against naive \d\.\d\d \(\+\d\.\d\d\): the naive regression holds "
@@ -295,9 +297,9 @@ def test_on_a_phone_the_page_fits_the_screen_and_every_image_loads(weekly_runs: 
     measured = {k: int(v) for k, v in re.findall(
         r'data-(viewport|scroll-width|images|images-loaded|images-fit|sections)="(\d+)"', dom)}
     assert measured["viewport"] == PHONE_WIDTH
-    assert measured["sections"] == len(SECTIONS)
-    assert measured["images"] == 4
-    assert measured["images-loaded"] == 4 and measured["images-fit"] == 4
+    assert measured["sections"] == len(SECTIONS) + len(SAMPLE_SECTIONS)
+    assert measured["images"] == 5
+    assert measured["images-loaded"] == 5 and measured["images-fit"] == 5
     assert measured["scroll-width"] <= PHONE_WIDTH, "the page scrolls sideways on a phone"
     shot = screenshot(page.as_uri(), tmp_path / "phone.png", 600, 900)
     colours, inked = image_stats(shot)
