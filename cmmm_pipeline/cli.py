@@ -134,8 +134,13 @@ def plan(config_path: Path, plan_path: Path, output: Path) -> int:
     print("\n".join(summary_lines(result, spec.weeks)))
     for note in result.notes:
         print(f"Note: {note}")
+    try:
+        written = write_plan(result, output.resolve())
+    except CmmmError as exc:
+        _print_problems(exc)
+        return REFUSED
     print("\nWrote:")
-    for path in write_plan(result, output.resolve()):
+    for path in written:
         print(f"  {path}")
     return 0
 

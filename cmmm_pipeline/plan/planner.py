@@ -290,16 +290,33 @@ def summary_lines(result: PlanResult, weeks: int) -> list[str]:
 
 
 def write_plan(result: PlanResult, output: object) -> list[str]:
-    """plan.csv, plan_forecast.csv and (risk: p10) plan_pareto.csv into the folder `output`."""
+    """plan.csv, plan_forecast.csv and (risk: p10) plan_pareto.csv into the folder `output`. Each is
+    written to a fresh file and renamed over the name, so nothing is written through a link; a name
+    that is a link or anything but a regular file (the weekly run's published `plan.csv` link, a
+    user's link elsewhere) is refused with `output-not-ours` before any file is written."""
+    import os
+    import secrets
+    import stat
     from pathlib import Path
+
+    from cmmm_pipeline.core.errors import CmmmError
 
     folder = Path(str(output))
     folder.mkdir(parents=True, exist_ok=True)
-    paths = [folder / "plan.csv", folder / "plan_forecast.csv"]
-    result.table.to_csv(paths[0], index=False)
-    result.forecast.to_csv(paths[1], index=False)
+    frames = {"plan.csv": result.table, "plan_forecast.csv": result.forecast}
     if result.pareto is not None:
-        paths.append(folder / "plan_pareto.csv")
-        result.pareto.to_csv(paths[-1], index=False)
-    return [str(p) for p in paths]
-
+        frames["plan_pareto.csv"] = result.pareto
+    for name in frames:
+        path = folder / name
+        if os.path.lexists(path) and not stat.S_ISREG(path.lstat().st_mode):
+            raise CmmmError("output-not-ours", str(path),
+                            "is a link or not a regular file (a weekly run publishes plan.csv as a link into its run "
+                            "folder); it is neither followed nor replaced, so nothing was written.",
+                            "write the plan to another folder with --output.")
+    for name, frame in frames.items():
+        tmp = folder / f".{name}.{secrets.token_hex(8)}.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+            frame.to_csv(handle, index=False)
+        os.replace(tmp, folder / name)
+    return [str(folder / name) for name in frames]

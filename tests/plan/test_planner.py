@@ -128,3 +128,29 @@ def test_the_forecast_of_a_known_world_lands_on_its_truth(tmp_path: Path) -> Non
     assert np.mean((kpi >= weekly["kpi_ci_low"]) & (kpi <= weekly["kpi_ci_high"])) >= 0.75
     first = weekly["week"].iloc[0]
     assert isinstance(first, pd.Timestamp) and first == pd.Timestamp(data["week"].iloc[-1]) + pd.Timedelta(weeks=1)
+
+
+def test_writing_a_plan_never_writes_through_a_link(sample_model, sample_config, tmp_path: Path) -> None:
+    """`plan.csv` linked to a stand-in folder's file (as a weekly run links its published plan.csv):
+    refused with the rule, nothing written anywhere; into a clean folder the files are written."""
+    import os
+
+    from cmmm_pipeline.core.errors import CmmmError
+    from cmmm_pipeline.plan.planner import write_plan
+
+    current = current_allocation(sample_model, sample_model.channels, WEEKS, 2000.0)
+    result = optimise(sample_model, sample_config, spend=dict(zip(sample_model.channels, current.tolist())))
+    stand_in = tmp_path / "stand_in_etc"
+    stand_in.mkdir()
+    (stand_in / "passwd").write_text("root:x:0:0:root:/root:/bin/bash\n")
+    out = tmp_path / "out"
+    out.mkdir()
+    os.symlink(stand_in / "passwd", out / "plan.csv")
+    with pytest.raises(CmmmError) as refused:
+        write_plan(result, out)
+    assert refused.value.rule == "output-not-ours" and str(out / "plan.csv") in str(refused.value)
+    assert (stand_in / "passwd").read_text() == "root:x:0:0:root:/root:/bin/bash\n"
+    assert sorted(p.name for p in out.iterdir()) == ["plan.csv"]
+    written = write_plan(result, tmp_path / "clean")
+    assert [Path(p).name for p in written] == ["plan.csv", "plan_forecast.csv"]
+    assert pd.read_csv(written[0])["channel"].tolist() == result.table["channel"].tolist()
