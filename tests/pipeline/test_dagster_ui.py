@@ -359,7 +359,7 @@ def browse(origin: str, url: str, width: int, height: int, storage: dict[str, st
     `settle_s` its text, the value of the `probe` expression and a screenshot."""
     from websockets.sync.client import connect
 
-    from tests.publish.test_report_browser import CHROMIUM, CHROMIUM_FLAGS
+    from tests.publish.test_report_browser import CHROMIUM, CHROMIUM_FLAGS, stop_chromium
 
     profile = tempfile.mkdtemp(prefix="cmmm-chromium-")
     process = subprocess.Popen([str(CHROMIUM), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--remote-debugging-port=0",
@@ -400,12 +400,7 @@ def browse(origin: str, url: str, width: int, height: int, storage: dict[str, st
             png = base64.b64decode(call("Page.captureScreenshot", format="png")["data"])
             return Page(str(evaluate("document.body.innerText")), evaluate(probe), png)
     finally:
-        try:
-            os.killpg(process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        process.wait(timeout=10)
-        shutil.rmtree(profile, ignore_errors=True)
+        stop_chromium(process, profile)
 
 
 def _keep(page: Page, tmp_path: Path, name: str) -> Path:

@@ -55,6 +55,16 @@ needs_chromium = pytest.mark.skipif(not CHROMIUM.is_file(),
                                            "apt-get install -y chromium")
 
 
+def stop_chromium(process: subprocess.Popen, profile: str) -> None:
+    """Kill the browser's whole process group (no renderer outlives a test) and remove its profile."""
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    process.wait(timeout=10)
+    shutil.rmtree(profile, ignore_errors=True)
+
+
 def run_chromium(args: Sequence[str], timeout: float = CHROMIUM_TIMEOUT) -> str:
     """Run headless Chromium with a fresh profile; returns stdout. The whole process group is
     stopped afterwards, so no renderer outlives the call."""
@@ -65,12 +75,7 @@ def run_chromium(args: Sequence[str], timeout: float = CHROMIUM_TIMEOUT) -> str:
     try:
         out, _ = process.communicate(timeout=timeout)
     finally:
-        try:
-            os.killpg(process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        process.wait(timeout=10)
-        shutil.rmtree(profile, ignore_errors=True)
+        stop_chromium(process, profile)
     assert process.returncode == 0, f"chromium exited with {process.returncode}"
     return out
 
