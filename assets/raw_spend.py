@@ -17,7 +17,7 @@ def raw_spend(settings: CmmmSettings) -> Output[pd.DataFrame]:
     the blocking data-quality check."""
     config = settings.config
     with rule_failures():
-        raw = load_raw(config)
+        raw = load_raw(config, settings.market)
     weeks = raw["week"]
     # Metadata only: the data-quality check judges the values; coercion keeps this summary from failing first.
     columns = {c.name: pd.to_numeric(raw[c.spend_column], errors="coerce") for c in config.channels
@@ -31,6 +31,7 @@ def raw_spend(settings: CmmmSettings) -> Output[pd.DataFrame]:
         "source": MetadataValue.path(str(config.data.path)),
         "config_path": MetadataValue.path(str(settings.config_path)),
         "data_sha256": MetadataValue.text(data_hash(config.data.path)),
+        "market": settings.market or "(one market)",
         "channels": ", ".join(config.channel_names),
         "spend": markdown_table(spend, digits=1),
         "latest_weeks": markdown_table(raw.tail(4), digits=2),

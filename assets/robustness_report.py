@@ -2,12 +2,12 @@
 
 
 import datetime as dt
-from pathlib import Path
 
 import pandas as pd
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
 from cmmm_pipeline.data import warehouse
+from cmmm_pipeline.data.markets import with_market
 from cmmm_pipeline.effects.robustness import assess
 from cmmm_pipeline.publish import outputs
 from cmmm_pipeline.publish.report import CHECK_RESULTS, attention_lines
@@ -47,20 +47,24 @@ def robustness_report(context: AssetExecutionContext, settings: CmmmSettings, du
     with rule_failures():
         assessment = assess(raw_spend, transformed_media.transformed_media, config, point, ate_estimates.specs,
                             ate_estimates.expanded, transformed_media.candidates, transformed_media.selected_index)
-        estimates = outputs.final_estimates(point, assessment.intervals, assessment.robustness)
+        market = settings.market
+        estimates = with_market(outputs.final_estimates(point, assessment.intervals, assessment.robustness), market)
         checks = run_check_results(context.instance, run_id)  # every check of the run has run by now
         with duckdb.get_connection() as con:
-            warehouse.write_tables(con, {"estimates": estimates, "refutations": assessment.refutations,
-                                         "experiments": assessment.experiments,
-                                         "effects_by_period": assessment.periods,
-                                         "synergies": assessment.synergies, CHECK_RESULTS: checks}, staging)
+            warehouse.write_tables(con, {"estimates": estimates,
+                                         "refutations": with_market(assessment.refutations, market),
+                                         "experiments": with_market(assessment.experiments, market),
+                                         "effects_by_period": with_market(assessment.periods, market),
+                                         "synergies": with_market(assessment.synergies, market),
+                                         CHECK_RESULTS: checks}, staging)
             run_time = dt.datetime.now(dt.UTC).replace(tzinfo=None)
-            written = outputs.publish_run(con, Path(settings.output_dir), config, run_id, run_time, staging=staging)
+            written = outputs.publish_run(con, settings.output_folder(), config, run_id, run_time, staging=staging)
     level = f"{config.estimation.ci_level * 100:g}%"
     changes = written.changes
     refutations = assessment.refutations
     hidden = refutations[refutations["refuter"] == "benchmark_confounder"][["channel", "effect", "status", "message"]]
     return MaterializeResult(metadata={
+        "market": market or "(one market)",
         **roi_metadata(estimates),
         "estimates": estimates_table(estimates, level),
         "marginal_roi": marginal_table(estimates, level),

@@ -37,6 +37,7 @@ from dagster import (
     ScheduleEvaluationContext,
     SensorDefinition,
     SensorEvaluationContext,
+    SensorResult,
     SkipReason,
     run_failure_sensor,
     schedule,
@@ -46,6 +47,7 @@ from dagster import (
 from resources.settings import CmmmSettings
 
 if TYPE_CHECKING:
+    from dagster import DynamicPartitionsDefinition
     from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
 ALERT_WEBHOOK_ENV = "CMMM_ALERT_WEBHOOK"
@@ -324,18 +326,35 @@ def build_weekly_schedule(job: "UnresolvedAssetJobDefinition") -> ScheduleDefini
     return weekly_schedule
 
 
-def build_data_arrival_sensor(job: "UnresolvedAssetJobDefinition") -> SensorDefinition:
+def new_markets(context: SensorEvaluationContext, settings: CmmmSettings,
+                markets: "DynamicPartitionsDefinition") -> list[str]:
+    """Markets of the export that are not yet partitions (read from the market column only)."""
+    from cmmm_pipeline.data.markets import export_markets
+
+    data = settings.config.data
+    known = set(context.instance.get_dynamic_partitions(markets.name or ""))
+    return [m for m in export_markets(data.path, data.table, data.market_column or "") if m not in known]
+
+
+def build_data_arrival_sensor(job: Any, markets: "DynamicPartitionsDefinition | None" = None) -> SensorDefinition:
+    """With dynamic market partitions, a market that appears in the export is added as a partition
+    in the same tick that starts the run which models it."""
     @sensor(name=DATA_SENSOR_NAME, job=job, minimum_interval_seconds=DATA_SENSOR_INTERVAL_SECONDS,
             default_status=sensor_status(),
             description="Starts the weekly job when the configured data file's content changes (cursor: its "
-                        f"SHA-256; checked every {DATA_SENSOR_INTERVAL_SECONDS // 60} minutes)." + _sample_note())
-    def data_arrival(context: SensorEvaluationContext, settings: CmmmSettings) -> RunRequest | SkipReason:
+                        f"SHA-256; checked every {DATA_SENSOR_INTERVAL_SECONDS // 60} minutes)"
+                        + ("; adds a partition for every new market." if markets is not None else ".")
+                        + _sample_note())
+    def data_arrival(context: SensorEvaluationContext, settings: CmmmSettings) -> SensorResult | SkipReason:
         data_path = settings.config.data.path
         decision = decide_arrival(data_path, context.cursor, _last_materialized_sha256(context))
         if not decision.run:
             return SkipReason(decision.reason)
+        added = new_markets(context, settings, markets) if markets is not None else []
         context.update_cursor(decision.sha256)
-        context.log.info(decision.reason)
-        return RunRequest(tags=run_tags(settings.config_path, decision.sha256, "data-arrival"))
+        context.log.info(decision.reason + (f"; new markets: {', '.join(added)}" if added else ""))
+        return SensorResult(run_requests=[RunRequest(tags=run_tags(settings.config_path, decision.sha256,
+                                                                   "data-arrival"))],
+                            dynamic_partitions_requests=[markets.build_add_request(added)] if added else [])
 
     return data_arrival

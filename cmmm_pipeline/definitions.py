@@ -12,12 +12,17 @@ from pathlib import Path
 from dagster import (
     AssetSelection,
     Definitions,
+    DynamicPartitionsDefinition,
     EnvVar,
+    FilesystemIOManager,
+    PartitionsDefinition,
+    StaticPartitionsDefinition,
     define_asset_job,
     in_process_executor,
 )
 
 from assets.ate_estimates import ate_estimates
+from assets.markets import STEP_IO, build_markets_job, markets_summary
 from assets.budget_plan import budget_plan
 from assets.causal_dag import causal_dag
 from assets.raw_spend import raw_spend
@@ -35,6 +40,8 @@ from resources.settings import CmmmSettings, WarehouseResource
 SAMPLE_CONFIG = Path(__file__).resolve().parent / "sample" / "config.yaml"
 DEFAULT_OUTPUT = "cmmm_output"
 JOB_NAME = "cmmm_weekly"
+MARKET_PARTITIONS = "cmmm_markets"
+"""The dynamic partitions of a multi-market export without a static `data.markets` list."""
 WAREHOUSE_TAG = "cmmm/warehouse"
 """Run tag naming the warehouse a run writes; `dagster_home/dagster.yaml` limits it to one run in
 progress per value, so the schedule, a sensor and a manual launch queue instead of colliding."""
@@ -47,30 +54,65 @@ def _setting(env: str, explicit: str | None, default: str) -> str | EnvVar:
     return EnvVar(env) if os.environ.get(env) else default
 
 
+def market_partitions(config_path: str) -> PartitionsDefinition | None:
+    """One partition per market when the config names `data.market_column`: static when it lists
+    `data.markets`, dynamic otherwise (the data-arrival sensor adds markets as they appear). A
+    config that does not load gives none here: the run reports its rule paragraphs."""
+    from cmmm_pipeline.core.errors import CmmmError
+    from cmmm_pipeline.core.loading import load_config
+
+    try:
+        data = load_config(config_path).data
+    except (CmmmError, OSError):
+        return None
+    if data.market_column is None:
+        return None
+    if data.markets:
+        return StaticPartitionsDefinition(list(data.markets))
+    return DynamicPartitionsDefinition(name=MARKET_PARTITIONS)
+
+
 def build_definitions(config_path: str | None = None, output_dir: str | None = None,
                       warehouse_path: str | None = None) -> Definitions:
     output = output_dir if output_dir is not None else os.environ.get("CMMM_OUTPUT_DIR", DEFAULT_OUTPUT)
-    settings = CmmmSettings(config_path=_setting("CMMM_CONFIG", config_path, str(SAMPLE_CONFIG)),
-                            output_dir=_setting("CMMM_OUTPUT_DIR", output_dir, DEFAULT_OUTPUT))
+    markets = market_partitions(config_path or os.environ.get("CMMM_CONFIG") or str(SAMPLE_CONFIG))
     database = _setting("CMMM_WAREHOUSE", warehouse_path, str(Path(output) / "cmmm.duckdb"))
+    settings = CmmmSettings(config_path=_setting("CMMM_CONFIG", config_path, str(SAMPLE_CONFIG)),
+                            output_dir=_setting("CMMM_OUTPUT_DIR", output_dir, DEFAULT_OUTPUT), warehouse=database)
     warehouse = WarehouseResource(database=database, output_dir=_setting("CMMM_OUTPUT_DIR", output_dir, DEFAULT_OUTPUT))
     # Dagster's freshness checks judge time since the last run: their sensor evaluates them, not the job.
     freshness = published_freshness_checks()
     # In process: the run's resources (parsed config, warehouse lock, staging schema) are set up
-    # once and serve every step; the lock is what keeps two runs off one warehouse.
-    job = define_asset_job(JOB_NAME, selection=AssetSelection.all() - AssetSelection.checks(*freshness),
-                           description="Weekly refresh: ingest → transform → DAG → estimates → robustness report.",
-                           executor_def=in_process_executor,
-                           run_tags={WAREHOUSE_TAG: database.get_value("") if isinstance(database, EnvVar)
-                                     else database})
+    # once and serve every step; the lock is what keeps two runs off one warehouse. With markets,
+    # each partition's run locks its own market's warehouse, and the queue limits one run per
+    # partition (dagster_home/dagster.yaml) instead of one per warehouse.
+    summary = [markets_summary] if markets is not None else []
+    warehouse_tag = {} if markets is not None else {
+        WAREHOUSE_TAG: database.get_value("") if isinstance(database, EnvVar) else database}
+    job = define_asset_job(JOB_NAME, selection=AssetSelection.all() - AssetSelection.assets(*summary)
+                           - AssetSelection.checks(*freshness),
+                           description="Weekly refresh: ingest → transform → DAG → estimates → robustness report"
+                                       + (", one market per partition." if markets is not None else "."),
+                           executor_def=in_process_executor, run_tags=warehouse_tag)
+    steps = [raw_spend, transformed_media, causal_dag, ate_estimates, budget_plan, robustness_report]
+    jobs: list = [job]
+    resources = {"settings": settings, "duckdb": warehouse, "io_manager": StagingIOManager(database=database)}
+    automated = job
+    if markets is not None:  # one model per market: every step and its checks run per partition
+        steps = [a.map_asset_specs(lambda spec: spec.replace_attributes(partitions_def=markets)) for a in steps]
+        automated = build_markets_job()
+        jobs.append(automated)
+        resources[STEP_IO] = FilesystemIOManager()
+    dynamic = markets if isinstance(markets, DynamicPartitionsDefinition) else None
     # Schedule and sensors start only when CMMM_CONFIG names a config: never on the sample by surprise.
     return Definitions(
-        assets=[raw_spend, transformed_media, causal_dag, ate_estimates, budget_plan, robustness_report],
+        assets=[*steps, *summary],
         asset_checks=[*ALL_CHECKS, *DAG_CHECKS, *DIAGNOSTIC_CHECKS, *FRESHNESS_CHECKS, *PLAN_CHECKS, *freshness],
-        jobs=[job],
-        schedules=[build_weekly_schedule(job)],
-        sensors=[run_failure_alert, build_data_arrival_sensor(job), freshness_checks_sensor(freshness, sensor_status())],
-        resources={"settings": settings, "duckdb": warehouse, "io_manager": StagingIOManager(database=database)},
+        jobs=jobs,
+        schedules=[build_weekly_schedule(automated)],
+        sensors=[run_failure_alert, build_data_arrival_sensor(automated, dynamic),
+                 freshness_checks_sensor(freshness, sensor_status())],
+        resources=resources,
     )
 
 

@@ -32,9 +32,8 @@ QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}
 
 
 def run_pipeline(config_path: str, output_dir: str, warehouse_path: str) -> RunOutcome:
-    from dagster import DagsterEventType, DagsterInstance
+    from dagster import DagsterInstance
 
-    from cmmm_pipeline.data import warehouse
     from cmmm_pipeline.definitions import JOB_NAME, build_definitions
 
     defs = build_definitions(config_path=config_path, output_dir=output_dir, warehouse_path=warehouse_path)
@@ -43,6 +42,29 @@ def run_pipeline(config_path: str, output_dir: str, warehouse_path: str) -> RunO
     with (DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else
           DagsterInstance.ephemeral(settings={"telemetry": {"enabled": False}})) as instance:
         result = job.execute_in_process(instance=instance, raise_on_error=False, run_config=QUIET_RUN_CONFIG)
+    return outcome_of(result, output_dir, warehouse_path)
+
+
+def run_market(config_path: str, output_dir: str, warehouse_path: str, market: str, instance: Any,
+               tags: dict[str, str] | None = None) -> RunOutcome:
+    """One market's partition of the weekly job, in process, recorded in `instance`; its outcome
+    names the market's own folder and warehouse."""
+    from cmmm_pipeline.data.markets import market_folder, market_warehouse
+    from cmmm_pipeline.definitions import JOB_NAME, build_definitions
+
+    job = build_definitions(config_path=config_path, output_dir=output_dir,
+                            warehouse_path=warehouse_path).resolve_job_def(JOB_NAME)
+    result = job.execute_in_process(instance=instance, partition_key=market, raise_on_error=False,
+                                    run_config=QUIET_RUN_CONFIG, tags=tags)
+    return outcome_of(result, str(market_folder(output_dir, market)), str(market_warehouse(warehouse_path, market)))
+
+
+def outcome_of(result: Any, output_dir: str, warehouse_path: str) -> RunOutcome:
+    """The user-facing outcome of an executed run: check lines, error paragraphs, the summary."""
+    from dagster import DagsterEventType
+
+    from cmmm_pipeline.data import warehouse
+
     checks, failed_checks = _check_lines(result.get_asset_check_evaluations())
     errors = [_step_error(e) for e in result.all_events  # a refused warehouse lock fails resource setup
               if e.event_type in (DagsterEventType.STEP_FAILURE, DagsterEventType.RESOURCE_INIT_FAILURE)]

@@ -24,7 +24,8 @@ from dagster import ConfigurableIOManager, DagsterInvariantViolationError, Input
 from cmmm_pipeline.core.errors import CmmmError
 from cmmm_pipeline.data import warehouse
 from resources import codec
-from resources.settings import connect
+from cmmm_pipeline.data.markets import market_warehouse
+from resources.settings import PARTITION_TAG, connect
 
 DATAFRAME = "pandas.DataFrame"
 
@@ -65,19 +66,25 @@ class StagingIOManager(ConfigurableIOManager):
 
     database: str
 
+    def _path(self, context: InputContext | OutputContext) -> str:
+        """The run's warehouse file: the market's own in a partitioned run (as WarehouseResource.path)."""
+        market = context.step_context.dagster_run.tags.get(PARTITION_TAG)
+        return str(market_warehouse(self.database, market)) if market else self.database
+
     def handle_output(self, context: OutputContext, obj: Any) -> None:
         if obj is None:  # an asset that only reports (MaterializeResult) stores nothing
             return
         step = context.asset_key.path[-1]
         tables, value_type, document = split_value(step, obj)
-        with connect(self.database) as con:
+        with connect(self._path(context)) as con:
             warehouse.write_step(con, warehouse.staging_schema(context.run_id), step, tables, value_type, document)
 
     def load_input(self, context: InputContext) -> Any:
         step = context.asset_key.path[-1]
         upstream = context.upstream_output
         schemas = [warehouse.staging_schema(upstream.run_id)] if upstream is not None and _has_run(upstream) else []
-        with connect(self.database) as con:
+        database = self._path(context)
+        with connect(database) as con:
             for schema in [*schemas, warehouse.PUBLISHED]:
                 stored = warehouse.read_step(con, schema, step)
                 if stored is None:
@@ -85,11 +92,11 @@ class StagingIOManager(ConfigurableIOManager):
                 try:
                     return join_value(con, schema, step, *stored)
                 except (TypeError, KeyError, ValueError, duckdb.Error) as exc:  # written by an older version
-                    raise CmmmError("step-input-missing", f"{self.database} {schema} step '{step}'",
+                    raise CmmmError("step-input-missing", f"{database} {schema} step '{step}'",
                                     f"holds a value this version cannot read ({type(exc).__name__}).",
                                     "materialise the whole job once (the schedule or `cmmm run`), so every step "
                                     "is written by this version.") from exc
-        raise CmmmError("step-input-missing", f"{self.database} step '{step}'",
+        raise CmmmError("step-input-missing", f"{database} step '{step}'",
                         "this run did not materialise it and no published run holds it.",
                         "materialise the whole job once (the schedule or `cmmm run`), then partial runs can "
                         "build on it.")

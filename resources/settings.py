@@ -20,12 +20,22 @@ from cmmm_pipeline.core.config import PipelineConfig
 from cmmm_pipeline.core.errors import CmmmError
 from cmmm_pipeline.core.loading import load_config
 from cmmm_pipeline.data import warehouse
+from cmmm_pipeline.data.markets import check_market_folders, market_folder, market_warehouse
 from cmmm_pipeline.publish.outputs import RepairAction, repair_publication
 from cmmm_pipeline.publish.preflight import (OutputError, check_disk_space, check_output_folder_usable,
                                              check_warehouse_file)
 from resources.lock import WarehouseLock
 
 CONNECTION_CONFIG = {"custom_user_agent": "dagster"}
+
+
+PARTITION_TAG = "dagster/partition"
+
+
+def run_market(context: InitResourceContext) -> str | None:
+    """The market a partitioned run models (its partition key), or None for a single-market run."""
+    run = context.dagster_run
+    return run.tags.get(PARTITION_TAG) if run is not None else None
 
 
 def _is_file(database: str) -> bool:
@@ -60,10 +70,14 @@ class CmmmSettings(ConfigurableResource):
 
     config_path: str
     output_dir: str
+    warehouse: str = ""
+    """The warehouse file (of the whole export; each market's own lies beside it). Empty: `output_dir/cmmm.duckdb`."""
     _parsed: PipelineConfig | None = PrivateAttr(default=None)
     _config_error: CmmmError | None = PrivateAttr(default=None)
+    _market: str | None = PrivateAttr(default=None)
 
     def setup_for_execution(self, context: InitResourceContext) -> None:
+        self._market = run_market(context)
         # A bad config is kept, not raised: the first step that needs it fails with the rule
         # paragraph as its headline instead of a resource-initialisation stack trace.
         try:
@@ -80,8 +94,20 @@ class CmmmSettings(ConfigurableResource):
             self._parsed = load_config(self.config_path)
         return self._parsed
 
+    @property
+    def market(self) -> str | None:
+        """The run's market (its partition key), or None when the export holds one market."""
+        return self._market
+
+    def output_folder(self) -> Path:
+        """Where this run publishes: the output folder, or `<output>/markets/<market>`."""
+        return market_folder(self.output_dir, self._market) if self._market else Path(self.output_dir)
+
+    def warehouse_path(self) -> str:
+        return self.warehouse or str(Path(self.output_dir) / "cmmm.duckdb")
+
     def output_path(self) -> Path:
-        path = Path(self.output_dir)
+        path = self.output_folder()
         path.mkdir(parents=True, exist_ok=True)
         return path
 
@@ -101,26 +127,42 @@ class WarehouseResource(DuckDBResource):
     whether or not that run gets as far as publishing."""
     _run_lock: WarehouseLock | None = PrivateAttr(default=None)
     _run_schema: str | None = PrivateAttr(default=None)
+    _market: str | None = PrivateAttr(default=None)
+
+    @property
+    def path(self) -> str:
+        """The run's warehouse file: the configured one, or the market's own beside it."""
+        return str(market_warehouse(self.database, self._market)) if self._market else self.database
+
+    @property
+    def output_folder(self) -> Path | None:
+        if not self.output_dir:
+            return None
+        return market_folder(self.output_dir, self._market) if self._market else Path(self.output_dir)
 
     def setup_for_execution(self, context: InitResourceContext) -> None:
         run_id = context.run.run_id if context.run is not None else None
         if not run_id or not _is_file(self.database):
             return
-        if self.output_dir:  # refused with a rule before the lock or DuckDB touch anything
-            check_output_folder_usable(Path(self.output_dir))
-        check_warehouse_file(Path(self.database))
-        check_disk_space(Path(self.output_dir or Path(self.database).parent), Path(self.database), None)
-        lock = WarehouseLock(self.database, self.lock_timeout_seconds)
+        self._market = run_market(context)
+        if self._market:  # each market locks and publishes only its own folder: markets never contend
+            check_market_folders(self.output_dir or Path(self.database).parent, self.database, self._market)
+        output = self.output_folder
+        if output is not None:  # refused with a rule before the lock or DuckDB touch anything
+            check_output_folder_usable(output)
+        check_warehouse_file(Path(self.path))
+        check_disk_space(output or Path(self.path).parent, Path(self.path), None)
+        lock = WarehouseLock(self.path, self.lock_timeout_seconds)
         lock.acquire(run_id)
         self._run_lock = lock
         self._run_schema = warehouse.staging_schema(run_id)
         try:
-            with connect(self.database) as con:
+            with connect(self.path) as con:
                 for stale in warehouse.run_staging_schemas(con):
                     if stale != self._run_schema:
                         warehouse.drop_schema(con, stale)
-                if self.output_dir:
-                    repair = repair_publication(con, Path(self.output_dir))
+                if output is not None:
+                    repair = repair_publication(con, output)
                     if repair.action is not RepairAction.NONE and repair.action is not RepairAction.NOT_PUBLISHED:
                         context.log.warning(f"output folder repaired at start ({repair.action.value}): current was "
                                             f"{repair.pointer_before}, the warehouse published {repair.warehouse_run}")
@@ -131,7 +173,7 @@ class WarehouseResource(DuckDBResource):
     def teardown_after_execution(self, context: InitResourceContext) -> None:
         try:
             if self._run_schema is not None and not self.keep_staging:
-                with connect(self.database) as con:
+                with connect(self.path) as con:
                     warehouse.drop_schema(con, self._run_schema)
         finally:
             if self._run_lock is not None:
@@ -139,10 +181,7 @@ class WarehouseResource(DuckDBResource):
 
     @contextmanager
     def get_connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        if _is_file(self.database):
-            Path(self.database).parent.mkdir(parents=True, exist_ok=True)
-        with super().get_connection() as con:
-            try:
-                yield con
-            finally:
-                con.close()  # dagster-duckdb closes only on success: a failed step would keep the file open
+        # Our own connect (dagster-duckdb's closes only on success: a failed step would keep the file
+        # open) to the run's own file: the market's, for a partitioned run.
+        with connect(self.path) as con:
+            yield con

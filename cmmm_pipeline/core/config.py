@@ -165,6 +165,10 @@ class DataConfig:
     kpi: str
     table: str | None = None
     kpi_must_be_positive: bool = False
+    market_column: str | None = None
+    """When set, one model per market (a Dagster partition each); the column is not a control."""
+    markets: tuple[str, ...] = ()
+    """The markets as static partitions; empty = dynamic partitions, added as new markets arrive."""
 
 
 @dataclass(frozen=True)

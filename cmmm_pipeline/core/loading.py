@@ -408,15 +408,44 @@ def _or_empty(value: Any) -> Any:
 def _data(raw: Any, source: Path) -> DataConfig:
     d = _mapping(raw, source, "data")
     p = Problems()
-    _check_keys(d, {"path", "table", "date_column", "kpi", "kpi_must_be_positive"},
+    _check_keys(d, {"path", "table", "date_column", "kpi", "kpi_must_be_positive", "market_column", "markets"},
                 {"path", "date_column", "kpi"}, source, "data", p)
     values = {key: p.check(_string, d[key], source, f"data.{key}") for key in ("path", "date_column", "kpi")
               if key in d}
     table = None if d.get("table") is None else p.check(_string, d["table"], source, "data.table")
     positive = p.check(_boolean, d.get("kpi_must_be_positive", False), source, "data.kpi_must_be_positive")
+    market_column = None if d.get("market_column") is None else p.check(_string, d["market_column"], source,
+                                                                          "data.market_column")
+    markets = p.check(_markets, d.get("markets"), source, "data.markets")
+    if markets and market_column is None:
+        p.add(_fail(source, "data.markets", "lists markets but data.market_column is not set.",
+                    "name the column that holds the market in data.market_column.", "config-missing-key"))
     p.raise_if_any()
     return DataConfig(path=(source.parent / values["path"]).resolve(), date_column=values["date_column"],
-                      kpi=values["kpi"], table=table, kpi_must_be_positive=positive)
+                      kpi=values["kpi"], table=table, kpi_must_be_positive=positive, market_column=market_column,
+                      markets=markets or ())
+
+
+def _markets(value: Any, source: Path, key: str) -> tuple[str, ...]:
+    """Static market partitions: distinct names that can be folder names and partition keys."""
+    from cmmm_pipeline.data.markets import is_market_name
+
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not value:
+        raise _fail(source, key, f"must be a non-empty list of market names, got {brief(value)}.",
+                    "write e.g. markets: [de, fr, uk], or leave it out to add markets as they arrive.", "config-type")
+    names = [_string(v, source, f"{key}[{i}]") for i, v in enumerate(value)]
+    bad = [n for n in names if not is_market_name(n)]
+    if bad:
+        raise _fail(source, key, f"holds names that cannot be folder names or partition keys: {clip(', '.join(bad), 200)}.",
+                    "use letters, digits, '_', '.' or '-' (at most 64, starting with a letter or digit).",
+                    "market-name")
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise _fail(source, key, f"lists {', '.join(repeated)} more than once.", "list each market once.",
+                    "config-duplicate")
+    return tuple(names)
 
 
 def _channels(raw: Any, source: Path) -> tuple[ChannelConfig, ...]:

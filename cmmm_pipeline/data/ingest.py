@@ -48,8 +48,20 @@ def _check_raw_header(path: Path, used: list[str]) -> None:
                         "keep one column of each name in the export.")
 
 
-def read_table(config: PipelineConfig) -> pd.DataFrame:
-    return read_data_file(config.data.path, config.data.table, used_columns(config))
+def read_table(config: PipelineConfig, market: str | None = None) -> pd.DataFrame:
+    """The export as stored; with `data.market_column`, only `market`'s rows (without that column)."""
+    column = config.data.market_column
+    used = used_columns(config) + ([column] if column else [])
+    table = read_data_file(config.data.path, config.data.table, used)
+    if column is None:
+        return table
+    if market is None:
+        raise DataError("market-required", f"{config.data.path} column '{column}'",
+                        "holds several markets (data.market_column) and this run names none.",
+                        "run one market per partition: `cmmm run` runs them all, the UI launches one per market.")
+    from cmmm_pipeline.data.markets import select_market
+
+    return select_market(table, column, market, str(config.data.path))
 
 
 def _file_kind(path: Path) -> str:
@@ -251,7 +263,14 @@ def schema_problems(config: PipelineConfig) -> list[CmmmError]:
     text in number columns, values beyond the fit's range, experiments outside the data's weeks.
     Value rules over rows (gaps, negatives, nulls) stay with the data-quality suite of the run."""
     try:
-        table = read_table(config)
+        column = config.data.market_column  # the schema of every market at once: their rows share it
+        table = read_data_file(config.data.path, config.data.table, used_columns(config) + ([column] if column else []))
+        if column is not None:
+            from cmmm_pipeline.data.markets import markets_in, require_market_column
+
+            require_market_column(table, column, str(config.data.path))
+            markets_in(table[column], str(config.data.path))
+            table = table.drop(columns=[column])
         out = _selected(table, config)
     except CmmmError as exc:
         return [exc]
@@ -272,9 +291,10 @@ def schema_problems(config: PipelineConfig) -> list[CmmmError]:
     return problems
 
 
-def load_raw(config: PipelineConfig) -> pd.DataFrame:
-    """Read, normalise, and refuse experiments that fall outside the data's weeks."""
-    raw = normalise(read_table(config), config)
+def load_raw(config: PipelineConfig, market: str | None = None) -> pd.DataFrame:
+    """Read (one market's rows when the export holds several), normalise, and refuse experiments
+    that fall outside the data's weeks."""
+    raw = normalise(read_table(config, market), config)
     check_experiment_dates(raw, WEEK, config)
     check_campaigns(raw, WEEK, config)
     return raw
