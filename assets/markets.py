@@ -11,7 +11,9 @@ pooled summary across markets.
   markets from the UI.
 """
 
+import dataclasses
 import os
+from enum import Enum
 from typing import Any
 
 from dagster import (
@@ -22,6 +24,7 @@ from dagster import (
     ExecutorDefinition,
     In,
     MaterializeResult,
+    Nothing,
     OpExecutionContext,
     Out,
     Output,
@@ -39,15 +42,34 @@ SUMMARY_ASSET = "markets_summary"
 EXECUTOR_ENV = "CMMM_EXECUTOR"
 DASK_SCHEDULER_ENV = "CMMM_DASK_SCHEDULER"
 MARKET_TAG = "cmmm/market"
+PARENT_TAG = "cmmm/markets_run"
+"""On every market's run: the `cmmm_markets` run that started it."""
 STEP_IO = "markets_io"
 """The op job's values (market names, outcomes) are small and pickled to the instance's storage,
 which every worker of a cluster shares; the per-market tables stay in each market's warehouse."""
 
 
-def markets_executor() -> ExecutorDefinition:
-    """Multiprocess on one machine (at most one market per core), or the Dask cluster that
-    `CMMM_DASK_SCHEDULER` names when `CMMM_EXECUTOR=dask`."""
-    if os.environ.get(EXECUTOR_ENV, "").strip().lower() == "dask":
+class MarketsExecutor(Enum):
+    """Where the markets' steps run."""
+
+    MULTIPROCESS = "multiprocess"
+    """Processes on this machine, at most one market per core."""
+    DASK = "dask"
+    """The Dask cluster whose scheduler CMMM_DASK_SCHEDULER names (a local one when unset)."""
+
+    @classmethod
+    def from_environment(cls) -> "MarketsExecutor":
+        value = os.environ.get(EXECUTOR_ENV, "").strip().lower() or cls.MULTIPROCESS.value
+        try:
+            return cls(value)
+        except ValueError:
+            raise ValueError(f"{EXECUTOR_ENV}={value!r} is not an executor: use "
+                             f"{' or '.join(k.value for k in cls)}.") from None
+
+
+def markets_executor(kind: MarketsExecutor | None = None) -> ExecutorDefinition:
+    kind = kind or MarketsExecutor.from_environment()
+    if kind is MarketsExecutor.DASK:
         from dagster_dask import dask_executor
 
         address = os.environ.get(DASK_SCHEDULER_ENV, "").strip()
@@ -64,16 +86,35 @@ def market_list(context: OpExecutionContext, settings: CmmmSettings) -> Any:
     markets = list(data.markets) or export_markets(data.path, data.table, data.market_column or "")
     context.log.info(f"{len(markets)} markets: {', '.join(markets[:20])}{' …' if len(markets) > 20 else ''}")
     for market in markets:
-        yield DynamicOutput(market, mapping_key=market.replace("-", "_").replace(".", "_"))
+        yield DynamicOutput(market, mapping_key=_step_name(market))
+
+
+def _step_name(market: str) -> str:
+    return market.replace("-", "_").replace(".", "_")
 
 
 @op(out=Out(dict, io_manager_key=STEP_IO), ins={"market": In(str)},
     description="The market's partition of cmmm_weekly, run in process with every gate.")
 def refresh_market(context: OpExecutionContext, settings: CmmmSettings, market: str) -> dict[str, Any]:
+    return _refresh(context, settings, market)
+
+
+def refresh_one_market(market: str) -> Any:
+    """`refresh_market` for one named market, for executors that plan the whole graph before
+    they start (Dask): no dynamic output, one step per market known when the code loads."""
+    @op(name=f"refresh_market_{_step_name(market)}", out=Out(dict, io_manager_key=STEP_IO),
+        description=f"Market {market}'s partition of cmmm_weekly, run in process with every gate.")
+    def refresh(context: OpExecutionContext, settings: CmmmSettings) -> dict[str, Any]:
+        return _refresh(context, settings, market)
+
+    return refresh
+
+
+def _refresh(context: OpExecutionContext, settings: CmmmSettings, market: str) -> dict[str, Any]:
     from cmmm_pipeline.run import run_market
 
     outcome = run_market(settings.config_path, settings.output_dir, settings.warehouse_path(), market, context.instance,
-                         tags={MARKET_TAG: market, "cmmm/parent_run": context.run_id})
+                         tags={MARKET_TAG: market, PARENT_TAG: context.run_id})
     if outcome.success:
         context.log.info(f"market {market}: published (run {outcome.run_id})")
     else:
@@ -81,11 +122,14 @@ def refresh_market(context: OpExecutionContext, settings: CmmmSettings, market: 
     return {"market": market, "success": outcome.success, "run_id": outcome.run_id, "error": outcome.error}
 
 
-def _pool(settings: CmmmSettings, markets: list[str]) -> dict[str, Any]:
+def _pool(settings: CmmmSettings, markets: list[str], run_id: str,
+          outcomes: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """Pool the published markets and publish the summary; the metadata shown in the UI."""
-    from cmmm_pipeline.markets.summary import publish_summary
+    from cmmm_pipeline.markets.summary import MarketRun, publish_summary
 
-    summary = publish_summary(settings.output_dir, settings.warehouse_path(), markets, settings.config.kpi)
+    runs = tuple(MarketRun(o["market"], o["success"], o["run_id"], o["error"]) for o in outcomes or [])
+    summary = publish_summary(settings.output_dir, settings.warehouse_path(), markets, settings.config.kpi, run_id,
+                              runs)
     return {
         "markets": len(markets), "published_markets": summary.published,
         "markets_without_publication": ", ".join(summary.missing) or "none",
@@ -94,10 +138,15 @@ def _pool(settings: CmmmSettings, markets: list[str]) -> dict[str, Any]:
     }
 
 
-@op(ins={"outcomes": In(list)}, description="Pool every market's published ROI and mROI (random effects).")
-def pool_markets(context: OpExecutionContext, settings: CmmmSettings, outcomes: list[dict[str, Any]]) -> Output[None]:
+@op(ins={"refreshed": In(Nothing)}, description="Pool every market's published ROI and mROI (random effects).")
+def pool_markets(context: OpExecutionContext, settings: CmmmSettings) -> Output[None]:
+    # The markets' outcomes come from their runs in the instance, not from step values: every
+    # executor records runs there, while not every one hands fanned-in values on (Dask does not).
+    from cmmm_pipeline.run import market_outcomes
+
+    outcomes = [dataclasses.asdict(o) for o in market_outcomes(context.instance, context.run_id)]
     failed = [o for o in outcomes if not o["success"]]
-    metadata = _pool(settings, [o["market"] for o in outcomes])
+    metadata = _pool(settings, [o["market"] for o in outcomes], context.run_id, outcomes)
     metadata["failed_markets"] = ", ".join(o["market"] for o in failed) or "none"
     context.log_event(AssetMaterialization(asset_key=SUMMARY_ASSET, metadata=metadata))
     if failed:  # the others published and were pooled; the run says which markets need attention
@@ -108,9 +157,22 @@ def pool_markets(context: OpExecutionContext, settings: CmmmSettings, outcomes: 
     return Output(None)
 
 
-def build_markets_job(executor: ExecutorDefinition | None = None) -> Any:
-    @job(name=MARKETS_JOB, executor_def=executor or markets_executor(),
-         description="Every market's weekly refresh in parallel (one step per market), then the pooled summary.",
+def build_markets_job(kind: MarketsExecutor | None = None, markets: list[str] | None = None) -> Any:
+    """Dynamic fan-out (new markets join without a code reload), or, on Dask, whose graphs are
+    static, one step per market of `markets`."""
+    kind = kind or MarketsExecutor.from_environment()
+    description = "Every market's weekly refresh in parallel (one step per market), then the pooled summary."
+    if kind is MarketsExecutor.DASK:
+        steps = [refresh_one_market(m) for m in markets or []]
+
+        @job(name=MARKETS_JOB, executor_def=markets_executor(kind), description=description,
+             tags={"cmmm/kind": "markets"})
+        def cmmm_markets_static() -> None:
+            pool_markets([step() for step in steps])
+
+        return cmmm_markets_static
+
+    @job(name=MARKETS_JOB, executor_def=markets_executor(kind), description=description,
          tags={"cmmm/kind": "markets"})
     def cmmm_markets() -> None:
         pool_markets(market_list().map(refresh_market).collect())
@@ -129,4 +191,4 @@ def markets_summary(context: AssetExecutionContext, settings: CmmmSettings) -> M
 
     data = settings.config.data
     markets = list(data.markets) or export_markets(data.path, data.table, data.market_column or "")
-    return MaterializeResult(metadata=_pool(settings, markets))
+    return MaterializeResult(metadata=_pool(settings, markets, context.run_id))

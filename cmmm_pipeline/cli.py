@@ -214,6 +214,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CmmmError as exc:
         _print_problems(exc)
         return REFUSED
+    if config.data.market_column is not None:
+        return _run_markets(str(config_path), str(output), str(warehouse_path))
     from cmmm_pipeline.run import run_pipeline
 
     outcome = run_pipeline(str(config_path), str(output), str(warehouse_path))
@@ -232,6 +234,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     for path in outcome.written:
         print(f"  {path}")
     return 0
+
+
+def _run_markets(config_path: str, output: str, warehouse_path: str) -> int:
+    """Every market in parallel (one Dagster step per market), then the pooled summary."""
+    from cmmm_pipeline.run import pooled_summary_table, run_markets
+
+    outcome = run_markets(config_path, output, warehouse_path)
+    for market in outcome.markets:
+        print(f"market {market.market}: {'published' if market.success else 'FAILED'} (run {market.run_id})")
+    for market in outcome.markets:
+        if not market.success:
+            print(f"cmmm: market {market.market} failed; its earlier results are intact.\n{market.error}",
+                  file=sys.stderr)
+    if outcome.error:
+        print(f"cmmm: {outcome.error}", file=sys.stderr)
+    print(f"\nAcross markets ({sum(m.success for m in outcome.markets)} of {len(outcome.markets)} published):")
+    print(pooled_summary_table(outcome.pooled))
+    print(f"\nWrote:\n  {outcome.summary_path}")
+    return 0 if outcome.success else 1
 
 
 if __name__ == "__main__":

@@ -22,13 +22,14 @@ from dagster import (
 )
 
 from assets.ate_estimates import ate_estimates
-from assets.markets import STEP_IO, build_markets_job, markets_summary
+from assets.markets import STEP_IO, MarketsExecutor, build_markets_job, markets_summary
 from assets.budget_plan import budget_plan
 from assets.causal_dag import causal_dag
 from assets.raw_spend import raw_spend
 from assets.robustness_report import robustness_report
 from assets.sensors import build_data_arrival_sensor, build_weekly_schedule, run_failure_alert, sensor_status
 from assets.transformed_media import transformed_media
+from cmmm_pipeline.core.config import DataConfig
 from data_checks.checks import ALL_CHECKS
 from data_checks.dag_checks import DAG_CHECKS
 from data_checks.diagnostic_checks import DIAGNOSTIC_CHECKS
@@ -54,10 +55,9 @@ def _setting(env: str, explicit: str | None, default: str) -> str | EnvVar:
     return EnvVar(env) if os.environ.get(env) else default
 
 
-def market_partitions(config_path: str) -> PartitionsDefinition | None:
-    """One partition per market when the config names `data.market_column`: static when it lists
-    `data.markets`, dynamic otherwise (the data-arrival sensor adds markets as they appear). A
-    config that does not load gives none here: the run reports its rule paragraphs."""
+def market_data(config_path: str) -> DataConfig | None:
+    """The config's data section when it models several markets (`data.market_column`). A config
+    that does not load gives none here: the run reports its rule paragraphs."""
     from cmmm_pipeline.core.errors import CmmmError
     from cmmm_pipeline.core.loading import load_config
 
@@ -65,17 +65,38 @@ def market_partitions(config_path: str) -> PartitionsDefinition | None:
         data = load_config(config_path).data
     except (CmmmError, OSError):
         return None
-    if data.market_column is None:
+    return data if data.market_column is not None else None
+
+
+def market_partitions(data: DataConfig | None) -> PartitionsDefinition | None:
+    """One partition per market: static when the config lists `data.markets`, dynamic otherwise
+    (the data-arrival sensor adds markets as they appear)."""
+    if data is None:
         return None
     if data.markets:
         return StaticPartitionsDefinition(list(data.markets))
     return DynamicPartitionsDefinition(name=MARKET_PARTITIONS)
 
 
+def known_markets(data: DataConfig) -> list[str]:
+    """The markets when the code loads: the static list, or those in the export (its market
+    column only); none when the export cannot be read yet."""
+    if data.markets:
+        return list(data.markets)
+    from cmmm_pipeline.core.errors import CmmmError
+    from cmmm_pipeline.data.markets import export_markets
+
+    try:
+        return export_markets(data.path, data.table, data.market_column or "")
+    except (CmmmError, OSError):
+        return []
+
+
 def build_definitions(config_path: str | None = None, output_dir: str | None = None,
-                      warehouse_path: str | None = None) -> Definitions:
+                      warehouse_path: str | None = None, markets_executor: MarketsExecutor | None = None) -> Definitions:
     output = output_dir if output_dir is not None else os.environ.get("CMMM_OUTPUT_DIR", DEFAULT_OUTPUT)
-    markets = market_partitions(config_path or os.environ.get("CMMM_CONFIG") or str(SAMPLE_CONFIG))
+    data = market_data(config_path or os.environ.get("CMMM_CONFIG") or str(SAMPLE_CONFIG))
+    markets = market_partitions(data)
     database = _setting("CMMM_WAREHOUSE", warehouse_path, str(Path(output) / "cmmm.duckdb"))
     settings = CmmmSettings(config_path=_setting("CMMM_CONFIG", config_path, str(SAMPLE_CONFIG)),
                             output_dir=_setting("CMMM_OUTPUT_DIR", output_dir, DEFAULT_OUTPUT), warehouse=database)
@@ -100,7 +121,9 @@ def build_definitions(config_path: str | None = None, output_dir: str | None = N
     automated = job
     if markets is not None:  # one model per market: every step and its checks run per partition
         steps = [a.map_asset_specs(lambda spec: spec.replace_attributes(partitions_def=markets)) for a in steps]
-        automated = build_markets_job()
+        kind = markets_executor or MarketsExecutor.from_environment()
+        # Dask plans the whole graph before it starts: its job names the markets known now.
+        automated = build_markets_job(kind, known_markets(data) if kind is MarketsExecutor.DASK else None)
         jobs.append(automated)
         resources[STEP_IO] = FilesystemIOManager()
     dynamic = markets if isinstance(markets, DynamicPartitionsDefinition) else None

@@ -59,6 +59,132 @@ def run_market(config_path: str, output_dir: str, warehouse_path: str, market: s
     return outcome_of(result, str(market_folder(output_dir, market)), str(market_warehouse(warehouse_path, market)))
 
 
+@dataclass(frozen=True)
+class MarketOutcome:
+    market: str
+    success: bool
+    run_id: str
+    error: str
+
+
+@dataclass(frozen=True)
+class MarketsOutcome:
+    """A `cmmm_markets` run: each market's own outcome and the pooled summary across markets."""
+
+    run_id: str
+    markets: tuple[MarketOutcome, ...]
+    pooled: pd.DataFrame
+    summary_path: str
+    error: str
+    """Failures outside any market (listing the markets, pooling); empty when there were none."""
+
+    @property
+    def success(self) -> bool:
+        return not self.error and all(m.success for m in self.markets)
+
+
+def market_outcomes(instance: Any, markets_run_id: str) -> list[MarketOutcome]:
+    """Each market run the `cmmm_markets` run started, judged from its recorded events as
+    `outcome_of` judges an executed run: published only if it succeeded and no blocking check failed."""
+    from dagster import DagsterEventType, DagsterRunStatus, RunsFilter
+
+    from assets.markets import MARKET_TAG, PARENT_TAG
+
+    outcomes = []
+    for run in instance.get_runs(RunsFilter(tags={PARENT_TAG: markets_run_id})):
+        events = [r.dagster_event for r in instance.all_logs(run.run_id) if r.dagster_event is not None]
+        _, failed_checks = _check_lines(e.event_specific_data for e in events
+                                        if e.event_type == DagsterEventType.ASSET_CHECK_EVALUATION)
+        errors = [_step_error(e) for e in events
+                  if e.event_type in (DagsterEventType.STEP_FAILURE, DagsterEventType.RESOURCE_INIT_FAILURE)]
+        success = run.status == DagsterRunStatus.SUCCESS and not failed_checks
+        message = "\n".join(dict.fromkeys(m for m in (*failed_checks, *errors) if m))
+        outcomes.append(MarketOutcome(run.tags.get(MARKET_TAG, ""), success, run.run_id,
+                                      "" if success else message or "the run failed."))
+    return sorted(outcomes, key=lambda o: o.market)
+
+
+def markets_job() -> Any:
+    """The `cmmm_markets` job of the Definitions the environment names: Dagster's executors
+    rebuild it in every step process (or cluster worker) from this module-level function."""
+    from cmmm_pipeline.definitions import build_definitions
+
+    return build_definitions().resolve_job_def("cmmm_markets")
+
+
+def dask_markets_job() -> Any:
+    """`markets_job` on the Dask cluster of CMMM_DASK_SCHEDULER: a target of its own, because
+    Dagster caches a rebuilt job per target within a process."""
+    from assets.markets import MarketsExecutor
+    from cmmm_pipeline.definitions import build_definitions
+
+    return build_definitions(markets_executor=MarketsExecutor.DASK).resolve_job_def("cmmm_markets")
+
+
+def run_markets(config_path: str, output_dir: str, warehouse_path: str) -> MarketsOutcome:
+    """Every market of the export, in parallel on the job's executor (multiprocess by default),
+    then pooled. Steps run in their own processes, so the run is recorded in a persistent instance:
+    DAGSTER_HOME's, or a temporary one."""
+    import tempfile
+    from contextlib import ExitStack
+
+    from dagster import DagsterInstance, execute_job, reconstructable
+
+    from cmmm_pipeline.markets.summary import MARKETS_DIR
+
+    settings = {"CMMM_CONFIG": config_path, "CMMM_OUTPUT_DIR": output_dir, "CMMM_WAREHOUSE": warehouse_path}
+    saved = {k: os.environ.get(k) for k in settings}
+    with ExitStack() as stack:
+        os.environ.update(settings)  # the step processes build the same Definitions from them
+        stack.callback(_restore_environment, saved)
+        if os.environ.get("DAGSTER_HOME"):
+            instance = stack.enter_context(DagsterInstance.get())
+        else:
+            home = stack.enter_context(tempfile.TemporaryDirectory(prefix="cmmm-instance-"))
+            instance = stack.enter_context(DagsterInstance.local_temp(home))
+        from assets.markets import MarketsExecutor
+
+        target = dask_markets_job if MarketsExecutor.from_environment() is MarketsExecutor.DASK else markets_job
+        result = stack.enter_context(execute_job(reconstructable(target), instance=instance,
+                                                 run_config=QUIET_RUN_CONFIG, raise_on_error=False))
+        markets = tuple(market_outcomes(instance, result.run_id))
+        failed = {m.market for m in markets if not m.success}
+        errors = [e for e in (_step_error(ev) for ev in result.all_events
+                              if ev.event_type_value == "STEP_FAILURE" and ev.step_key == "market_list") if e]
+        pooled_csv = os.path.join(output_dir, MARKETS_DIR, "pooled.csv")
+        pooled = pd.read_csv(pooled_csv) if os.path.isfile(pooled_csv) else pd.DataFrame()
+        if result.success and not markets and not errors:
+            errors = ["no market ran: the export lists none, or the executor did not start their steps."]
+        if not result.success and not failed and not errors:
+            errors = ["the markets run failed outside any market; see its logs in the Dagster UI."]
+        return MarketsOutcome(result.run_id, markets, pooled, os.path.join(output_dir, MARKETS_DIR, "summary.html"),
+                              "\n".join(errors))
+
+
+def _restore_environment(saved: dict[str, str | None]) -> None:
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+def pooled_summary_table(pooled: pd.DataFrame) -> str:
+    """Per channel, effect and metric: the pooled mean across markets with its interval and I²."""
+    if pooled.empty:
+        return "no market published: nothing to pool."
+    rows = [f"{'channel':<10} {'effect':<9} {'metric':<5} {'markets':>7} {'pooled':>7} {'95% interval':>17} "
+            f"{'I²':>5}"]
+    for r in pooled.to_dict("records"):
+        if pd.isna(r.get("pooled")):
+            rows.append(f"{r['channel']:<10} {r['effect']:<9} {r['metric']:<5} {r['k_markets']:>7} not pooled: "
+                        f"{r.get('reason', '')}")
+            continue
+        rows.append(f"{r['channel']:<10} {r['effect']:<9} {r['metric']:<5} {r['k_markets']:>7} {r['pooled']:>7.3f} "
+                    f"[{r['ci_low']:>6.3f}, {r['ci_high']:>6.3f}] {r['i2']:>5.2f}")
+    return "\n".join(rows)
+
+
 def outcome_of(result: Any, output_dir: str, warehouse_path: str) -> RunOutcome:
     """The user-facing outcome of an executed run: check lines, error paragraphs, the summary."""
     from dagster import DagsterEventType

@@ -34,7 +34,7 @@ PARTITION_TAG = "dagster/partition"
 
 def run_market(context: InitResourceContext) -> str | None:
     """The market a partitioned run models (its partition key), or None for a single-market run."""
-    run = context.dagster_run
+    run = context.run
     return run.tags.get(PARTITION_TAG) if run is not None else None
 
 

@@ -74,8 +74,20 @@ def summary_html(kpi: str, pooled: pd.DataFrame, shrunken: pd.DataFrame, status:
             f"{table(shrunken)}<h2>Markets</h2><ul>{links}</ul></body></html>")
 
 
-def publish_summary(output_dir: str | Path, database: str | Path, markets: list[str], kpi: str) -> MarketsSummary:
-    """Gather the published markets, pool them, and write the summary files."""
+@dataclass(frozen=True)
+class MarketRun:
+    """What one market's run did in the run that pools (published, or failed with its rule)."""
+
+    market: str
+    published: bool
+    run_id: str
+    error: str
+
+
+def publish_summary(output_dir: str | Path, database: str | Path, markets: list[str], kpi: str,
+                    pooling_run: str, runs: tuple[MarketRun, ...] = ()) -> MarketsSummary:
+    """Gather the published markets, pool them, and write the summary files. `markets.csv` says,
+    per market, whether it has a publication and, when this run refreshed it, how that went."""
     from cmmm_pipeline.markets.pooling import pool_markets
 
     folder = Path(output_dir) / MARKETS_DIR
@@ -91,8 +103,14 @@ def publish_summary(output_dir: str | Path, database: str | Path, markets: list[
     else:
         pooling = pool_markets(estimates)
         pooled, shrunken = pooling.pooled, pooling.shrunken
-    status = pd.DataFrame({"market": markets,
-                           "status": ["no publication" if m in missing else "published" for m in markets]})
+    by_market = {r.market: r for r in runs}
+    status = pd.DataFrame({
+        "market": markets,
+        "status": ["no publication" if m in missing else "published" for m in markets],
+        "this_run": [("published" if by_market[m].published else "failed") if m in by_market else "" for m in markets],
+        "run_id": [by_market[m].run_id if m in by_market else "" for m in markets],
+        "error": [by_market[m].error if m in by_market else "" for m in markets],
+        "pooling_run": pooling_run})
     _write_fresh(folder / "pooled.csv", pooled.to_csv(index=False))
     _write_fresh(folder / "shrunken.csv", shrunken.to_csv(index=False))
     _write_fresh(folder / "markets.csv", status.to_csv(index=False))

@@ -1,0 +1,185 @@
+"""Many markets: `data.market_column` turns every step into one partition per market, each with its
+own warehouse and publication; `cmmm_markets` runs them in parallel on Dagster's executors (the
+multiprocess one, and a Dask cluster started here on loopback) and pools what they published."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import pytest
+from dagster import DagsterInstance, DynamicPartitionsDefinition, build_sensor_context
+
+from assets.sensors import DATA_SENSOR_NAME
+from cmmm_pipeline.core.errors import ConfigError, DataError
+from cmmm_pipeline.core.loading import load_config
+from cmmm_pipeline.data.ingest import load_raw
+from cmmm_pipeline.data.markets import check_market_folders, market_warehouse
+from cmmm_pipeline.definitions import JOB_NAME, MARKET_PARTITIONS, build_definitions
+from cmmm_pipeline.publish.preflight import OutputError
+from cmmm_pipeline.simulation.markets import markets_config_text, simulate_markets, write_markets
+
+FAST = "estimation: {bootstrap_samples: 50, refuter_simulations: 2, null_test_samples: 0}\n"
+
+
+def _export(folder: Path, n_markets: int, static: bool = True) -> Path:
+    write_markets(folder, n_markets, static=static, estimation=FAST)
+    return folder / "config.yaml"
+
+
+def test_the_config_names_the_market_column_and_static_markets(tmp_path: Path) -> None:
+    config = load_config(_export(tmp_path, 2))
+    assert config.data.market_column == "market"
+    assert config.data.markets == ("m001", "m002")
+
+
+@pytest.mark.parametrize(("markets", "rule"), [("[../etc]", "market-name"), ("[de, de]", "config-duplicate"),
+                                               ("[]", "config-type")])
+def test_market_names_that_cannot_be_folders_or_repeat_are_refused(tmp_path: Path, markets: str, rule: str) -> None:
+    config = _export(tmp_path, 2)
+    config.write_text(config.read_text().replace("markets: [m001, m002]", f"markets: {markets}"))
+    with pytest.raises(ConfigError) as refused:
+        load_config(config)
+    assert refused.value.rule == rule and "data.markets" in refused.value.place
+
+
+def test_markets_without_a_market_column_are_refused(tmp_path: Path) -> None:
+    config = _export(tmp_path, 2)
+    config.write_text(config.read_text().replace("market_column: market, ", ""))
+    with pytest.raises(ConfigError) as refused:
+        load_config(config)
+    assert refused.value.rule == "config-missing-key" and "data.market_column is not set" in str(refused.value)
+
+
+def test_a_market_run_reads_only_its_rows_and_an_unknown_market_is_named(tmp_path: Path) -> None:
+    config = load_config(_export(tmp_path, 3))
+    world = simulate_markets(3)
+    raw = load_raw(config, "m002")
+    expected = world.data[world.data["market"] == "m002"]
+    assert len(raw) == 156 and "market" not in raw.columns
+    assert raw["sales"].to_numpy() == pytest.approx(expected["sales"].to_numpy(), abs=0.006)
+    with pytest.raises(DataError) as unknown:
+        load_raw(config, "m009")
+    assert unknown.value.rule == "market-unknown"
+    assert "markets present: m001, m002, m003" in str(unknown.value)
+    with pytest.raises(DataError) as unnamed:
+        load_raw(config)
+    assert unnamed.value.rule == "market-required"
+
+
+def test_every_step_is_partitioned_by_market(tmp_path: Path) -> None:
+    static = build_definitions(config_path=str(_export(tmp_path / "s", 3)), output_dir=str(tmp_path / "out"))
+    job = static.resolve_job_def(JOB_NAME)
+    assert job.partitions_def.get_partition_keys() == ["m001", "m002", "m003"]
+    assert {j.name for j in static.resolve_all_job_defs()} >= {"cmmm_weekly", "cmmm_markets"}
+    dynamic = build_definitions(config_path=str(_export(tmp_path / "d", 2, static=False)),
+                                output_dir=str(tmp_path / "out"))
+    partitions = dynamic.resolve_job_def(JOB_NAME).partitions_def
+    assert isinstance(partitions, DynamicPartitionsDefinition) and partitions.name == MARKET_PARTITIONS
+    single = build_definitions(output_dir=str(tmp_path / "out"))
+    assert single.resolve_job_def(JOB_NAME).partitions_def is None
+
+
+def test_the_data_sensor_adds_new_markets_as_partitions(tmp_path: Path) -> None:
+    config = _export(tmp_path, 2, static=False)
+    defs = build_definitions(config_path=str(config), output_dir=str(tmp_path / "out"))
+    sensor = defs.resolve_sensor_def(DATA_SENSOR_NAME)
+    with DagsterInstance.ephemeral(settings={"telemetry": {"enabled": False}}) as instance:
+        context = build_sensor_context(instance=instance, definitions=defs, resources={"settings": defs.resources["settings"]})
+        first = sensor.evaluate_tick(context)
+        (added,) = first.dynamic_partitions_requests
+        assert added.partitions_def_name == MARKET_PARTITIONS and list(added.partition_keys) == ["m001", "m002"]
+        assert len(first.run_requests) == 1
+        instance.add_dynamic_partitions(MARKET_PARTITIONS, ["m001", "m002"])
+        world = simulate_markets(3)  # a third market arrives in the export
+        world.data.assign(week=world.data["week"].dt.strftime("%Y-%m-%d")).to_csv(tmp_path / "weekly.csv", index=False)
+        second = sensor.evaluate_tick(build_sensor_context(instance=instance, definitions=defs, cursor=first.cursor,
+                                                           resources={"settings": defs.resources["settings"]}))
+        (added,) = second.dynamic_partitions_requests
+        assert list(added.partition_keys) == ["m003"]
+
+
+def test_a_market_folder_that_is_a_link_is_refused(tmp_path: Path) -> None:
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "markets").symlink_to(outside)
+    with pytest.raises(OutputError) as refused:
+        check_market_folders(tmp_path / "out", tmp_path / "out" / "cmmm.duckdb", "m001")
+    assert refused.value.rule == "output-not-ours"
+    with pytest.raises(OutputError) as bad_name:
+        check_market_folders(tmp_path / "out2", tmp_path / "out2" / "cmmm.duckdb", "..")
+    assert bad_name.value.rule == "market-name"
+    assert list(outside.iterdir()) == []
+
+
+def _published(output: Path, market: str) -> pd.DataFrame:
+    with duckdb.connect(str(market_warehouse(output / "cmmm.duckdb", market)), read_only=True) as con:
+        return con.execute("SELECT * FROM published.estimates").df()
+
+
+@pytest.mark.slow
+def test_markets_run_in_parallel_and_a_bad_market_fails_alone(tmp_path: Path) -> None:
+    """Two markets on the multiprocess executor: m002's export has a negative TV spend, so its
+    data-quality gate fails with the rule; m001 publishes, with a `market` column, and is pooled."""
+    from cmmm_pipeline.run import run_markets
+
+    config = _export(tmp_path, 2)
+    data = pd.read_csv(tmp_path / "weekly.csv")
+    data.loc[data.index[data["market"] == "m002"][5], "tv_spend"] = -250.0
+    data.to_csv(tmp_path / "weekly.csv", index=False)
+    output = tmp_path / "out"
+    outcome = run_markets(str(config), str(output), str(output / "cmmm.duckdb"))
+    by_market = {m.market: m for m in outcome.markets}
+    assert by_market["m001"].success and not by_market["m002"].success
+    assert "[spend-non-negative]" in by_market["m002"].error
+    published = _published(output, "m001")
+    assert set(published["market"]) == {"m001"}
+    csv = pd.read_csv(output / "markets" / "m001" / "estimates.csv")
+    assert list(csv.columns[:2]) == ["market", "channel"] and set(csv["market"]) == {"m001"}
+    assert not (output / "markets" / "m002" / "estimates.csv").exists()
+    status = pd.read_csv(output / "markets" / "markets.csv")
+    assert dict(zip(status["market"], status["status"], strict=True)) == {"m001": "published",
+                                                                         "m002": "no publication"}
+    pooled = pd.read_csv(output / "markets" / "pooled.csv")
+    assert set(pooled["k_markets"]) == {1} and pooled["pooled"].isna().all()  # one market: nothing to pool
+
+
+@pytest.mark.slow
+def test_markets_run_on_a_dask_cluster_and_are_pooled(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same job on dagster-dask: a local distributed cluster (scheduler and two worker
+    processes on loopback) runs one step per market; the pooled ROI is near the markets' truth."""
+    distributed = pytest.importorskip("distributed")
+    from cmmm_pipeline.run import run_markets
+
+    config = _export(tmp_path, 2)
+    output = tmp_path / "out"
+    (tmp_path / "home").mkdir()
+    (tmp_path / "home" / "dagster.yaml").write_text("telemetry: {enabled: false}\n")
+    # Workers see what a deployment gives them: the config, the output folder and the instance.
+    for key, value in {"CMMM_CONFIG": str(config), "CMMM_OUTPUT_DIR": str(output),
+                       "CMMM_WAREHOUSE": str(output / "cmmm.duckdb"), "DAGSTER_HOME": str(tmp_path / "home"),
+                       "CMMM_EXECUTOR": "dask"}.items():
+        monkeypatch.setenv(key, value)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                  dashboard_address=None) as cluster:
+        monkeypatch.setenv("CMMM_DASK_SCHEDULER", cluster.scheduler_address)
+        with distributed.Client(cluster) as client:
+            workers = set(client.run(os.getpid).values())
+        outcome = run_markets(str(config), str(output), str(output / "cmmm.duckdb"))
+    assert outcome.success, [m.error for m in outcome.markets]
+    assert [m.market for m in outcome.markets] == ["m001", "m002"]
+    with DagsterInstance.get() as instance:  # every market's steps ran in a Dask worker process
+        pids = {r.dagster_event.pid for m in outcome.markets for r in instance.all_logs(m.run_id)
+                if r.dagster_event is not None and r.dagster_event.event_type_value == "STEP_START"}
+    assert pids and pids <= workers and os.getpid() not in pids
+    truth = pd.read_csv(tmp_path / "truth.csv")
+    tv = outcome.pooled[(outcome.pooled["channel"] == "tv") & (outcome.pooled["effect"] == "total")
+                        & (outcome.pooled["metric"] == "roi")].iloc[0]
+    true_mean = truth[(truth["channel"] == "tv") & (truth["effect"] == "total")]["roi"].mean()
+    assert tv["k_markets"] == 2 and tv["pooled"] == pytest.approx(true_mean, rel=0.2)
+    for market in ("m001", "m002"):
+        assert set(_published(output, market)["market"]) == {market}
+    assert os.path.isfile(outcome.summary_path)
