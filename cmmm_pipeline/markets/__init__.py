@@ -1,0 +1,1 @@
+"""Across markets: pooling each market's published estimates (random-effects meta-analysis)."""
