@@ -238,6 +238,7 @@ TAU_GRID = 121
 BISECTIONS = 12
 """Halvings of a mixture quantile's bracket before Newton's steps polish it."""
 NEWTON_STEPS = 3
+"""Newton steps on the mixture's distribution function after the bisection: each roughly squares the error."""
 TAU_GRID_SPAN = 3.0
 """The grid runs from 0 to TAU_GRID_SPAN x (range of the estimates + largest standard error)."""
 

@@ -96,6 +96,20 @@ def test_shrinkage_toward_the_mean_grows_with_the_standard_error(uncertainty: Ta
     assert r.shrunken_se[1] < 0.9 * se[1] and r.shrunken_se[3] < 0.9 * se[3]
 
 
+def test_mixture_quantiles_are_exact_for_known_mixtures() -> None:
+    from cmmm_pipeline.markets.pooling import _mixture_interval
+
+    low, high = _mixture_interval(np.array([[0.0], [2.0]]), np.array([[1.0], [0.5]]), np.array([1.0]), 0.95)
+    assert low == pytest.approx([-1.959964, 2.0 - 0.5 * 1.959964], abs=1e-6)
+    assert high == pytest.approx([1.959964, 2.0 + 0.5 * 1.959964], abs=1e-6)
+    # an equal mixture of N(-1, 1) and N(1, 1): its 2.5% quantile x solves (Phi(x + 1) + Phi(x - 1)) / 2 = 0.025
+    from scipy import special
+
+    low, high = _mixture_interval(np.array([[-1.0, 1.0]]), np.ones((1, 2)), np.array([0.5, 0.5]), 0.95)
+    assert (special.ndtr(low[0] + 1) + special.ndtr(low[0] - 1)) / 2 == pytest.approx(0.025, abs=1e-9)
+    assert high[0] == pytest.approx(-low[0], abs=1e-9)
+
+
 def test_standard_error_from_a_95_interval() -> None:
     assert standard_error_from_interval(-1.959964, 1.959964) == pytest.approx(1.0, rel=1e-6)
     assert standard_error_from_interval(0.0, 2 * 1.644854, level=0.90) == pytest.approx(1.0, rel=1e-6)
