@@ -524,3 +524,24 @@ def pool_markets(estimates: pd.DataFrame, settings: PoolingSettings | None = Non
     shrunken = pd.DataFrame(shrunken_rows, columns=SHRUNKEN_COLUMNS)
     return MarketPooling(pooled=pooled.reset_index(drop=True), shrunken=shrunken.reset_index(drop=True),
                          settings=settings)
+
+
+def _number(value: object, spec: str = ".3f") -> str:
+    return "" if value is None or (isinstance(value, float) and math.isnan(value)) else format(value, spec)
+
+
+def pooled_markdown(pooled: pd.DataFrame) -> str:
+    """The pooled table as Markdown for the asset's metadata and the report: one line per channel, effect and
+    metric with the pooled value and its interval, tau, I^2 and the prediction interval, or the reason."""
+    lines = ["| channel | effect | metric | markets | pooled | 95% interval | tau | I² | new market | note |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in pooled.to_dict("records"):
+        interval = f"[{_number(r['ci_low'])}, {_number(r['ci_high'])}]" if not pd.isna(r["pooled"]) else ""
+        prediction = (f"[{_number(r['prediction_low'])}, {_number(r['prediction_high'])}]"
+                      if not pd.isna(r["prediction_low"]) else "")
+        markets = f"{int(r['k_markets'])}" + (f" (+{int(r['withheld_markets'])} withheld)"
+                                               if r["withheld_markets"] else "")
+        i2 = "" if pd.isna(r["i2"]) else f"{100 * r['i2']:.0f}%"
+        lines.append(f"| {r['channel']} | {r['effect']} | {r['metric']} | {markets} | {_number(r['pooled'])} | "
+                     f"{interval} | {_number(r['tau'])} | {i2} | {prediction} | {r['reason']} |")
+    return "\n".join(lines)

@@ -206,3 +206,18 @@ def test_seeded_coverage_of_the_pooled_mean_and_the_shrunken_markets() -> None:
         market_hits.append(np.mean((np.array(r.shrunken_ci_low) <= theta) & (theta <= np.array(r.shrunken_ci_high))))
     assert 0.90 <= mean_hits / 200 <= 0.99
     assert 0.90 <= float(np.mean(market_hits)) <= 0.99
+
+
+def test_pooled_markdown_shows_numbers_and_reasons() -> None:
+    from cmmm_pipeline.markets.pooling import pooled_markdown
+
+    rows = [(m, "tv", "total", 1.0 + d, 0.8 + d, 1.2 + d, 0.6, 0.5, 0.7, "")
+            for m, d in (("a", 0.0), ("b", 0.2), ("c", 0.4))]
+    rows.append(("a", "radio", "total", 2.0, 1.5, 2.5, 1.0, 0.8, 1.2, ""))
+    text = pooled_markdown(pool_markets(markets(rows)).pooled)
+    lines = text.splitlines()
+    assert len(lines) == 2 + 4
+    tv_roi = next(line for line in lines if line.startswith("| tv | total | roi |"))
+    assert "| 3 | 1.200 |" in tv_roi and "[" in tv_roi
+    radio = next(line for line in lines if line.startswith("| radio | total | roi |"))
+    assert "1 market with numbers; pooling needs at least 2" in radio
