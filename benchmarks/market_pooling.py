@@ -133,14 +133,16 @@ def print_fast(table: pd.DataFrame, reps: int) -> None:
 
 
 def print_ablation(reps: int, seed: int, ks: list[int], taus: list[float]) -> None:
-    print(f"\nablation: pooled mean coverage by tau^2 estimator and mean interval (unequal se, {reps} replications)")
+    print(f"\nablation: pooled mean coverage by tau^2 estimator and mean interval ({reps} replications)")
     combos = [(e, i) for e in TauEstimator for i in MeanInterval if i is not MeanInterval.TAU_INTEGRATED]
-    print(f"{'k':>3} {'tau':>5} | " + " ".join(f"{e.value[:5]}/{i.value:<10}" for e, i in combos))
+    print(f"{'k':>3} {'tau':>5} {'se':<7} | " + " ".join(f"{e.value[:5]}/{i.value:<10}" for e, i in combos))
     for k in ks:
         for tau in taus:
-            cells = [simulate_setting(Setting(k, tau, True), reps, seed, e, i, both_uncertainties=False)["mean_cov"]
-                     for e, i in combos]
-            print(f"{k:>3} {tau:>5.2f} | " + " ".join(f"{c:>16.3f}" for c in cells))
+            for unequal in (False, True):
+                cells = [simulate_setting(Setting(k, tau, unequal), reps, seed, e, i, both_uncertainties=False)
+                         for e, i in combos]
+                print(f"{k:>3} {tau:>5.2f} {'unequal' if unequal else 'equal':<7} | "
+                      + " ".join(f"{c['mean_cov']:>16.3f}" for c in cells))
 
 
 # --- (b) end to end: the project's simulator and `cmmm run`, one process per market -----------------------
