@@ -12,22 +12,25 @@ with v_i the market's sampling variance, taken from its interval as ((high - low
 interval is a percentile interval of the bootstrap, so this is the bootstrap's standard error when the
 draws are near normal). The between-market variance tau^2 is estimated by REML (default), Paule-Mandel
 or DerSimonian-Laird; the interval for mu is Hartung-Knapp-Sidik-Jonkman (a t interval on k - 1 degrees
-of freedom with the weighted residual scale), which keeps its coverage with 5-20 markets where the
-normal (Wald) interval does not. Heterogeneity: Cochran's Q with its chi-squared p-value and
-Higgins-Thompson I^2 = max(0, (Q - (k - 1)) / Q), the share of the spread that is not sampling noise.
-The prediction interval (Higgins, Thompson & Spiegelhalter 2009) is where a new market's ROI should lie:
-mu_hat +/- t_{k-2} sqrt(tau_hat^2 + se(mu_hat)^2), from three markets on.
+of freedom with the weighted residual scale), which stays near its level with 5-20 markets (0.91-0.96 in
+the benchmark) where the normal (Wald) interval falls to 0.85. Heterogeneity: Cochran's Q with its
+chi-squared p-value and Higgins-Thompson I^2 = max(0, (Q - (k - 1)) / Q), the share of the spread that is
+not sampling noise. The prediction interval is where a new market's ROI should lie, from three markets on:
+with tau_hat plugged in, Higgins, Thompson & Spiegelhalter's (2009) mu_hat +/- t_{k-2} sqrt(tau_hat^2 +
+se(mu_hat)^2); by default averaged over tau like the shrunken estimates below.
 
 Partially pooled (shrunken) market estimates are the empirical-Bayes best linear unbiased predictions:
 
     theta_i_hat = mu_hat + lambda_i (y_i - mu_hat),   lambda_i = tau^2 / (tau^2 + v_i)
 
-a noisy market (large v_i) is pulled further toward the mean. Their standard error counts the market's
-own noise and the uncertainty of mu_hat (Raudenbush & Bryk 2002; metafor's `blup`):
-se_i^2 = lambda_i v_i + (1 - lambda_i)^2 var(mu_hat); the interval uses the t quantile on k - 1 degrees
-of freedom. The uncertainty of tau_hat itself is not propagated: with few markets tau_hat is often 0,
-every market is pulled onto the mean, and the shrunken intervals under-cover markets far from it
-(`benchmarks/market_pooling.py` prints how much).
+a noisy market (large v_i) is pulled further toward the mean. Given tau, their variance counts the
+market's own noise and the uncertainty of mu_hat (Raudenbush & Bryk 2002; metafor's `blup`):
+lambda_i v_i + (1 - lambda_i)^2 var(mu_hat). Plugging tau_hat in (TauUncertainty.PLUG_IN, t quantile on
+k - 1 degrees of freedom) under-covers: with 5-20 markets tau_hat is often 0 when the true tau is moderate,
+and every market is then pulled onto the mean. By default (TauUncertainty.INTEGRATED) the shrunken
+estimates, their intervals and the prediction interval average over tau instead, weighted by the restricted
+likelihood with a flat prior on tau (the hierarchical normal model of Gelman et al., Bayesian Data
+Analysis, ch. 5.4); `benchmarks/market_pooling.py` prints the coverage of both (docs/markets.md).
 
 Domain code: no dagster; the summary asset calls `pool_markets`.
 """
