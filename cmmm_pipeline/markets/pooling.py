@@ -12,7 +12,7 @@ with v_i the market's sampling variance, taken from its interval as ((high - low
 interval is a percentile interval of the bootstrap, so this is the bootstrap's standard error when the
 draws are near normal). The between-market variance tau^2 is estimated by REML (default), Paule-Mandel
 or DerSimonian-Laird; the interval for mu is Hartung-Knapp-Sidik-Jonkman (a t interval on k - 1 degrees
-of freedom with the weighted residual scale), which stays near its level with 5-20 markets (0.91-0.96 in
+of freedom with the weighted residual scale), which stays near its level with 5-20 markets (0.90-0.96 in
 the benchmark) where the normal (Wald) interval falls to 0.85. Heterogeneity: Cochran's Q with its
 chi-squared p-value and Higgins-Thompson I^2 = max(0, (Q - (k - 1)) / Q), the share of the spread that is
 not sampling noise. The prediction interval is where a new market's ROI should lie, from three markets on:
