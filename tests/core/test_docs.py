@@ -36,6 +36,8 @@ def _yaml(value: object) -> str:
         return "null"
     if isinstance(value, bool):
         return str(value).lower()
+    if isinstance(value, (tuple, list)):
+        return f"[{', '.join(_yaml(v) for v in value)}]"
     return str(value)
 
 
