@@ -24,6 +24,7 @@ from dagster import (
     ExecutorDefinition,
     In,
     MaterializeResult,
+    MetadataValue,
     Nothing,
     OpExecutionContext,
     Out,
@@ -34,7 +35,7 @@ from dagster import (
     op,
 )
 
-from resources.metadata import OWNERS, markdown_table
+from resources.metadata import OWNERS
 from resources.settings import CmmmSettings
 
 MARKETS_JOB = "cmmm_markets"
@@ -125,6 +126,7 @@ def _refresh(context: OpExecutionContext, settings: CmmmSettings, market: str) -
 def _pool(settings: CmmmSettings, markets: list[str], run_id: str,
           outcomes: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """Pool the published markets and publish the summary; the metadata shown in the UI."""
+    from cmmm_pipeline.markets.pooling import pooled_markdown
     from cmmm_pipeline.markets.summary import MarketRun, publish_summary
 
     runs = tuple(MarketRun(o["market"], o["success"], o["run_id"], o["error"]) for o in outcomes or [])
@@ -133,7 +135,8 @@ def _pool(settings: CmmmSettings, markets: list[str], run_id: str,
     return {
         "markets": len(markets), "published_markets": summary.published,
         "markets_without_publication": ", ".join(summary.missing) or "none",
-        "pooled": markdown_table(summary.pooled_table(), digits=3),
+        "pooled": MetadataValue.md(pooled_markdown(summary.pooled)) if not summary.pooled.empty
+        else "no market published yet",
         "summary_path": str(summary.report),
     }
 

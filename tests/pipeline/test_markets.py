@@ -140,6 +140,8 @@ def test_markets_run_in_parallel_and_a_bad_market_fails_alone(tmp_path: Path) ->
     csv = pd.read_csv(output / "markets" / "m001" / "estimates.csv")
     assert list(csv.columns[:2]) == ["market", "channel"] and set(csv["market"]) == {"m001"}
     assert not (output / "markets" / "m002" / "estimates.csv").exists()
+    assert "<h1>Causal marketing mix report · market m001</h1>" in (output / "markets" / "m001" /
+                                                                    "report.html").read_text()
     status = pd.read_csv(output / "markets" / "markets.csv")
     assert dict(zip(status["market"], status["status"], strict=True)) == {"m001": "published",
                                                                          "m002": "no publication"}
@@ -182,4 +184,5 @@ def test_markets_run_on_a_dask_cluster_and_are_pooled(tmp_path: Path, monkeypatc
     assert tv["k_markets"] == 2 and tv["pooled"] == pytest.approx(true_mean, rel=0.2)
     for market in ("m001", "m002"):
         assert set(_published(output, market)["market"]) == {market}
-    assert os.path.isfile(outcome.summary_path)
+    page = Path(outcome.summary_path).read_text()
+    assert "<h1>Across markets · sales</h1>" in page and '<a href="m002/report.html">m002</a>' in page
