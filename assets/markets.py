@@ -45,6 +45,8 @@ DASK_SCHEDULER_ENV = "CMMM_DASK_SCHEDULER"
 MARKET_TAG = "cmmm/market"
 PARENT_TAG = "cmmm/markets_run"
 """On every market's run: the `cmmm_markets` run that started it."""
+PRELOADED_MODULES = ("cmmm_pipeline.definitions", "cmmm_pipeline.run", "dowhy", "great_expectations",
+                     "statsmodels.api", "scipy.optimize", "matplotlib.pyplot")
 STEP_IO = "markets_io"
 """The op job's values (market names, outcomes) are small and pickled to the instance's storage,
 which every worker of a cluster shares; the per-market tables stay in each market's warehouse."""
@@ -76,7 +78,11 @@ def markets_executor(kind: MarketsExecutor | None = None) -> ExecutorDefinition:
         address = os.environ.get(DASK_SCHEDULER_ENV, "").strip()
         cluster = {"existing": {"address": address}} if address else {"local": {}}
         return dask_executor.configured({"cluster": cluster}, name="dask")
-    return multiprocess_executor.configured({"max_concurrent": os.cpu_count() or 1}, name="multiprocess")
+    # Steps fork from a server that imported the pipeline once: a market's step then costs its
+    # compute, not another few seconds of imports (measured in benchmarks/markets_scaling.py).
+    return multiprocess_executor.configured(
+        {"max_concurrent": os.cpu_count() or 1,
+         "start_method": {"forkserver": {"preload_modules": list(PRELOADED_MODULES)}}}, name="multiprocess")
 
 
 @op(out=DynamicOut(str, io_manager_key=STEP_IO), description="One output per market of the config or the export.")

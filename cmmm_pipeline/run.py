@@ -104,49 +104,38 @@ def market_outcomes(instance: Any, markets_run_id: str) -> list[MarketOutcome]:
     return sorted(outcomes, key=lambda o: o.market)
 
 
-def markets_job() -> Any:
-    """The `cmmm_markets` job of the Definitions the environment names: Dagster's executors
-    rebuild it in every step process (or cluster worker) from this module-level function."""
-    from cmmm_pipeline.definitions import build_definitions
-
-    return build_definitions().resolve_job_def("cmmm_markets")
-
-
-def dask_markets_job() -> Any:
-    """`markets_job` on the Dask cluster of CMMM_DASK_SCHEDULER: a target of its own, because
-    Dagster caches a rebuilt job per target within a process."""
+def markets_job(config_path: str, output_dir: str, warehouse_path: str, executor: str) -> Any:
+    """The `cmmm_markets` job for these paths: Dagster's executors rebuild it from this function and
+    its arguments in every step process (or cluster worker), whatever their environment holds."""
     from assets.markets import MarketsExecutor
     from cmmm_pipeline.definitions import build_definitions
 
-    return build_definitions(markets_executor=MarketsExecutor.DASK).resolve_job_def("cmmm_markets")
+    return build_definitions(config_path=config_path, output_dir=output_dir, warehouse_path=warehouse_path,
+                             markets_executor=MarketsExecutor(executor)).resolve_job_def("cmmm_markets")
 
 
 def run_markets(config_path: str, output_dir: str, warehouse_path: str) -> MarketsOutcome:
-    """Every market of the export, in parallel on the job's executor (multiprocess by default),
-    then pooled. Steps run in their own processes, so the run is recorded in a persistent instance:
-    DAGSTER_HOME's, or a temporary one."""
+    """Every market of the export, in parallel on the job's executor (CMMM_EXECUTOR: multiprocess by
+    default), then pooled. Steps run in their own processes, so the run is recorded in a persistent
+    instance: DAGSTER_HOME's, or a temporary one."""
     import tempfile
     from contextlib import ExitStack
 
-    from dagster import DagsterInstance, execute_job, reconstructable
+    from dagster import DagsterInstance, build_reconstructable_job, execute_job
 
+    from assets.markets import MarketsExecutor
     from cmmm_pipeline.markets.summary import MARKETS_DIR
 
-    settings = {"CMMM_CONFIG": config_path, "CMMM_OUTPUT_DIR": output_dir, "CMMM_WAREHOUSE": warehouse_path}
-    saved = {k: os.environ.get(k) for k in settings}
     with ExitStack() as stack:
-        os.environ.update(settings)  # the step processes build the same Definitions from them
-        stack.callback(_restore_environment, saved)
         if os.environ.get("DAGSTER_HOME"):
             instance = stack.enter_context(DagsterInstance.get())
         else:
             home = stack.enter_context(tempfile.TemporaryDirectory(prefix="cmmm-instance-"))
             instance = stack.enter_context(DagsterInstance.local_temp(home))
-        from assets.markets import MarketsExecutor
-
-        target = dask_markets_job if MarketsExecutor.from_environment() is MarketsExecutor.DASK else markets_job
-        result = stack.enter_context(execute_job(reconstructable(target), instance=instance,
-                                                 run_config=QUIET_RUN_CONFIG, raise_on_error=False))
+        job = build_reconstructable_job("cmmm_pipeline.run", "markets_job", reconstructable_args=(
+            config_path, output_dir, warehouse_path, MarketsExecutor.from_environment().value))
+        result = stack.enter_context(execute_job(job, instance=instance, run_config=QUIET_RUN_CONFIG,
+                                                 raise_on_error=False))
         markets = tuple(market_outcomes(instance, result.run_id))
         failed = {m.market for m in markets if not m.success}
         errors = [e for e in (_step_error(ev) for ev in result.all_events
@@ -159,14 +148,6 @@ def run_markets(config_path: str, output_dir: str, warehouse_path: str) -> Marke
             errors = ["the markets run failed outside any market; see its logs in the Dagster UI."]
         return MarketsOutcome(result.run_id, markets, pooled, os.path.join(output_dir, MARKETS_DIR, "summary.html"),
                               "\n".join(errors))
-
-
-def _restore_environment(saved: dict[str, str | None]) -> None:
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
 
 
 def pooled_summary_table(pooled: pd.DataFrame) -> str:

@@ -160,11 +160,9 @@ def test_markets_run_on_a_dask_cluster_and_are_pooled(tmp_path: Path, monkeypatc
     output = tmp_path / "out"
     (tmp_path / "home").mkdir()
     (tmp_path / "home" / "dagster.yaml").write_text("telemetry: {enabled: false}\n")
-    # Workers see what a deployment gives them: the config, the output folder and the instance.
-    for key, value in {"CMMM_CONFIG": str(config), "CMMM_OUTPUT_DIR": str(output),
-                       "CMMM_WAREHOUSE": str(output / "cmmm.duckdb"), "DAGSTER_HOME": str(tmp_path / "home"),
-                       "CMMM_EXECUTOR": "dask"}.items():
-        monkeypatch.setenv(key, value)
+    # Workers need only the instance: the job is rebuilt from the run's own paths.
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("CMMM_EXECUTOR", "dask")
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
                                   dashboard_address=None) as cluster:
         monkeypatch.setenv("CMMM_DASK_SCHEDULER", cluster.scheduler_address)

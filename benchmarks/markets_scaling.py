@@ -1,0 +1,103 @@
+"""How the many-markets job scales: N simulated markets (each 156 weeks, the sample's four channels,
+its own true ROIs) through `cmmm_markets`, on the multiprocess executor or a local Dask cluster.
+
+Prints, per market count: wall time, wall time per market, the marginal wall time of one more market
+(against the 1-market row), the peak memory of one market's process, the markets published, and the
+pooled TV ROI against the markets' mean true ROI. Wall time on this machine is the figure that counts:
+the markets' CPU is spent in forked and cluster processes that are not this process's children.
+
+    python benchmarks/markets_scaling.py --markets 1 5 20                 # multiprocess, default settings
+    python benchmarks/markets_scaling.py --markets 20 --executor dask     # a LocalCluster, 2 workers
+    python benchmarks/markets_scaling.py --markets 2 10 --fast            # B = 50, 2 refuter runs
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+FAST = "estimation: {bootstrap_samples: 50, refuter_simulations: 2, null_test_samples: 0}\n"
+
+
+def one_market_peak_gb(folder: Path, fast: bool) -> float:
+    """Peak RSS of a `cmmm run` of one market's partition in a child process."""
+    from cmmm_pipeline.simulation.markets import write_markets
+
+    write_markets(folder, 1, estimation=FAST if fast else "")
+    script = ("import sys; from dagster import DagsterInstance; from cmmm_pipeline.run import run_market; "
+              "o = run_market(sys.argv[1], sys.argv[2], sys.argv[2] + '/cmmm.duckdb', 'm001', "
+              "DagsterInstance.ephemeral()); sys.exit(0 if o.success else 1)")
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    subprocess.run([sys.executable, "-c", script, str(folder / "config.yaml"), str(folder / "out")], cwd=ROOT,
+                   check=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL)
+    return max(before, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) / 1024 ** 2
+
+
+def run(n_markets: int, executor: str, fast: bool, folder: Path) -> dict[str, float]:
+    import pandas as pd
+
+    from cmmm_pipeline.run import run_markets
+    from cmmm_pipeline.simulation.markets import write_markets
+
+    write_markets(folder, n_markets, estimation=FAST if fast else "")
+    output = folder / "out"
+    os.environ["CMMM_EXECUTOR"] = executor
+    start = time.perf_counter()
+    if executor == "dask":
+        import distributed
+
+        with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                      dashboard_address=None) as cluster:
+            os.environ["CMMM_DASK_SCHEDULER"] = cluster.scheduler_address
+            outcome = run_markets(str(folder / "config.yaml"), str(output), str(output / "cmmm.duckdb"))
+    else:
+        outcome = run_markets(str(folder / "config.yaml"), str(output), str(output / "cmmm.duckdb"))
+    wall = time.perf_counter() - start
+    for market in outcome.markets:
+        if not market.success:
+            print(f"  market {market.market} failed: {market.error[:600]}", flush=True)
+    if outcome.error:
+        print(f"  {outcome.error[:600]}", flush=True)
+    truth = pd.read_csv(folder / "truth.csv")
+    true_tv = truth[(truth["channel"] == "tv") & (truth["effect"] == "total")]["roi"].mean()
+    pooled = outcome.pooled
+    tv = pooled[(pooled["channel"] == "tv") & (pooled["effect"] == "total") & (pooled["metric"] == "roi")] \
+        if not pooled.empty else pooled
+    return {"markets": n_markets, "published": sum(m.success for m in outcome.markets), "wall": wall,
+            "pooled_tv": float(tv["pooled"].iloc[0]) if len(tv) else float("nan"), "true_tv": true_tv}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--markets", type=int, nargs="+", default=[1, 5, 20])
+    parser.add_argument("--executor", choices=["multiprocess", "dask"], default="multiprocess")
+    parser.add_argument("--fast", action="store_true", help="B = 50 and 2 refuter runs instead of the defaults")
+    args = parser.parse_args()
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+    print(f"executor {args.executor}, {'fast' if args.fast else 'default'} estimation settings, "
+          f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}")
+    with tempfile.TemporaryDirectory(prefix="cmmm-markets-") as tmp:
+        peak = one_market_peak_gb(Path(tmp) / "one", args.fast)
+        print(f"peak memory of one market's run (its own process): {peak:.2f} GB")
+        print(f"{'markets':>7} {'published':>9} {'wall s':>8} {'wall/market':>11} "
+              f"{'marginal s':>10} {'pooled TV ROI':>13} {'true mean':>9}")
+        first_wall = None
+        for n in args.markets:
+            row = run(n, args.executor, args.fast, Path(tmp) / f"m{n}")
+            first_wall = row["wall"] if first_wall is None and n == 1 else first_wall
+            marginal = (row["wall"] - first_wall) / (n - 1) if first_wall is not None and n > 1 else float("nan")
+            print(f"{n:>7} {row['published']:>9} {row['wall']:>8.1f} {row['wall'] / n:>11.1f} "
+                  f"{marginal:>10.1f} {row['pooled_tv']:>13.3f} {row['true_tv']:>9.3f}", flush=True)
+    print(f"load average after: {os.getloadavg()[0]:.1f}")
+
+
+if __name__ == "__main__":
+    main()
