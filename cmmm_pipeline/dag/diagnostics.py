@@ -30,7 +30,6 @@ from enum import Enum
 import networkx as nx
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from cmmm_pipeline.core.status import CheckCase, Status
 from cmmm_pipeline.dag.independence import (
@@ -234,6 +233,7 @@ def added_terms_test(y: np.ndarray, x: np.ndarray, z: np.ndarray, settings: Diag
     null: AR paths with the (bias-corrected) AR fit of the full residual and its resampled
     innovations go through the same filter-and-test, and the observed q·F is read against a scaled
     chi-squared with the draws' mean and variance (never narrower than χ²(q))."""
+    from scipy import stats
     full = np.hstack([x, z])
     beta, *_ = np.linalg.lstsq(full, y, rcond=None)
     order = min(settings.ar_order, len(y) // 4)

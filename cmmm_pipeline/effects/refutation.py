@@ -39,7 +39,6 @@ from enum import Enum
 import networkx as nx
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from cmmm_pipeline.core.config import EffectType
 from cmmm_pipeline.core.errors import ConfigError
@@ -264,6 +263,7 @@ def robustness_value(t_stat: float, df: int, alpha: float | None = None) -> floa
     treatment and outcome to bring the estimate to zero (alpha None), or to make it not significant
     at level `alpha` (RV_α, 0 when it is not significant to begin with). With f = |t|/√df:
     RV = ½(√(f⁴ + 4f²) − f²); for RV_α, f is reduced by f* = t*_{α, df−1}/√(df − 1)."""
+    from scipy import stats
     f = abs(t_stat) / np.sqrt(df)
     if alpha is not None:
         f_star = stats.t.ppf(1 - alpha / 2, df - 1) / np.sqrt(df - 1)
@@ -390,6 +390,7 @@ def benchmark_confounder(spec: EffectSpec, summary: RegressionSummary, threshold
     the estimate is not significant to begin with. A control for which a confounder that strong
     could not exist (it would explain all the spend's remaining variation) is left out and named.
     `roi_factor` (ROI per unit of estimate) puts the message in ROI units."""
+    from scipy import stats
     alpha, k = thresholds.significance, thresholds.benchmark_multiple
     level = round(100 * (1 - alpha))
     crit = float(stats.t.ppf(1 - alpha / 2, summary.df))
@@ -485,6 +486,7 @@ def _p(result: object) -> float:
 def placebo(target: RefutationTarget, simulations: int, seed: int,
             thresholds: RefutationThresholds) -> RefutationResult:
     """DoWhy's `refute_placebo_treatment` with the spend permuted across weeks."""
+    from scipy import stats
     from dowhy.causal_refuters.placebo_treatment_refuter import PlaceboType, refute_placebo_treatment
 
     data, fit, spec, summary = target.data, target.fit, target.spec, target.summary
@@ -549,6 +551,7 @@ def unobserved_common_cause(target: RefutationTarget, seed: int, thresholds: Ref
     no stronger than one as strong as the strongest observed confounder (r² at most its partial R²
     with spend and with KPI), or when no comparison is possible (every benchmark impossible);
     otherwise the row says so and passes. With no observed confounder at all, any is stronger."""
+    from scipy import stats
     from dowhy.causal_refuters.add_unobserved_common_cause import sensitivity_simulation
 
     data, fit, spec, summary = target.data, target.fit, target.spec, target.summary
@@ -592,6 +595,7 @@ def sensitivity(spec: EffectSpec, summary: RegressionSummary, thresholds: Refuta
     strong as the strongest observed control would make it so (the `benchmark_confounder` row);
     PASS otherwise. Also reported: the estimate bias-adjusted for a confounder with partial R²
     `confounder_partial_r2` with both (|bias| = se·√df·√(r²·r²/(1 − r²))) and its p-value."""
+    from scipy import stats
     rv = robustness_value(summary.estimate / summary.ols_se, summary.df)
     rv_alpha = robustness_value(summary.estimate / summary.inference_se, summary.df, thresholds.significance)
     r2 = thresholds.confounder_partial_r2
