@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from cmmm_pipeline.core.status import CheckCase, Status
+from cmmm_pipeline.core.threads import numeric_step
 from cmmm_pipeline.dag.independence import (
     MIN_WEEKS,
     ar_filter,
@@ -270,6 +271,7 @@ def _lag1(v: np.ndarray) -> float:
     return float(c[1:] @ c[:-1]) / denominator if denominator > 0 else 0.0
 
 
+@numeric_step()
 def diagnose_missing_drivers(features: pd.DataFrame, g: nx.DiGraph, kpi: str,
                              settings: DiagnosticSettings) -> MissingDriverReport:
     """Trend, seasonality and strong autocorrelation in the KPI's residual given all its parents.
