@@ -5,8 +5,8 @@ with a budgeted number of simulations and its own `np.random.RandomState`). The 
 refuters are DoWhy's (`refute_placebo_treatment`, `refute_random_common_cause`, `refute_data_subset`),
 computed as they are — the same draws from the same state, the same regression, the same
 significance test — with all simulations of one refuter in one least-squares solve instead of one
-DoWhy fit each (315 fits were ~8 s of a sample run; tests/effects/test_refutation.py compares them
-with DoWhy's side by side):
+DoWhy fit each (300 fits on the sample; tests/effects/test_refutation.py compares them with
+DoWhy's side by side):
 - placebo treatment: the spend series permuted; its effect must be ≈ 0;
 - random common cause: an independent random column added to the adjustment set; the estimate must
   not move;
