@@ -15,13 +15,15 @@ Prints, each measured in fresh child processes (wall seconds, CPU seconds = user
     extra independent channels of known geometric-adstock/Hill effect added to the KPI, and the
     sample's config extended by them (transforms given, as in the sample; no lift test);
 (e) BLAS threads: one SVD of a 156 × 72 matrix and the sample's in-process compute with the
-    libraries' default threads (`CMMM_BLAS_THREADS=0`) and with the pipeline's one thread.
+    libraries' default threads (`CMMM_BLAS_THREADS=0`) and with the pipeline's one thread;
+(f) the resampling refuters side by side with DoWhy's on the sample (TV's total and direct effect,
+    the config's simulations, the same seed): new effect, p-value and CPU milliseconds of each.
 
 `--before DIR` runs (b), (c) and (d)'s sample point with another checkout's code (e.g. /work/main)
 beside this one's. The load average is printed with every section: on a shared machine it says how
 far the figures are from an idle one.
 
-    python benchmarks/refresh_speed.py                      # a-e, about 4 min on an idle 2-core machine
+    python benchmarks/refresh_speed.py                      # a-f, about 4 min on an idle 2-core machine
     python benchmarks/refresh_speed.py --before /work/main  # and the figures of an older checkout
     python benchmarks/refresh_speed.py --grid               # (d) as the full weeks × channels grid
     python benchmarks/refresh_speed.py --only d --weeks 156 520 --channels 4 30
@@ -231,9 +233,69 @@ def svd_times(repeats: int = 30) -> dict[str, float]:
     return out
 
 
+def refuters_side_by_side(repeats: int = 3) -> None:
+    """(f): our vectorised placebo, random common cause and data subset beside DoWhy's refuters."""
+    sys.path.insert(0, str(ROOT))  # this checkout's code, in this process (the children get PYTHONPATH)
+    from dowhy.causal_refuters.data_subset_refuter import refute_data_subset
+    from dowhy.causal_refuters.placebo_treatment_refuter import PlaceboType, refute_placebo_treatment
+    from dowhy.causal_refuters.random_common_cause import refute_random_common_cause
+
+    from cmmm_pipeline.core.config import EffectType
+    from cmmm_pipeline.core.graph import build_graph
+    from cmmm_pipeline.core.loading import load_config
+    from cmmm_pipeline.dag.graph import expand_graph
+    from cmmm_pipeline.data.ingest import load_raw
+    from cmmm_pipeline.effects import refutation as ref
+    from cmmm_pipeline.effects.estimation import channel_specs, fit_dowhy
+    from cmmm_pipeline.media.features import build_features, configured_transform, node_columns
+
+    config = load_config(_sample_config())
+    raw = load_raw(config)
+    features = build_features(raw, config, {c.name: configured_transform(c) for c in config.channels})
+    g = expand_graph(build_graph(config), node_columns(raw, config))
+    specs = {(s.channel, s.effect): s for s in channel_specs(features, g, build_graph(config),
+                                                               list(config.channel_names), config.kpi)}
+    sims, seed, thresholds = config.estimation.refuter_simulations, 11, ref.RefutationThresholds()
+    data = features[ref.observed_nodes(features, g)]
+
+    def clock(fn):  # noqa: ANN001, ANN202
+        out = fn()
+        start = time.process_time()
+        for _ in range(repeats):
+            fn()
+        return out, 1000 * (time.process_time() - start) / repeats
+
+    print(f"  {'effect':7s} {'refuter':20s} {'new effect':>14s} {'p':>8s} {'CPU ms':>8s}   "
+          f"{'DoWhy new effect':>16s} {'p':>8s} {'CPU ms':>8s}   ({sims} simulations)")
+    for effect in (EffectType.TOTAL, EffectType.DIRECT):
+        spec = specs[("tv", effect)]
+        fit = fit_dowhy(data, g, spec, config.kpi)
+        target = ref.RefutationTarget(data, fit, spec, ref.regression_summary(data, spec, config.kpi))
+        pairs = {
+            "placebo_treatment": (
+                lambda: ref.placebo(target, sims, seed, thresholds),
+                lambda: refute_placebo_treatment(data, fit.estimand, fit.estimate, [spec.channel],
+                                                 num_simulations=sims, placebo_type=PlaceboType.PERMUTE,
+                                                 random_state=np.random.RandomState(seed))),
+            "random_common_cause": (
+                lambda: ref.random_common_cause(target, sims, seed, thresholds),
+                lambda: refute_random_common_cause(data, fit.estimand, fit.estimate, num_simulations=sims,
+                                                   random_state=np.random.RandomState(seed))),
+            "data_subset": (
+                lambda: ref.data_subset(target, sims, seed, thresholds),
+                lambda: refute_data_subset(data, fit.estimand, fit.estimate, num_simulations=sims,
+                                           subset_fraction=thresholds.subset_fraction,
+                                           random_state=np.random.RandomState(seed))),
+        }
+        for name, (ours, theirs) in pairs.items():
+            (r, ms), (d, dms) = clock(ours), clock(theirs)
+            print(f"  {effect.value:7s} {name:20s} {r.new_effect:14.6f} {r.p_value:8.4f} {ms:8.1f}   "
+                  f"{float(d.new_effect):16.6f} {float(d.refutation_result['p_value']):8.4f} {dms:8.1f}", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", nargs="+", choices=list("abcde"), default=list("abcde"))
+    parser.add_argument("--only", nargs="+", choices=list("abcdef"), default=list("abcdef"))
     parser.add_argument("--repeats", type=int, default=3, help="child runs of (a) and (b), median printed")
     parser.add_argument("--run-repeats", type=int, default=1, help="child runs of (c)")
     parser.add_argument("--before", type=Path, help="another checkout to measure (b), (c) and the sample in (d) on")
@@ -290,6 +352,9 @@ def main(argv: list[str] | None = None) -> int:
             r = rows[0]
             print(f"  sample refresh in process, {label:52s} CPU {r['cpu']:6.2f} s  wall {r['wall']:6.2f} s "
                   f"(load {r['load']:.1f})", flush=True)
+    if "f" in args.only:
+        print(f"(f) resampling refuters, vectorised and DoWhy's, same draws ({load()})")
+        refuters_side_by_side()
     return 0
 
 
