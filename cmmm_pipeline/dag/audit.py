@@ -11,6 +11,7 @@ import pandas as pd
 
 from cmmm_pipeline.core.config import SEASONALITY, TREND, PipelineConfig
 from cmmm_pipeline.core.graph import build_graph
+from cmmm_pipeline.core.threads import numeric_step
 from cmmm_pipeline.dag.drawing import draw_dag_png
 from cmmm_pipeline.dag.graph import edges_table, expand_graph, node_roles
 from cmmm_pipeline.dag.identification import Identification, identification_table, identify_channels, total_adjustments
@@ -64,6 +65,7 @@ def overlap_thresholds(config: PipelineConfig) -> OverlapThresholds:
     return OverlapThresholds.from_checks(config.checks)
 
 
+@numeric_step()
 def audit_dag(config: PipelineConfig, raw: pd.DataFrame, features: pd.DataFrame) -> DagAudit:
     """Everything the DAG step checks, from the raw weekly table and the transformed media."""
     g = build_graph(config)

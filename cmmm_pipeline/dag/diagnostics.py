@@ -30,9 +30,9 @@ from enum import Enum
 import networkx as nx
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from cmmm_pipeline.core.status import CheckCase, Status
+from cmmm_pipeline.core.threads import numeric_step
 from cmmm_pipeline.dag.independence import (
     MIN_WEEKS,
     ar_filter,
@@ -234,6 +234,7 @@ def added_terms_test(y: np.ndarray, x: np.ndarray, z: np.ndarray, settings: Diag
     null: AR paths with the (bias-corrected) AR fit of the full residual and its resampled
     innovations go through the same filter-and-test, and the observed q·F is read against a scaled
     chi-squared with the draws' mean and variance (never narrower than χ²(q))."""
+    from scipy import stats
     full = np.hstack([x, z])
     beta, *_ = np.linalg.lstsq(full, y, rcond=None)
     order = min(settings.ar_order, len(y) // 4)
@@ -270,6 +271,7 @@ def _lag1(v: np.ndarray) -> float:
     return float(c[1:] @ c[:-1]) / denominator if denominator > 0 else 0.0
 
 
+@numeric_step()
 def diagnose_missing_drivers(features: pd.DataFrame, g: nx.DiGraph, kpi: str,
                              settings: DiagnosticSettings) -> MissingDriverReport:
     """Trend, seasonality and strong autocorrelation in the KPI's residual given all its parents.

@@ -42,9 +42,6 @@ from enum import Enum
 import networkx as nx
 import numpy as np
 import pandas as pd
-from scipy import stats
-from statsmodels.stats.multitest import multipletests
-from statsmodels.tsa.stattools import acf, acovf, levinson_durbin
 
 from cmmm_pipeline.dag.adjustment import open_path
 
@@ -228,6 +225,7 @@ def _fits_by_order(acov: np.ndarray, order: int) -> list[tuple[np.ndarray, float
     innovation variance), by statsmodels' Levinson–Durbin recursion. Yule–Walker estimates are
     always stationary, so the filter never explodes. Orders past a vanishing innovation variance
     (a perfectly predictable series) are left out."""
+    from statsmodels.tsa.stattools import levinson_durbin
     fits: list[tuple[np.ndarray, float]] = [(np.zeros(0), float(acov[0]))]
     if order == 0 or acov[0] <= 0:
         return fits
@@ -243,6 +241,7 @@ def _fits_by_order(acov: np.ndarray, order: int) -> list[tuple[np.ndarray, float
 
 def _autocovariances(e: np.ndarray, order: int) -> np.ndarray:
     """Biased (divided by n) autocovariances of lags 0..order of a demeaned series."""
+    from statsmodels.tsa.stattools import acovf
     return acovf(e, adjusted=False, demean=False, fft=False, nlag=order)
 
 
@@ -337,6 +336,7 @@ def _residual(y: np.ndarray, design: np.ndarray) -> np.ndarray:
 
 def _acf(v: np.ndarray, lags: int) -> np.ndarray:
     """Sample autocorrelations of lags 1..lags (zeros for a constant series)."""
+    from statsmodels.tsa.stattools import acf
     if float(np.ptp(v)) <= 0:
         return np.zeros(lags)
     return acf(v, nlags=lags, adjusted=False, fft=False)[1:]
@@ -354,6 +354,7 @@ def serial_variance_inflation(u: np.ndarray, v: np.ndarray, lags: int) -> float:
 def fisher_z(u: np.ndarray, v: np.ndarray, u_full: np.ndarray, df: int, lags: int) -> tuple[float, float]:
     """z statistic and two-sided p-value of the correlation of residuals u and v; the serial
     inflation is measured on `u_full`, x's residual with y included (under a link, u carries it)."""
+    from scipy import stats
     denominator = float(np.sqrt((u @ u) * (v @ v)))
     r = float(np.clip(float(u @ v) / denominator, -0.999999, 0.999999)) if denominator > 0 else 0.0
     z = float(np.arctanh(r) * np.sqrt(max(df, 1)) / np.sqrt(serial_variance_inflation(u_full, v, lags)))
@@ -362,6 +363,7 @@ def fisher_z(u: np.ndarray, v: np.ndarray, u_full: np.ndarray, df: int, lags: in
 
 def quantile_bins(values: np.ndarray, bins: int) -> np.ndarray:
     """Quantile bin of each value, from ranks (ties and outliers do not matter)."""
+    from scipy import stats
     ranks = stats.rankdata(values, method="ordinal") - 1
     return (ranks * bins) // len(values)
 
@@ -396,6 +398,7 @@ def chi_squared(u: np.ndarray, v: np.ndarray, u_full: np.ndarray, bins: int,
     of weeks (`resample`: rows of `circular_block_indices`) against v's: the blocks keep the serial
     dependence of x's residual and break its alignment with y. The null is never taken narrower than
     the iid χ²((bins−1)²), which is the reference when `resample` is None."""
+    from scipy import stats
     a, b = quantile_bins(u, bins), quantile_bins(v, bins)
     statistic = pearson_statistic(a, b, bins)
     df = float((bins - 1) ** 2)
@@ -500,6 +503,7 @@ def check_implication(data: pd.DataFrame, implication: Implication, columns: Map
 def adjust_pvalues(p_values: Sequence[float], method: CorrectionMethod) -> np.ndarray:
     """Holm (step-down, family-wise error) or Benjamini–Hochberg (step-up, false discovery rate),
     by statsmodels' `multipletests`."""
+    from statsmodels.stats.multitest import multipletests
     p = np.asarray(p_values, dtype=float)
     if len(p) == 0:
         return p

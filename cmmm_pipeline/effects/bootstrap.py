@@ -45,7 +45,6 @@ from typing import ClassVar, Protocol
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from cmmm_pipeline.core.config import EffectType, PipelineConfig
 from cmmm_pipeline.effects.estimation import (
@@ -472,6 +471,7 @@ def interval(point: float, draws: np.ndarray, level: float, kind: IntervalKind) 
 
 def wald_pvalue(point: float, std_error: float, df: int | None) -> float:
     """Two-sided t-test of 'no effect' with the given standard error (None: normal)."""
+    from scipy import stats
     if not np.isfinite(std_error) or std_error <= 0:
         return float("nan")
     return float(2.0 * (stats.t.sf(abs(point) / std_error, df) if df else stats.norm.sf(abs(point) / std_error)))
@@ -555,6 +555,7 @@ def summarise_draws(point: float, sample: np.ndarray, draws: BootstrapDraws, smo
 
 
 def _quantile(level: float, df: int | None) -> float:
+    from scipy import stats
     upper = 0.5 + level / 2.0
     return float(stats.t.ppf(upper, df) if df else stats.norm.ppf(upper))
 

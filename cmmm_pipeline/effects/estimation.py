@@ -46,6 +46,7 @@ import pandas as pd
 
 from cmmm_pipeline.core.config import EffectType, PipelineConfig
 from cmmm_pipeline.core.errors import EstimationError
+from cmmm_pipeline.core.threads import numeric_step
 from cmmm_pipeline.dag.adjustment import (
     BUDGET_RULE,
     IdentificationMeter,
@@ -750,6 +751,7 @@ class ChannelEstimates:
     expanded: nx.DiGraph
 
 
+@numeric_step()
 def estimate_channels(raw: pd.DataFrame, features: pd.DataFrame, config: PipelineConfig, g_nodes: nx.DiGraph,
                       transforms: dict[str, ChannelTransform]) -> ChannelEstimates:
     """Every channel's effects under the DAG, exactly as the `ate_estimates` step publishes them

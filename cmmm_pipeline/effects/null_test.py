@@ -28,7 +28,6 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 import numpy as np
-from scipy import stats
 
 from cmmm_pipeline.core.config import EffectType
 from cmmm_pipeline.effects.bootstrap import EffectProblem, IntervalEstimate
@@ -97,6 +96,7 @@ def null_datasets(problem: EffectProblem, spec: EffectSpec, block_length: int, s
 def null_test(problem: EffectProblem, spec: EffectSpec, selection: SelectionSettings, block_length: int,
               samples: int, rng: np.random.Generator) -> NullTest:
     """The test of no effect for one spec (see the module docstring)."""
+    from scipy import stats
     n = problem.n
     lags = newey_west_lags(n)
     observed = batched_hac_t(problem.design(spec, np.arange(n)[None, :], problem.selected[None, :]),

@@ -28,7 +28,6 @@ from enum import Enum
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from cmmm_pipeline.core.config import CampaignConfig, EffectModifierConfig, EffectType
 from cmmm_pipeline.core.errors import EstimationError
@@ -333,6 +332,7 @@ def _modification_design(problem: EffectProblem, spec: EffectSpec, levels: Level
 def equal_effect_test(point: np.ndarray, sample: np.ndarray) -> float:
     """p-value of 'the effect per unit of media is the same at every level': Wald test of the
     differences to the first level, with the bootstrap covariance of the coefficients (χ², K−1 df)."""
+    from scipy import stats
     finite = np.isfinite(sample).all(axis=1)
     if point.size < 2 or finite.sum() < point.size + 2:
         return float("nan")

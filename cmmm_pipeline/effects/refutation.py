@@ -1,12 +1,16 @@
 """Refutation and sensitivity: how far to trust each channel's estimate, as PASS / REVIEW / FAIL.
 
-Per estimated effect, with DoWhy's typed refuter functions on the same data, estimand and estimate
-(one function per refuter below, each with a budgeted number of simulations and its own
-`np.random.RandomState`):
-- placebo treatment (`refute_placebo_treatment`): the spend series permuted; its effect must be ≈ 0;
-- random common cause (`refute_random_common_cause`): an independent random column added to the
-  adjustment set; the estimate must not move;
-- data subset (`refute_data_subset`): re-estimated on random 80% subsets; the estimate must not move;
+Per estimated effect, on the same data, estimand and estimate (one function per refuter below, each
+with a budgeted number of simulations and its own `np.random.RandomState`). The three resampling
+refuters are DoWhy's (`refute_placebo_treatment`, `refute_random_common_cause`, `refute_data_subset`),
+computed as they are — the same draws from the same state, the same regression, the same
+significance test — with all simulations of one refuter in one least-squares solve instead of one
+DoWhy fit each (300 fits on the sample; tests/effects/test_refutation.py compares them with
+DoWhy's side by side):
+- placebo treatment: the spend series permuted; its effect must be ≈ 0;
+- random common cause: an independent random column added to the adjustment set; the estimate must
+  not move;
+- data subset: re-estimated on random 80% subsets; the estimate must not move;
 - unobserved common cause (`sensitivity_simulation`): DoWhy's simulated confounder with linear
   effects of explicit strength (partial R² `confounder_partial_r2` with both treatment and KPI);
   the effect must survive it;
@@ -39,12 +43,12 @@ from enum import Enum
 import networkx as nx
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from cmmm_pipeline.core.config import EffectType
 from cmmm_pipeline.core.errors import ConfigError
 from cmmm_pipeline.core.status import CaseResult, CheckCase, Status
-from cmmm_pipeline.effects.estimation import DowhyFit, EffectSpec, design, fit_dowhy, hac_pvalue, observed_nodes
+from cmmm_pipeline.effects.estimation import (DowhyFit, EffectSpec, batched_ols, design, fit_dowhy, hac_pvalue,
+                                               observed_nodes)
 
 REFUTATION_COLUMNS = ["channel", "effect", "refuter", "status", "estimate", "new_effect", "p_value", "statistic",
                       "message", "recommendation", "new_effect_low", "new_effect_high"]
@@ -264,6 +268,7 @@ def robustness_value(t_stat: float, df: int, alpha: float | None = None) -> floa
     treatment and outcome to bring the estimate to zero (alpha None), or to make it not significant
     at level `alpha` (RV_α, 0 when it is not significant to begin with). With f = |t|/√df:
     RV = ½(√(f⁴ + 4f²) − f²); for RV_α, f is reduced by f* = t*_{α, df−1}/√(df − 1)."""
+    from scipy import stats
     f = abs(t_stat) / np.sqrt(df)
     if alpha is not None:
         f_star = stats.t.ppf(1 - alpha / 2, df - 1) / np.sqrt(df - 1)
@@ -390,6 +395,7 @@ def benchmark_confounder(spec: EffectSpec, summary: RegressionSummary, threshold
     the estimate is not significant to begin with. A control for which a confounder that strong
     could not exist (it would explain all the spend's remaining variation) is left out and named.
     `roi_factor` (ROI per unit of estimate) puts the message in ROI units."""
+    from scipy import stats
     alpha, k = thresholds.significance, thresholds.benchmark_multiple
     level = round(100 * (1 - alpha))
     crit = float(stats.t.ppf(1 - alpha / 2, summary.df))
@@ -477,21 +483,84 @@ def _shift_case(shift: float, thresholds: RefutationThresholds,
     return cases.MOVED if shift <= thresholds.shift_fail else cases.UNSTABLE
 
 
-def _p(result: object) -> float:
-    value = (getattr(result, "refutation_result", None) or {}).get("p_value", float("nan"))
-    return float(value)
+def _residualise(z: np.ndarray, a: np.ndarray) -> np.ndarray:
+    """`a` (n or n × B) minus its least-squares projection on the columns of `z`: one solve for every
+    column of `a` (Frisch–Waugh–Lovell: a coefficient is the regression of residual on residual)."""
+    coef, *_ = np.linalg.lstsq(z, a, rcond=None)
+    return a - z @ coef
+
+
+def placebo_effects(x: np.ndarray, y: np.ndarray, permutations: np.ndarray) -> np.ndarray:
+    """(B,) treatment coefficients with the treatment (column 1 of the design `x`) permuted by each
+    row of `permutations` (B × n), the controls left in place: one projection of all B placebo
+    series on the controls, then B residual-on-residual slopes."""
+    z = np.delete(x, 1, axis=1)
+    t = _residualise(z, x[:, 1][permutations].T)
+    e = _residualise(z, y)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return (t.T @ e) / np.einsum("nb,nb->b", t, t)
+
+
+def random_cause_effects(x: np.ndarray, y: np.ndarray, causes: np.ndarray) -> np.ndarray:
+    """(B,) treatment coefficients with each row of `causes` (B × n) added to the controls: the
+    controls are projected out of treatment, outcome and all B causes at once, and each draw's
+    coefficient is the closed-form two-regressor solution on those residuals."""
+    z = np.delete(x, 1, axis=1)
+    r = _residualise(z, np.column_stack([x[:, 1], y, causes.T]))
+    t, e, w = r[:, 0], r[:, 1], r[:, 2:]
+    tt, te = float(t @ t), float(t @ e)
+    tw, ww, we = t @ w, np.einsum("nb,nb->b", w, w), w.T @ e
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return (ww * te - tw * we) / (tt * ww - tw**2)
+
+
+def subset_effects(x: np.ndarray, y: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """(B,) treatment coefficients re-estimated on each row set of `rows` (B × k): one batched
+    least-squares solve (the bootstrap's `batched_ols`; an ill-conditioned subset gives NaN)."""
+    return batched_ols(x[rows], y[rows])[:, 1]
+
+
+def placebo_permutations(n: int, simulations: int, random_state: np.random.RandomState) -> np.ndarray:
+    """(B, n) the permutations DoWhy's permute placebo draws, in its order, from the same state."""
+    return np.stack([random_state.choice(n, size=n, replace=False) for _ in range(simulations)])
+
+
+def random_causes(n: int, simulations: int, random_state: np.random.RandomState) -> np.ndarray:
+    """(B, n) the standard-normal columns DoWhy's random common cause draws, in its order."""
+    return np.stack([random_state.normal(size=n) for _ in range(simulations)])
+
+
+def subset_rows(n: int, fraction: float, simulations: int, random_state: np.random.RandomState) -> np.ndarray:
+    """(B, k) the row positions `DataFrame.sample(frac=fraction)` draws in DoWhy's data subset refuter,
+    in its order (k = round(fraction · n), without replacement)."""
+    k = round(fraction * n)
+    return np.stack([random_state.choice(n, size=k, replace=False) for _ in range(simulations)])
+
+
+def refuter_p_value(value: float, draws: np.ndarray) -> float:
+    """DoWhy's `test_significance` (AUTO) of `value` against the refuter's draws: the two-sided
+    percentile p-value from 100 draws on, below that the one-sided normal tail of DoWhy's code."""
+    from scipy import stats
+
+    if len(draws) >= 100:
+        half = float(np.mean((draws > value) + 0.5 * (draws == value)))
+        return 2.0 * min(half, 1.0 - half)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = (value - float(np.mean(draws))) / float(np.std(draws))
+    return float(1.0 - stats.norm.cdf(z) if z > 0 else stats.norm.cdf(z))
 
 
 def placebo(target: RefutationTarget, simulations: int, seed: int,
             thresholds: RefutationThresholds) -> RefutationResult:
-    """DoWhy's `refute_placebo_treatment` with the spend permuted across weeks."""
-    from dowhy.causal_refuters.placebo_treatment_refuter import PlaceboType, refute_placebo_treatment
+    """Placebo treatment: the spend permuted across weeks, as DoWhy's `refute_placebo_treatment`
+    (PERMUTE) does it, with the same draws from the same `np.random.RandomState(seed)`, the B refits
+    done at once (`placebo_effects`); its p-value tests 0 against the placebo effects."""
+    from scipy import stats
 
     data, fit, spec, summary = target.data, target.fit, target.spec, target.summary
-    r = refute_placebo_treatment(data, fit.estimand, fit.estimate, fit.estimand.treatment_variable,
-                                 num_simulations=simulations, placebo_type=PlaceboType.PERMUTE,
-                                 random_state=np.random.RandomState(seed))
-    new, p = float(r.new_effect), _p(r)
+    x, y = design(data, spec), data[fit.estimand.outcome_variable[0]].to_numpy(dtype=float)
+    draws = placebo_effects(x, y, placebo_permutations(len(y), simulations, np.random.RandomState(seed)))
+    new, p = float(np.mean(draws)), refuter_p_value(0.0, draws)
     z = stats.norm.ppf(1 - thresholds.significance / 2)
     in_se = new / summary.hac_se
     if p < thresholds.significance:
@@ -507,34 +576,33 @@ def placebo(target: RefutationTarget, simulations: int, seed: int,
 
 def random_common_cause(target: RefutationTarget, simulations: int, seed: int,
                         thresholds: RefutationThresholds) -> RefutationResult:
-    """DoWhy's `refute_random_common_cause`: a standard-normal column added to the adjustment set."""
-    from dowhy.causal_refuters.random_common_cause import refute_random_common_cause
-
+    """Random common cause: a standard-normal column added to the adjustment set, as DoWhy's
+    `refute_random_common_cause` draws it, the B refits done at once (`random_cause_effects`)."""
     data, fit, spec, summary = target.data, target.fit, target.spec, target.summary
-    r = refute_random_common_cause(data, fit.estimand, fit.estimate, num_simulations=simulations,
-                                   random_state=np.random.RandomState(seed))
-    new = float(r.new_effect)
+    x, y = design(data, spec), data[fit.estimand.outcome_variable[0]].to_numpy(dtype=float)
+    draws = random_cause_effects(x, y, random_causes(len(y), simulations, np.random.RandomState(seed)))
+    new = float(np.mean(draws))
     shift = abs(new - fit.value) / summary.hac_se
     case = _shift_case(shift, thresholds, RandomCommonCauseCase)
     return RefutationResult(spec.channel, spec.effect, RefuterKind.RANDOM_COMMON_CAUSE, case, fit.value, new,
-                            _p(r), shift, case.render(shift=shift))
+                            refuter_p_value(fit.value, draws), shift, case.render(shift=shift))
 
 
 def data_subset(target: RefutationTarget, simulations: int, seed: int,
                 thresholds: RefutationThresholds) -> RefutationResult:
-    """DoWhy's `refute_data_subset` on random `subset_fraction` shares of the weeks."""
-    from dowhy.causal_refuters.data_subset_refuter import refute_data_subset
-
+    """Data subset: re-estimated on random `subset_fraction` shares of the weeks, the subsets DoWhy's
+    `refute_data_subset` draws from a `np.random.RandomState(seed)` (a state, not an int: with an int
+    DoWhy redraws the same subset every simulation), the B refits done at once (`subset_effects`)."""
     data, fit, spec, summary = target.data, target.fit, target.spec, target.summary
-    # A RandomState object, not an int: with an int DoWhy redraws the same subset every simulation.
-    r = refute_data_subset(data, fit.estimand, fit.estimate, subset_fraction=thresholds.subset_fraction,
-                           num_simulations=simulations, random_state=np.random.RandomState(seed))
-    new = float(r.new_effect)
+    x, y = design(data, spec), data[fit.estimand.outcome_variable[0]].to_numpy(dtype=float)
+    rows = subset_rows(len(y), thresholds.subset_fraction, simulations, np.random.RandomState(seed))
+    draws = subset_effects(x, y, rows)
+    new = float(np.mean(draws))
     shift = abs(new - fit.value) / summary.hac_se
     case = _shift_case(shift, thresholds, DataSubsetCase)
     message = case.render(share=round(100 * thresholds.subset_fraction), shift=shift)
-    return RefutationResult(spec.channel, spec.effect, RefuterKind.DATA_SUBSET, case, fit.value, new, _p(r), shift,
-                            message)
+    return RefutationResult(spec.channel, spec.effect, RefuterKind.DATA_SUBSET, case, fit.value, new,
+                            refuter_p_value(fit.value, draws), shift, message)
 
 
 def unobserved_common_cause(target: RefutationTarget, seed: int, thresholds: RefutationThresholds,
@@ -549,6 +617,7 @@ def unobserved_common_cause(target: RefutationTarget, seed: int, thresholds: Ref
     no stronger than one as strong as the strongest observed confounder (r² at most its partial R²
     with spend and with KPI), or when no comparison is possible (every benchmark impossible);
     otherwise the row says so and passes. With no observed confounder at all, any is stronger."""
+    from scipy import stats
     from dowhy.causal_refuters.add_unobserved_common_cause import sensitivity_simulation
 
     data, fit, spec, summary = target.data, target.fit, target.spec, target.summary
@@ -592,6 +661,7 @@ def sensitivity(spec: EffectSpec, summary: RegressionSummary, thresholds: Refuta
     strong as the strongest observed control would make it so (the `benchmark_confounder` row);
     PASS otherwise. Also reported: the estimate bias-adjusted for a confounder with partial R²
     `confounder_partial_r2` with both (|bias| = se·√df·√(r²·r²/(1 − r²))) and its p-value."""
+    from scipy import stats
     rv = robustness_value(summary.estimate / summary.ols_se, summary.df)
     rv_alpha = robustness_value(summary.estimate / summary.inference_se, summary.df, thresholds.significance)
     r2 = thresholds.confounder_partial_r2

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from cmmm_pipeline.core.config import EffectType, PipelineConfig, SelectionBand
+from cmmm_pipeline.core.threads import numeric_step
 from cmmm_pipeline.data.ingest import spend_totals
 from cmmm_pipeline.effects.bootstrap import (
     BootstrapDraws,
@@ -98,6 +99,7 @@ def in_table_order(point: pd.DataFrame, specs: Sequence[EffectSpec]) -> tuple[Ef
     return tuple(by_key[k] for k in keys if k in by_key)
 
 
+@numeric_step()
 def assess(raw: pd.DataFrame, features: pd.DataFrame, config: PipelineConfig, point: pd.DataFrame,
            specs: Sequence[EffectSpec], g_expanded: nx.DiGraph,
            candidates: Mapping[str, tuple[ChannelTransform, ...]], selected: Mapping[str, int]) -> Assessment:

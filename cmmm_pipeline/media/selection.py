@@ -24,6 +24,7 @@ import pandas as pd
 
 from cmmm_pipeline.core.config import (AdstockType, ChannelConfig, EstimationConfig, PipelineConfig,
                                        SelectionCriterion)
+from cmmm_pipeline.core.threads import numeric_step
 from cmmm_pipeline.media.features import (
     DEFAULT_DECAY,
     DEFAULT_HALF_SATURATION,
@@ -399,6 +400,7 @@ class SelectionResult:
     """Per selected channel, the parameters whose chosen value is an edge of its grid axis."""
 
 
+@numeric_step()
 def select_transforms(raw: pd.DataFrame, config: PipelineConfig, settings: SelectionSettings) -> SelectionResult:
     """Choose the omitted transform parameters of every channel by time-series CV error."""
     candidates = {c.name: channel_candidates(c, settings.grid) for c in config.channels}

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import numpy as np
 import numpy.typing as npt
-from scipy.signal import lfilter
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -19,6 +18,7 @@ def geometric_adstock(spend: npt.ArrayLike, decay: float) -> FloatArray:
 
     Works along the first axis, so a (weeks, k) matrix transforms k series at once.
     """
+    from scipy.signal import lfilter
     if not 0.0 <= decay < 1.0:
         raise ValueError(f"geometric adstock decay must be in [0, 1), got {decay}")
     x = np.asarray(spend, dtype=float)
@@ -28,6 +28,7 @@ def geometric_adstock(spend: npt.ArrayLike, decay: float) -> FloatArray:
 def weibull_adstock(spend: npt.ArrayLike, shape: float, scale: float, max_lag: int = 12) -> FloatArray:
     """Carryover with Weibull-survival lag weights exp(-(l/scale)^shape): largest at lag 0 and
     never rising, like geometric, but with a tail that fades faster (shape > 1) or slower (< 1)."""
+    from scipy.signal import lfilter
     if shape <= 0 or scale <= 0 or max_lag < 1:
         raise ValueError("weibull adstock needs shape > 0, scale > 0 and max_lag >= 1")
     lags = np.arange(max_lag + 1, dtype=float)
@@ -50,6 +51,7 @@ def weibull_pdf_weights(shape: float, scale: float, max_lag: int) -> FloatArray:
 def weibull_pdf_adstock(spend: npt.ArrayLike, shape: float, scale: float, max_lag: int = 12) -> FloatArray:
     """Carryover with `weibull_pdf_weights`: unlike geometric or Weibull-survival weights, its
     peak may come after the week of spend (at lag ≈ scale·((shape−1)/shape)^(1/shape) − ½)."""
+    from scipy.signal import lfilter
     x = np.asarray(spend, dtype=float)
     return lfilter(weibull_pdf_weights(shape, scale, max_lag), [1.0], x, axis=0)
 

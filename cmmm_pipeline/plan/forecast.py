@@ -27,7 +27,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from cmmm_pipeline.core.config import SEASONALITY, TREND
 from cmmm_pipeline.plan.spec import PlanError
@@ -172,6 +171,7 @@ def kpi_forecast(model: FittedModel, effects: Mapping[str, ChannelEffect], base:
     draw's selected transform is far more variable than their mean), and the model's own noise
     (the residuals' variance for a week; the variance of sums of N consecutive residuals, which
     keeps their autocorrelation, for the plan's sum), added in quadrature."""
+    from scipy import stats
     weeks = base.point.size
     mean_draws = base.draws + sum(e.weekly_draws for e in effects.values())
     point = base.point + sum(e.weekly_point for e in effects.values())

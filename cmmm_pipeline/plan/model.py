@@ -25,6 +25,7 @@ import pandas as pd
 
 from cmmm_pipeline.core.config import EffectType, PipelineConfig
 from cmmm_pipeline.core.graph import build_graph
+from cmmm_pipeline.core.threads import numeric_step
 from cmmm_pipeline.dag.overlap import OverlapStratum, OverlapThresholds, overlap_strata
 from cmmm_pipeline.data.ingest import spend_totals
 from cmmm_pipeline.effects.bootstrap import (
@@ -147,6 +148,7 @@ def fit_model(raw: pd.DataFrame, config: PipelineConfig) -> FittedModel:
                                 selection.candidates, selection.selected_index)
 
 
+@numeric_step()
 def model_from_estimates(raw: pd.DataFrame, features: pd.DataFrame, config: PipelineConfig, point: pd.DataFrame,
                          specs: Sequence[EffectSpec], failures: Sequence[NotEstimated], g_expanded: nx.DiGraph,
                          candidates: Mapping[str, tuple[ChannelTransform, ...]],

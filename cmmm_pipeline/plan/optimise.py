@@ -24,7 +24,6 @@ from dataclasses import dataclass
 import warnings
 
 import numpy as np
-from scipy.optimize import minimize
 
 RANDOM_STARTS = 4
 
@@ -78,6 +77,7 @@ def allocate(objective: Callable[[np.ndarray], float], lower: np.ndarray, upper:
     rng
         For the random starts.
     """
+    from scipy.optimize import minimize
     lower, upper = np.asarray(lower, dtype=float), np.asarray(upper, dtype=float)
     scale = max(budget, 1e-12)
     k = lower.size

@@ -255,3 +255,19 @@ def test_the_dagster_checks_are_blocking_and_carry_the_failures(raw: pd.DataFram
     assert "| spend-non-negative | tv_spend |" in table and week(raw, 4) in table and week(raw, 10) in table
     assert result.description.splitlines()[0].startswith("[spend-non-negative] raw_spend column 'tv_spend'")
     assert check_result(validate_raw_spend(raw, config)).passed is True
+
+
+def test_a_suite_keeps_one_of_two_rules_with_the_same_expectation_as_gx_does() -> None:
+    """The suite is built in one go (cheap), but stays set-like as `add_expectation` keeps it: the
+    same expectation under two rules is validated once; a different bound is its own expectation."""
+    import great_expectations as gx
+
+    from data_checks.gx_runner import Rule, run_suite
+
+    def between(low: float) -> Rule:
+        return Rule("spend-non-negative", gx.expectations.ExpectColumnValuesToBeBetween(column="x", min_value=low))
+
+    result = run_suite("dedupe", pd.DataFrame({"x": [-1.0, 2.0, 3.0]}), [between(0), between(0), between(-5)])
+    assert result.evaluated == 2
+    assert not result.success
+    assert [f.unexpected_count for f in result.failures] == [1]

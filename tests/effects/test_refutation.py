@@ -203,3 +203,50 @@ def test_a_negative_effect_is_described_as_negative_by_the_hidden_confounder() -
     assert hidden.estimate == pytest.approx(-0.3 * summary.estimate, rel=1e-6)
     assert hidden.status is Status.REVIEW
     assert "leaves the effect negative but no longer distinguishable from zero" in hidden.message
+
+
+@pytest.mark.parametrize("effect", [EffectType.TOTAL, EffectType.DIRECT])
+def test_vectorised_refuters_match_dowhys_side_by_side(sample: dict, effect: EffectType) -> None:
+    """The three resampling refuters are DoWhy's, refitted in one solve: with the same seed they give
+    DoWhy's own new effect and p-value (the same draws from the same RandomState), for a total and
+    a direct (mediator-adjusted) effect."""
+    from dowhy.causal_refuters.data_subset_refuter import refute_data_subset
+    from dowhy.causal_refuters.placebo_treatment_refuter import PlaceboType, refute_placebo_treatment
+    from dowhy.causal_refuters.random_common_cause import refute_random_common_cause
+
+    spec = sample["specs"][("tv", effect)]
+    data = sample["features"][ref.observed_nodes(sample["features"], sample["g"])]
+    fit = fit_dowhy(data, sample["g"], spec, "sales")
+    target = ref.RefutationTarget(data, fit, spec, regression_summary(data, spec, "sales"))
+    sims, seed = 8, 3
+    ours = {RefuterKind.PLACEBO_TREATMENT: ref.placebo(target, sims, seed, THRESHOLDS),
+            RefuterKind.RANDOM_COMMON_CAUSE: ref.random_common_cause(target, sims, seed, THRESHOLDS),
+            RefuterKind.DATA_SUBSET: ref.data_subset(target, sims, seed, THRESHOLDS)}
+    theirs = {
+        RefuterKind.PLACEBO_TREATMENT: refute_placebo_treatment(
+            data, fit.estimand, fit.estimate, ["tv"], num_simulations=sims, placebo_type=PlaceboType.PERMUTE,
+            random_state=np.random.RandomState(seed)),
+        RefuterKind.RANDOM_COMMON_CAUSE: refute_random_common_cause(
+            data, fit.estimand, fit.estimate, num_simulations=sims, random_state=np.random.RandomState(seed)),
+        RefuterKind.DATA_SUBSET: refute_data_subset(
+            data, fit.estimand, fit.estimate, subset_fraction=THRESHOLDS.subset_fraction, num_simulations=sims,
+            random_state=np.random.RandomState(seed)),
+    }
+    for kind, r in ours.items():
+        print(f"{effect.value:6s} {kind.value:20s} ours {r.new_effect:.10g} p {r.p_value:.6f}  "
+              f"dowhy {theirs[kind].new_effect:.10g} p {theirs[kind].refutation_result['p_value']:.6f}")
+        assert r.new_effect == pytest.approx(float(theirs[kind].new_effect), rel=1e-8, abs=1e-9 * abs(r.estimate))
+        assert r.p_value == pytest.approx(float(theirs[kind].refutation_result["p_value"]), rel=1e-6, abs=1e-9)
+    assert ours[RefuterKind.RANDOM_COMMON_CAUSE].new_effect != fit.value  # the draws really changed the fit
+
+
+def test_refuter_p_value_is_dowhys_percentile_test_from_100_draws() -> None:
+    from dowhy.causal_refuter import test_significance
+
+    class Estimate:
+        value = 0.3
+
+    draws = np.random.default_rng(2).normal(0.2, 0.1, size=150)
+    ours = ref.refuter_p_value(0.3, draws)
+    assert ours == pytest.approx(test_significance(Estimate(), draws)["p_value"], abs=1e-12)
+    assert 0.2 < ours < 0.5  # 0.3 is one SD above the draws' centre: about a third of them lie beyond
