@@ -90,6 +90,13 @@ def select_market(table: pd.DataFrame, column: str, market: str, where: str) -> 
     return rows.reset_index(drop=True)
 
 
+def market_of(estimates: pd.DataFrame) -> str | None:
+    """The market a publication describes: its estimates carry it (None for a single market)."""
+    if "market" not in estimates.columns or estimates.empty:
+        return None
+    return str(estimates["market"].iloc[0])
+
+
 def with_market(table: pd.DataFrame, market: str | None) -> pd.DataFrame:
     """The table with the market as its first column (unchanged for a single-market run), so a
     market's CSVs and tables say which market they describe when they are gathered."""

@@ -49,6 +49,7 @@ from cmmm_pipeline.core.config import PipelineConfig
 from cmmm_pipeline.core.errors import CmmmError
 from cmmm_pipeline.data import history, warehouse
 from cmmm_pipeline.data.history import EstimateChanges
+from cmmm_pipeline.data.markets import market_of, with_market
 from cmmm_pipeline.publish.report import (
     CHECK_RESULTS,
     AttentionItem,
@@ -349,13 +350,14 @@ def _write_run_folder(con: duckdb.DuckDBPyConnection, folder: Path, config: Pipe
     inputs = ReportInputs.from_tables(run, tables, changes, history.roi_history(con))
     html = render_report(inputs)
     contents: dict[str, bytes] = {}
+    market = market_of(estimates)  # a market's every CSV says which market it describes
     for table, filename in CSV_EXPORTS.items():
         if table in published:
             frame = tables.get(table)
             frame = warehouse.read_table(con, table, warehouse.PUBLISHED) if frame is None else frame
             if len(frame) or table in EXPORTED_WHEN_EMPTY:
-                contents[filename] = frame.to_csv(index=False).encode("utf-8")
-    contents[CHANGES_FILE] = changes.table.to_csv(index=False).encode("utf-8")
+                contents[filename] = with_market(frame, market).to_csv(index=False).encode("utf-8")
+    contents[CHANGES_FILE] = with_market(changes.table, market).to_csv(index=False).encode("utf-8")
     contents[REPORT_FILE] = html.encode("utf-8")
     for name, data in contents.items():
         _write_file(folder / name, data)

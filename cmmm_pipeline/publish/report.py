@@ -1379,19 +1379,14 @@ def _css() -> str:
     return resources.files("cmmm_pipeline.publish").joinpath("templates", "report.css").read_text(encoding="utf-8")
 
 
-def _market(estimates: pd.DataFrame) -> str:
-    """The market a partitioned run modelled (its estimates carry it), or '' for one market."""
-    if "market" not in estimates.columns or estimates.empty:
-        return ""
-    return str(estimates["market"].iloc[0])
-
-
 def render_report(inputs: ReportInputs) -> str:
     """The whole report as one HTML string."""
     import markupsafe
 
+    from cmmm_pipeline.data.markets import market_of
+
     first, last = inputs.data_range()
     return _template().render(
         kpi=inputs.run.kpi, first=first, last=last, weeks=len(inputs.raw), run_id=inputs.run.run_id,
-        market=_market(inputs.estimates),
+        market=market_of(inputs.estimates) or "",
         published=_when(inputs.run.run_time), sections=sections(inputs), css=markupsafe.Markup(_css()))

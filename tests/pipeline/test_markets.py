@@ -139,6 +139,8 @@ def test_markets_run_in_parallel_and_a_bad_market_fails_alone(tmp_path: Path) ->
     assert set(published["market"]) == {"m001"}
     csv = pd.read_csv(output / "markets" / "m001" / "estimates.csv")
     assert list(csv.columns[:2]) == ["market", "channel"] and set(csv["market"]) == {"m001"}
+    for name in ("refutations.csv", "dag_tests.csv", "overlap.csv", "estimate_changes.csv"):
+        assert set(pd.read_csv(output / "markets" / "m001" / name)["market"]) == {"m001"}, name
     assert not (output / "markets" / "m002" / "estimates.csv").exists()
     assert "<h1>Causal marketing mix report · market m001</h1>" in (output / "markets" / "m001" /
                                                                     "report.html").read_text()
