@@ -298,7 +298,7 @@ def test_an_unexpected_error_is_one_line_naming_the_step(good_output: tuple[Path
                                                         capsys: pytest.CaptureFixture) -> None:
     import assets.raw_spend
 
-    def broken(config: object) -> pd.DataFrame:
+    def broken(config: object, market: str | None = None) -> pd.DataFrame:
         raise RuntimeError("disk on fire")
 
     output, before = good_output
