@@ -13,6 +13,7 @@ pooled summary across markets.
 
 import dataclasses
 import os
+from collections.abc import Callable
 from enum import Enum
 from typing import Any
 
@@ -23,6 +24,7 @@ from dagster import (
     DynamicOutput,
     ExecutorDefinition,
     In,
+    JobDefinition,
     MaterializeResult,
     MetadataValue,
     Nothing,
@@ -36,16 +38,14 @@ from dagster import (
 )
 
 from resources.metadata import OWNERS
+from resources.runs import MARKET_TAG, PARENT_TAG, QUIET_RUN_CONFIG, market_outcome, market_outcomes
 from resources.settings import CmmmSettings
 
 MARKETS_JOB = "cmmm_markets"
 SUMMARY_ASSET = "markets_summary"
 EXECUTOR_ENV = "CMMM_EXECUTOR"
 DASK_SCHEDULER_ENV = "CMMM_DASK_SCHEDULER"
-MARKET_TAG = "cmmm/market"
-PARENT_TAG = "cmmm/markets_run"
-"""On every market's run: the `cmmm_markets` run that started it."""
-PRELOADED_MODULES = ("cmmm_pipeline.definitions", "cmmm_pipeline.run", "dowhy", "great_expectations",
+PRELOADED_MODULES = ("cmmm_pipeline.definitions", "dowhy", "great_expectations",
                      "statsmodels.api", "scipy.optimize", "matplotlib.pyplot")
 STEP_IO = "markets_io"
 """The op job's values (market names, outcomes) are small and pickled to the instance's storage,
@@ -87,7 +87,7 @@ def markets_executor(kind: MarketsExecutor | None = None) -> ExecutorDefinition:
 
 @op(out=DynamicOut(str, io_manager_key=STEP_IO), description="One output per market of the config or the export.")
 def market_list(context: OpExecutionContext, settings: CmmmSettings) -> Any:
-    from cmmm_pipeline.data.markets import export_markets
+    from cmmm_pipeline.data.ingest import export_markets
 
     data = settings.config.data
     markets = list(data.markets) or export_markets(data.path, data.table, data.market_column or "")
@@ -100,33 +100,41 @@ def _step_name(market: str) -> str:
     return market.replace("-", "_").replace(".", "_")
 
 
-@op(out=Out(dict, io_manager_key=STEP_IO), ins={"market": In(str)},
-    description="The market's partition of cmmm_weekly, run in process with every gate.")
-def refresh_market(context: OpExecutionContext, settings: CmmmSettings, market: str) -> dict[str, Any]:
-    return _refresh(context, settings, market)
+MarketJob = Callable[[], JobDefinition]
+"""Builds the partitioned `cmmm_weekly` job: handed in by the Definitions, so this module never
+imports them (the Definitions import it)."""
 
 
-def refresh_one_market(market: str) -> Any:
-    """`refresh_market` for one named market, for executors that plan the whole graph before
-    they start (Dask): no dynamic output, one step per market known when the code loads."""
-    @op(name=f"refresh_market_{_step_name(market)}", out=Out(dict, io_manager_key=STEP_IO),
-        description=f"Market {market}'s partition of cmmm_weekly, run in process with every gate.")
-    def refresh(context: OpExecutionContext, settings: CmmmSettings) -> dict[str, Any]:
-        return _refresh(context, settings, market)
+def refresh_ops(market_job: MarketJob) -> tuple[Any, Callable[[str], Any]]:
+    """The market step for a dynamic fan-out, and a factory of one step per named market for
+    executors that plan the whole graph before they start (Dask)."""
+    @op(name="refresh_market", out=Out(dict, io_manager_key=STEP_IO), ins={"market": In(str)},
+        description="The market's partition of cmmm_weekly, run in process with every gate.")
+    def refresh_market(context: OpExecutionContext, settings: CmmmSettings, market: str) -> dict[str, Any]:
+        return _refresh(context, market_job, market)
 
-    return refresh
+    def refresh_one_market(market: str) -> Any:
+        @op(name=f"refresh_market_{_step_name(market)}", out=Out(dict, io_manager_key=STEP_IO),
+            description=f"Market {market}'s partition of cmmm_weekly, run in process with every gate.")
+        def refresh(context: OpExecutionContext) -> dict[str, Any]:
+            return _refresh(context, market_job, market)
+
+        return refresh
+
+    return refresh_market, refresh_one_market
 
 
-def _refresh(context: OpExecutionContext, settings: CmmmSettings, market: str) -> dict[str, Any]:
-    from cmmm_pipeline.run import run_market
-
-    outcome = run_market(settings.config_path, settings.output_dir, settings.warehouse_path(), market, context.instance,
-                         tags={MARKET_TAG: market, PARENT_TAG: context.run_id})
+def _refresh(context: OpExecutionContext, market_job: MarketJob, market: str) -> dict[str, Any]:
+    """One market's partition run, in process and recorded in the instance as that partition's run."""
+    result = market_job().execute_in_process(instance=context.instance, partition_key=market, raise_on_error=False,
+                                             run_config=QUIET_RUN_CONFIG,
+                                             tags={MARKET_TAG: market, PARENT_TAG: context.run_id})
+    outcome = market_outcome(context.instance, result.run_id)
     if outcome.success:
         context.log.info(f"market {market}: published (run {outcome.run_id})")
     else:
         context.log.error(f"market {market} failed (run {outcome.run_id}):\n{outcome.error}")
-    return {"market": market, "success": outcome.success, "run_id": outcome.run_id, "error": outcome.error}
+    return dataclasses.asdict(outcome)
 
 
 def _pool(settings: CmmmSettings, markets: list[str], run_id: str,
@@ -151,8 +159,6 @@ def _pool(settings: CmmmSettings, markets: list[str], run_id: str,
 def pool_markets(context: OpExecutionContext, settings: CmmmSettings) -> Output[None]:
     # The markets' outcomes come from their runs in the instance, not from step values: every
     # executor records runs there, while not every one hands fanned-in values on (Dask does not).
-    from cmmm_pipeline.run import market_outcomes
-
     outcomes = [dataclasses.asdict(o) for o in market_outcomes(context.instance, context.run_id)]
     failed = [o for o in outcomes if not o["success"]]
     metadata = _pool(settings, [o["market"] for o in outcomes], context.run_id, outcomes)
@@ -166,10 +172,12 @@ def pool_markets(context: OpExecutionContext, settings: CmmmSettings) -> Output[
     return Output(None)
 
 
-def build_markets_job(kind: MarketsExecutor | None = None, markets: list[str] | None = None) -> Any:
+def build_markets_job(market_job: MarketJob, kind: MarketsExecutor | None = None,
+                      markets: list[str] | None = None) -> Any:
     """Dynamic fan-out (new markets join without a code reload), or, on Dask, whose graphs are
     static, one step per market of `markets`."""
     kind = kind or MarketsExecutor.from_environment()
+    refresh_market, refresh_one_market = refresh_ops(market_job)
     description = "Every market's weekly refresh in parallel (one step per market), then the pooled summary."
     if kind is MarketsExecutor.DASK:
         steps = [refresh_one_market(m) for m in markets or []]
@@ -196,7 +204,7 @@ def markets_summary(context: AssetExecutionContext, settings: CmmmSettings) -> M
     mean with its interval, the between-market spread (tau, I²) and partially pooled per-market
     estimates. Reads the markets' publications; writes `markets/pooled.csv`, `markets/shrunken.csv`
     and `markets/summary.html`."""
-    from cmmm_pipeline.data.markets import export_markets
+    from cmmm_pipeline.data.ingest import export_markets
 
     data = settings.config.data
     markets = list(data.markets) or export_markets(data.path, data.table, data.market_column or "")

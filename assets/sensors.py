@@ -329,7 +329,7 @@ def build_weekly_schedule(job: "UnresolvedAssetJobDefinition") -> ScheduleDefini
 def new_markets(context: SensorEvaluationContext, settings: CmmmSettings,
                 markets: "DynamicPartitionsDefinition") -> list[str]:
     """Markets of the export that are not yet partitions (read from the market column only)."""
-    from cmmm_pipeline.data.markets import export_markets
+    from cmmm_pipeline.data.ingest import export_markets
 
     data = settings.config.data
     known = set(context.instance.get_dynamic_partitions(markets.name or ""))

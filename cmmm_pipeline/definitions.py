@@ -15,6 +15,7 @@ from dagster import (
     DynamicPartitionsDefinition,
     EnvVar,
     FilesystemIOManager,
+    JobDefinition,
     PartitionsDefinition,
     StaticPartitionsDefinition,
     define_asset_job,
@@ -84,7 +85,7 @@ def known_markets(data: DataConfig) -> list[str]:
     if data.markets:
         return list(data.markets)
     from cmmm_pipeline.core.errors import CmmmError
-    from cmmm_pipeline.data.markets import export_markets
+    from cmmm_pipeline.data.ingest import export_markets
 
     try:
         return export_markets(data.path, data.table, data.market_column or "")
@@ -123,7 +124,10 @@ def build_definitions(config_path: str | None = None, output_dir: str | None = N
         steps = [a.map_asset_specs(lambda spec: spec.replace_attributes(partitions_def=markets)) for a in steps]
         kind = markets_executor or MarketsExecutor.from_environment()
         # Dask plans the whole graph before it starts: its job names the markets known now.
-        automated = build_markets_job(kind, known_markets(data) if kind is MarketsExecutor.DASK else None)
+        def market_job() -> JobDefinition:  # rebuilt in the step's process from the same arguments
+            return build_definitions(config_path, output_dir, warehouse_path, kind).resolve_job_def(JOB_NAME)
+
+        automated = build_markets_job(market_job, kind, known_markets(data) if kind is MarketsExecutor.DASK else None)
         jobs.append(automated)
         resources[STEP_IO] = FilesystemIOManager()
     dynamic = markets if isinstance(markets, DynamicPartitionsDefinition) else None

@@ -68,7 +68,10 @@ class StagingIOManager(ConfigurableIOManager):
 
     def _path(self, context: InputContext | OutputContext) -> str:
         """The run's warehouse file: the market's own in a partitioned run (as WarehouseResource.path)."""
-        market = context.step_context.dagster_run.tags.get(PARTITION_TAG)
+        try:
+            market = context.step_context.dagster_run.tags.get(PARTITION_TAG)
+        except DagsterInvariantViolationError:  # a context built outside a run (a direct call)
+            market = None
         return str(market_warehouse(self.database, market)) if market else self.database
 
     def handle_output(self, context: OutputContext, obj: Any) -> None:

@@ -34,8 +34,8 @@ PARTITION_TAG = "dagster/partition"
 
 def run_market(context: InitResourceContext) -> str | None:
     """The market a partitioned run models (its partition key), or None for a single-market run."""
-    run = context.run
-    return run.tags.get(PARTITION_TAG) if run is not None else None
+    tags = getattr(context.run, "tags", None) or {}  # no run (or a stand-in) outside an execution
+    return tags.get(PARTITION_TAG)
 
 
 def _is_file(database: str) -> bool:

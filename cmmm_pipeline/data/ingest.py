@@ -302,3 +302,12 @@ def load_raw(config: PipelineConfig, market: str | None = None) -> pd.DataFrame:
 
 def spend_totals(raw: pd.DataFrame, config: PipelineConfig) -> dict[str, float]:
     return {c.name: float(np.nansum(raw[c.spend_column].to_numpy())) for c in config.channels}
+
+
+def export_markets(path: Path, table: str | None, column: str) -> list[str]:
+    """The markets an export holds, reading only its market column (the sensor's cheap look)."""
+    from cmmm_pipeline.data.markets import markets_in, require_market_column
+
+    data = read_data_file(path, table, [column])
+    require_market_column(data, column, str(path))
+    return markets_in(data[column], str(path))

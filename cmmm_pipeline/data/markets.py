@@ -107,15 +107,6 @@ def with_market(table: pd.DataFrame, market: str | None) -> pd.DataFrame:
     return out
 
 
-def export_markets(path: Path, table: str | None, column: str) -> list[str]:
-    """The markets an export holds, reading only its market column (the sensor's cheap look)."""
-    from cmmm_pipeline.data.ingest import read_data_file
-
-    data = read_data_file(path, table, [column])
-    require_market_column(data, column, str(path))
-    return markets_in(data[column], str(path))
-
-
 def published_estimates(database: str | Path, markets: Iterable[str]) -> tuple[pd.DataFrame, list[str]]:
     """Every market's published estimates, gathered (read-only, each warehouse in turn), and the
     markets that have no publication yet."""
