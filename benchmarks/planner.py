@@ -274,7 +274,8 @@ def gain_variants(model: FittedModel, table: pd.DataFrame, plan: np.ndarray, cur
     half = np.arange(len(draws))
     choose = _Objectives({c: k.subset(half[0::2]) for c, k in curves.items()}, current)
     judge = _Objectives({c: k.subset(half[1::2]) for c, k in curves.items()}, current)
-    crossed = allocate(choose.mean, lower, upper, budget, [current], np.random.default_rng(model.config.estimation.seed))
+    rng = np.random.default_rng(model.config.estimation.seed)
+    crossed = allocate(choose.mean, lower, upper, budget, [current], rng)
     held = judge.total(crossed.spend) - judge.current
     crossed_true = true_total(crossed.spend) - baseline
     out["cross-fit (choose on half, percentile on other)"] = (float(np.mean(held)), *_percentile(held), crossed_true)

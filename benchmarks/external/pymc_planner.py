@@ -99,9 +99,10 @@ def main(argv: list[str] | None = None) -> int:
         text = " ".join(f"{s:,.0f}" for s in spend)
         print(f"{row['world']:<16} {int(row['seed']):>4} {row['true_gain']:>9,.0f} {gain:>9,.0f} {ratio:>6.2f} "
               f"{row['oracle_gain']:>9,.0f} {text:>36} {seconds:>6.0f}", flush=True)
+    budgets = ", ".join(f"{b:,.0f}" for b in plans["budget"])
     print(f"\n{len(ratios)} worlds: PyMC-Marketing's true gain over the planner's, median {np.nanmedian(ratios):.2f} "
-          f"(range {np.nanmin(ratios):.2f}–{np.nanmax(ratios):.2f}); budget {', '.join(f'{b:,.0f}' for b in plans['budget'])} "
-          "per week, the same supports as bounds.")
+          f"(range {np.nanmin(ratios):.2f}–{np.nanmax(ratios):.2f}); weekly budgets {budgets}, the same supports "
+          "as bounds.")
     return 0
 
 
