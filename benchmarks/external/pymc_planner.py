@@ -6,7 +6,7 @@ runs in its own environment. Three steps:
     python3.12 -m venv /tmp/pymc && /tmp/pymc/bin/pip install pymc-marketing==1.3.0      # ~4 min
     PYTHONPATH=$PWD .venv/bin/python -m benchmarks.planner --worlds seed_graph,always_on,logistic \\
         --seeds 1 --first-seed 11 --save-plans /tmp/plans.csv                              # the project's venv
-    PYTHONPATH=$PWD /tmp/pymc/bin/python -m benchmarks.external.pymc_planner /tmp/plans.csv
+    PYTHONPATH=$PWD /tmp/pymc/bin/python -m benchmarks.external.pymc_planner /tmp/plans.csv [--worlds ...] [--seed 11]
 
 For each fit in plans.csv (world, seed, history length, weekly budget, each channel's bounds, current
 and planned weekly spend, the planner's true gain and the oracle's) it redraws the same world, fits
@@ -75,9 +75,15 @@ def pymc_plan(data: pd.DataFrame, channels: list[str], budget: float, bounds: di
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("plans", type=Path, help="the CSV `benchmarks.planner --save-plans` wrote")
+    parser.add_argument("--worlds", default=None, help="only these worlds (comma-separated)")
+    parser.add_argument("--seed", type=int, default=None, help="only this seed")
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore")
     plans = pd.read_csv(args.plans)
+    if args.worlds:
+        plans = plans[plans["world"].isin(args.worlds.split(","))]
+    if args.seed is not None:
+        plans = plans[plans["seed"] == args.seed]
     print(f"{'world':<16} {'seed':>4} {'ours':>9} {'pymc-mkt':>9} {'ratio':>6} {'oracle':>9} {'pymc spend':>36} "
           f"{'fit s':>6}")
     ratios = []
