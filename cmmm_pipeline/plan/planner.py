@@ -5,6 +5,12 @@ the gain over it with its interval.
 
 The current allocation is the channels' shares of spend over the last N observed weeks (N the
 plan's horizon; the whole history if those weeks spent nothing), scaled to the plan's weekly budget.
+
+The gains' intervals are the draws' widened to the gains of the response curves the data fit as
+well (`shape_shifts`): on simulated worlds this covered the true gain of a reallocation where the
+draws alone, and a correction for the optimiser's optimism, did not (docs/planning.md). An
+optimised plan spends the same every week, or with `allocate_weeks` a weeks × channels matrix
+(`_WeeklyObjectives`), every week within support; `plan_weeks.csv` lays out either week by week.
 """
 
 from __future__ import annotations
@@ -239,7 +245,7 @@ def run_plan(model: FittedModel, spec: PlanSpec) -> PlanResult:
         lower, upper = _bounds(model, spec, channels, budget)
         rng = np.random.default_rng(model.config.estimation.seed)
         best = allocate(objectives.mean, lower, upper, budget, [current], rng)
-        if spec.risk is Risk.P10:
+        if spec.risk is Risk.P10 and not spec.allocate_weeks:
             # Started from the mean-optimal plan (and the current one): the front never falls below either.
             front = [(w, allocate(objectives.weighted(w), lower, upper, budget, [best.spend, current], rng,
                                   random_starts=0)) for w in PARETO_WEIGHTS[1:]]
@@ -273,10 +279,10 @@ def run_plan(model: FittedModel, spec: PlanSpec) -> PlanResult:
                      f"{total['gain_ci_high']:,.0f}], includes zero: the data do not show that this plan beats the "
                      "current mix.")
     return PlanResult(spec.mode, table, forecast.weekly, pareto, tuple(notes),
-                      week_table(model, curves, weekly, forecast.weekly["week"]))
+                      week_table(curves, weekly, forecast.weekly["week"]))
 
 
-def week_table(model: FittedModel, curves: Mapping[str, ChannelCurve], weekly: Mapping[str, np.ndarray],
+def week_table(curves: Mapping[str, ChannelCurve], weekly: Mapping[str, np.ndarray],
                dates: pd.Series) -> pd.DataFrame:
     """Per plan week and channel: the spend and the KPI the channel's plan adds in that week over the
     channel off in the plan's weeks (its earlier plan weeks' carryover included; the channel's rows

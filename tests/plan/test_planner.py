@@ -190,3 +190,27 @@ def test_across_weeks_the_plan_does_at_least_as_well_as_even_spend_in_true_kpi(k
     constant = truth({c: np.full(WEEKS, even.loc[c, "weekly_spend"]) for c in channels})
     flighted = truth({c: weeks[c].to_numpy() for c in channels})
     assert flighted >= constant, (flighted, constant)
+
+
+def test_the_weeks_objective_has_the_exact_gradient_and_the_risk_front_holds(sample_model, sample_config) -> None:
+    from cmmm_pipeline.plan.planner import _Objectives, _WeeklyObjectives
+
+    curves = {c: sample_model.curve(c, 4) for c in sample_model.channels}
+    k = len(curves)
+    objective = _WeeklyObjectives(curves, np.tile(np.full(k, 600.0), 4))
+    x = np.random.default_rng(3).uniform(100.0, 1200.0, 4 * k)
+    step = 1e-3
+    numeric = np.array([(objective.mean(x + step * e) - objective.mean(x - step * e)) / (2 * step)
+                        for e in np.eye(4 * k)])
+    assert np.allclose(objective.mean_gradient(x), numeric, rtol=1e-5, atol=1e-7)
+    # The draws at a constant plan equal the constant-plan objective's (the same curves, another path).
+    constant = np.array([900.0, 700.0, 600.0, 150.0])
+    assert np.allclose(objective.draws(np.tile(constant, 4)), _Objectives(curves, constant).total(constant), rtol=1e-10)
+
+    result = run_plan(sample_model, parse_plan({"weeks": 4, "total_budget": 4 * 2400.0, "allocate_weeks": True,
+                                                "risk": "p10"}, SOURCE, sample_config))
+    front = result.pareto
+    assert front["risk_weight"].tolist() == [0.0, 0.25, 0.5, 0.75, 1.0]
+    assert front["p10_gain"].iloc[-1] >= front["p10_gain"].iloc[0] - 1e-6
+    assert front["mean_gain"].iloc[0] >= front["mean_gain"].iloc[-1] - 1e-6
+    assert result.weeks["spend"].sum() == pytest.approx(4 * 2400.0, rel=1e-9)
