@@ -202,6 +202,11 @@ class ChannelCurve:
     def weeks(self) -> int:
         return self.carry.shape[1]
 
+    def subset(self, draws: np.ndarray) -> ChannelCurve:
+        """The curve read from the bootstrap draws `draws` (indices) alone; the point is kept."""
+        return ChannelCurve(self.channel, self.transforms, self.references, self.carry, self.draw_index[draws],
+                            self.point_index, self.ate[draws], self.point_ate, self.smooth)
+
     def single(self, draw: int) -> ChannelCurve:
         """The curve of one bootstrap draw alone (its transform and coefficient) as the point."""
         u = int(self.draw_index[draw])
@@ -243,15 +248,31 @@ class ChannelCurve:
         return self.ate[:, None] * delta[self.draw_index], self.point_ate * delta[self.point_index]
 
 
-def channel_curve(model: FittedModel, channel: str, weeks: int) -> ChannelCurve:
-    problem, draws = model.problem, model.draws
-    k = problem.inputs.channels.index(channel)
-    used = np.unique(np.concatenate([draws.selected[:, k], problem.selected[k:k + 1]]))
-    transforms = tuple(problem.inputs.candidates[k][g] for g in used)
+def _history(model: FittedModel, channel: str, weeks: int,
+             used: np.ndarray) -> tuple[tuple[ChannelTransform, ...], np.ndarray, np.ndarray]:
+    """The grid points `used` of the channel: their transforms, references and the history's carryover."""
+    k = model.problem.inputs.channels.index(channel)
+    transforms = tuple(model.problem.inputs.candidates[k][g] for g in used)
     history = model.spend(channel)
     padded = np.concatenate([history, np.zeros(weeks)])
     carry = np.stack([t.adstocked(padded)[len(history):] for t in transforms])
     references = np.array([t.reference(history) for t in transforms])
+    return transforms, references, carry
+
+
+def selection_curve(model: FittedModel, channel: str, weeks: int, grid: int, ate: float) -> ChannelCurve:
+    """The channel's curve at one grid point with one coefficient (a near-equivalent selection's
+    estimate on the data), as a one-draw curve."""
+    transforms, references, carry = _history(model, channel, weeks, np.array([grid]))
+    return ChannelCurve(channel, transforms, references, carry, np.zeros(1, dtype=int), 0, np.array([ate]), float(ate),
+                        False)
+
+
+def channel_curve(model: FittedModel, channel: str, weeks: int) -> ChannelCurve:
+    problem, draws = model.problem, model.draws
+    k = problem.inputs.channels.index(channel)
+    used = np.unique(np.concatenate([draws.selected[:, k], problem.selected[k:k + 1]]))
+    transforms, references, carry = _history(model, channel, weeks, used)
     position = {int(g): u for u, g in enumerate(used)}
     column = draws.column(channel, model.effect(channel))
     return ChannelCurve(channel, transforms, references, carry,

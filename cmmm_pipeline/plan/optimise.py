@@ -61,7 +61,8 @@ class Allocation:
 
 
 def allocate(objective: Callable[[np.ndarray], float], lower: np.ndarray, upper: np.ndarray, budget: float,
-             starts: Sequence[np.ndarray], rng: np.random.Generator, random_starts: int = RANDOM_STARTS) -> Allocation:
+             starts: Sequence[np.ndarray], rng: np.random.Generator, random_starts: int = RANDOM_STARTS,
+             gradient: Callable[[np.ndarray], np.ndarray] | None = None) -> Allocation:
     """Maximise `objective` (weekly spend per channel → value) over {lower ≤ s ≤ upper, Σ s = budget}.
 
     Parameters
@@ -76,6 +77,9 @@ def allocate(objective: Callable[[np.ndarray], float], lower: np.ndarray, upper:
         Allocations to start from (projected onto the feasible set), e.g. the current one.
     rng
         For the random starts.
+    gradient
+        The objective's gradient, when known (a weeks × channels plan has too many variables for
+        finite differences to be cheap); None: SLSQP's finite differences.
     """
     from scipy.optimize import minimize
     lower, upper = np.asarray(lower, dtype=float), np.asarray(upper, dtype=float)
@@ -90,6 +94,9 @@ def allocate(objective: Callable[[np.ndarray], float], lower: np.ndarray, upper:
     def loss(z: np.ndarray) -> float:
         return -objective(z * scale) / reference
 
+    def loss_gradient(z: np.ndarray) -> np.ndarray:
+        return -gradient(z * scale) * scale / reference
+
     best_spend, best_value, converged = points[0], objective(points[0]), 0
     bounds = list(zip(lower / scale, upper / scale))
     constraint = {"type": "eq", "fun": lambda z: np.array([z.sum() - budget / scale]), "jac": lambda z: np.ones((1, k))}
@@ -101,6 +108,7 @@ def allocate(objective: Callable[[np.ndarray], float], lower: np.ndarray, upper:
             # SLSQP's finite differences step just past a bound, which it clips; the result is projected anyway.
             warnings.filterwarnings("ignore", message="Values in x were outside bounds", category=RuntimeWarning)
             result = minimize(loss, start / scale, method="SLSQP", bounds=bounds, constraints=[constraint],
+                              jac=loss_gradient if gradient is not None else None,
                               options={"maxiter": 300, "ftol": 1e-10})
         converged += int(result.success)
         candidate = project(result.x * scale, lower, upper, budget)

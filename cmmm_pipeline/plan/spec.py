@@ -9,6 +9,7 @@ refused before any value is built).
     objective: incremental_kpi                  # the one objective
     risk: none                                  # or p10: the second, the gain's 10th percentile
     allow_extrapolation: false                  # true: compute outside support, marked as such
+    allocate_weeks: false                       # true: optimise the spend of every week (flighting)
     controls: {price: 9.8}                      # optional: controls over the plan's weeks
 """
 
@@ -79,6 +80,8 @@ class PlanSpec:
     risk: Risk = Risk.NONE
     allow_extrapolation: bool = False
     controls: dict[str, np.ndarray] = field(default_factory=dict)
+    allocate_weeks: bool = False
+    """Optimise a weeks × channels spend matrix instead of one weekly spend per channel."""
 
     @property
     def mode(self) -> PlanMode:
@@ -92,7 +95,8 @@ class PlanSpec:
         return float(sum(float(np.mean(s)) for s in self.spend.values()))
 
 
-KEYS = {"weeks", "spend", "total_budget", "bounds", "objective", "risk", "allow_extrapolation", "controls"}
+KEYS = {"weeks", "spend", "total_budget", "bounds", "objective", "risk", "allow_extrapolation", "controls",
+        "allocate_weeks"}
 
 
 def _fail(source: Path, key: str, rule: str, detail: str, fix: str) -> PlanError:
@@ -248,6 +252,14 @@ def parse_plan(raw: Any, source: Path, config: PipelineConfig) -> PlanSpec:
         p.add(_fail(source, "allow_extrapolation", "plan-type", f"must be true or false, got {brief(extrapolate)}.",
                     "write true or false."))
     controls = p.check(_controls, raw.get("controls") or {}, source, weeks, config, p)
+    across_weeks = raw.get("allocate_weeks", False)
+    if not isinstance(across_weeks, bool):
+        p.add(_fail(source, "allocate_weeks", "plan-type", f"must be true or false, got {brief(across_weeks)}.",
+                    "write true to optimise each week's spend, or false for the same spend every week."))
+    elif across_weeks and has_spend:
+        p.add(_fail(source, "allocate_weeks", "plan-mode", "only applies to an optimised plan; an evaluated plan "
+                    "gives its weeks' spend itself.",
+                    "remove allocate_weeks, or replace spend by total_budget."))
     if budget is not None and bounds:
         floor = sum(low for low, _ in bounds.values()) * weeks
         if floor > budget + 1e-9:
@@ -256,7 +268,7 @@ def parse_plan(raw: Any, source: Path, config: PipelineConfig) -> PlanSpec:
                         "raise the budget or lower the bounds' lows."))
     raise_all(p)
     return PlanSpec(source, weeks, spend or {}, budget, bounds or {}, objective, risk, bool(extrapolate),
-                    controls or {})
+                    controls or {}, across_weeks is True)
 
 
 def load_plan(path: str | Path, config: PipelineConfig) -> PlanSpec:

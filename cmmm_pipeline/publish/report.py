@@ -1331,10 +1331,10 @@ def plan_section(inputs: ReportInputs) -> Section:
                    if low <= 0 <= high else "the interval excludes zero")
         text = (f"Total gain over the current allocation: {_number(gain, 0)} {kpi} over {horizon} "
                 f"({level} interval {_number(low, 0)} to {_number(high, 0)}); {verdict}.")
-        optimism = _float(total, "gain_optimism")
-        if np.isfinite(optimism) and optimism != 0:
-            text += (f" The total is net of the optimiser's optimism, {_number(optimism, 0)} (a plan chosen for its "
-                     "estimated gain over-states it); the channels' rows are not.")
+        shape_low, shape_high = _float(total, "gain_shape_low"), _float(total, "gain_shape_high")
+        if np.isfinite(shape_low) and np.isfinite(shape_high) and shape_low < shape_high:
+            text += (f" Response curves the data fit as well put the gain between {_number(shape_low, 0)} and "
+                     f"{_number(shape_high, 0)}; the intervals include them.")
         forecast = _float(total, "kpi_forecast")
         if np.isfinite(forecast):
             text += (f" {kpi} forecast over {horizon}: {_number(forecast, 0)} ({level} prediction interval "

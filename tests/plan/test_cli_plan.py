@@ -24,7 +24,9 @@ def test_cmmm_plan_optimises_and_refuses_on_the_sample(tmp_path: Path, capsys: p
     total = table.set_index("channel").loc["total"]
     assert total["weekly_spend"] * 13 == pytest.approx(31200.0)
     assert total["current_weekly_spend"] == pytest.approx(2400.0)
-    assert total["gain"] + total["gain_optimism"] >= 0 and bool(total["within_support"])
+    assert total["gain"] >= 0 and bool(total["within_support"])
+    assert total["gain_ci_low"] <= total["gain_shape_low"] <= total["gain"] <= total["gain_shape_high"]
+    assert (tmp_path / "out" / "plan_weeks.csv").is_file()
     assert table.loc[table["channel"] == "tv", "weekly_spend"].iloc[0] <= 1200 + 1e-9
     assert (tmp_path / "out" / "plan_forecast.csv").is_file() and "KPI over the 13 weeks" in out
 

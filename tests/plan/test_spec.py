@@ -30,6 +30,9 @@ def test_an_optimisation_plan_gives_a_budget_bounds_and_the_risk(sample_config) 
                       SOURCE, sample_config)
     assert spec.mode is PlanMode.OPTIMISE and spec.risk is Risk.P10
     assert spec.bounds == {"tv": (0.0, 1200.0)} and spec.weekly_budget == pytest.approx(2000.0)
+    assert not spec.allocate_weeks
+    assert parse_plan({"weeks": 13, "total_budget": 26000, "allocate_weeks": True}, SOURCE,
+                      sample_config).allocate_weeks
 
 
 @pytest.mark.parametrize(("plan", "rule", "words"), [
@@ -48,6 +51,9 @@ def test_an_optimisation_plan_gives_a_budget_bounds_and_the_risk(sample_config) 
     ({"weeks": 13, "total_budget": 1000, "budgte": 3}, "plan-unknown-key", "budgte"),
     ({"weeks": 2, "spend": {"tv": [1, 2, 3], "search": 1, "digital": 1, "email": 1}}, "plan-length", "3 values"),
     ({"weeks": 2, "total_budget": 10, "controls": {"weather": 3}}, "plan-unknown-control", "weather"),
+    ({"weeks": 2, "total_budget": 10, "allocate_weeks": "yes"}, "plan-type", "allocate_weeks"),
+    ({"weeks": 2, "spend": {"tv": 1, "search": 1, "digital": 1, "email": 1}, "allocate_weeks": True}, "plan-mode",
+     "allocate_weeks"),
 ])
 def test_a_bad_plan_is_refused_by_rule(sample_config, plan: dict, rule: str, words: str) -> None:
     with pytest.raises(PlanError) as info:

@@ -26,7 +26,7 @@ def test_an_evaluated_plan_inside_support_matches_the_planner(sample_model, samp
     expected = run_plan(sample_model, spec).table.set_index("channel")
     np.testing.assert_allclose(table["incremental_kpi"], expected["incremental_kpi"], rtol=1e-12)
     assert table.loc[TOTAL, "weekly_spend"] == pytest.approx(sum(spend.values()))
-    # The total's gain is the sum of the channels' (an evaluated plan carries no optimism correction).
+    # The total's gain is the sum of the channels'.
     assert table.loc[TOTAL, "gain"] == pytest.approx(table.drop(TOTAL)["gain"].sum(), rel=1e-9)
     assert table["within_support"].all() and (table["status"] == "planned").all() and (table["weeks"] == 13).all()
 

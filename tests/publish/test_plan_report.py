@@ -39,7 +39,7 @@ def plan_table(status: str = "planned") -> pd.DataFrame:
          "incremental_ci_low": 19400.0, "incremental_ci_high": 22400.0, "within_support": True, "supported_low": nan,
          "supported_high": nan, "current_weekly_spend": 1300.0, "current_incremental_kpi": 20600.0,
          "current_ci_low": 19000.0, "current_ci_high": 22100.0, "gain": 300.0, "gain_ci_low": -120.0,
-         "gain_ci_high": 700.0, "gain_optimism": 100.0, "kpi_forecast": 140000.0, "kpi_ci_low": 139000.0,
+         "gain_ci_high": 700.0, "gain_shape_low": 150.0, "gain_shape_high": 650.0, "kpi_forecast": 140000.0, "kpi_ci_low": 139000.0,
          "kpi_ci_high": 141000.0}]
     frame = pd.DataFrame(rows).reindex(columns=BUDGET_PLAN_COLUMNS)
     return frame.assign(weeks=13, status=status, rule="", message="")
@@ -58,7 +58,7 @@ def test_a_planned_budget_shows_current_against_proposed_with_intervals_and_the_
     assert rows[0][8] == "0–2,400" and rows[2][8] == "—"
     gain = section.blocks[1].text
     assert "300 sales over the plan's 13 weeks (95% interval -120 to 700)" in gain
-    assert "includes zero" in gain and "optimism, 100" in gain and "140,000" in gain
+    assert "includes zero" in gain and "between 150 and 650" in gain and "140,000" in gain
 
 
 def test_a_refused_plan_names_its_rule_and_the_supported_ranges(inputs: ReportInputs) -> None:
