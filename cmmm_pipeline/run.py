@@ -49,6 +49,14 @@ def run_market(config_path: str, output_dir: str, warehouse_path: str, market: s
     return outcome_of(result, str(market_folder(output_dir, market)), str(market_warehouse(warehouse_path, market)))
 
 
+NO_CAPTURE = {"compute_logs": {"module": "dagster._core.storage.noop_compute_log_manager",
+                                "class": "NoOpComputeLogManager"}}
+"""Instance setting for market runs: no stdout/stderr capture. Each market's step runs a whole
+partition run inside it, and nested captures of one process's file descriptors can hang a long-lived
+worker (seen on Dask after a few markets: the capture's `tail` never exits). Steps log through
+Dagster's structured log instead, which the UI shows in full."""
+
+
 def markets_job(config_path: str, output_dir: str, warehouse_path: str, executor: str) -> Any:
     """The `cmmm_markets` job for these paths: Dagster's executors rebuild it from this function and
     its arguments in every step process (or cluster worker), whatever their environment holds."""
@@ -76,7 +84,7 @@ def run_markets(config_path: str, output_dir: str, warehouse_path: str) -> Marke
             instance = stack.enter_context(DagsterInstance.get())
         else:
             home = stack.enter_context(tempfile.TemporaryDirectory(prefix="cmmm-instance-"))
-            instance = stack.enter_context(DagsterInstance.local_temp(home))
+            instance = stack.enter_context(DagsterInstance.local_temp(home, overrides=NO_CAPTURE))
         job = build_reconstructable_job("cmmm_pipeline.run", "markets_job", reconstructable_args=(
             config_path, output_dir, warehouse_path, MarketsExecutor.from_environment().value))
         result = stack.enter_context(execute_job(job, instance=instance, run_config=QUIET_RUN_CONFIG,

@@ -10,6 +10,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 import pytest
+import yaml
 from dagster import DagsterInstance, DynamicPartitionsDefinition, build_sensor_context
 
 from assets.sensors import DATA_SENSOR_NAME
@@ -19,6 +20,7 @@ from cmmm_pipeline.data.ingest import load_raw
 from cmmm_pipeline.data.markets import check_market_folders, market_warehouse
 from cmmm_pipeline.definitions import JOB_NAME, MARKET_PARTITIONS, build_definitions
 from cmmm_pipeline.publish.preflight import OutputError
+from cmmm_pipeline.run import NO_CAPTURE
 from cmmm_pipeline.simulation.markets import markets_config_text, simulate_markets, write_markets
 
 FAST = "estimation: {bootstrap_samples: 50, refuter_simulations: 2, null_test_samples: 0}\n"
@@ -161,7 +163,7 @@ def test_markets_run_on_a_dask_cluster_and_are_pooled(tmp_path: Path, monkeypatc
     config = _export(tmp_path, 2)
     output = tmp_path / "out"
     (tmp_path / "home").mkdir()
-    (tmp_path / "home" / "dagster.yaml").write_text("telemetry: {enabled: false}\n")
+    (tmp_path / "home" / "dagster.yaml").write_text(yaml.safe_dump({"telemetry": {"enabled": False}, **NO_CAPTURE}))
     # Workers need only the instance: the job is rebuilt from the run's own paths.
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("CMMM_EXECUTOR", "dask")
