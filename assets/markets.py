@@ -92,12 +92,18 @@ def market_list(context: OpExecutionContext, settings: CmmmSettings) -> Any:
     data = settings.config.data
     markets = list(data.markets) or export_markets(data.path, data.table, data.market_column or "")
     context.log.info(f"{len(markets)} markets: {', '.join(markets[:20])}{' …' if len(markets) > 20 else ''}")
+    for market, key in step_names(markets).items():
+        yield DynamicOutput(market, mapping_key=key)
+
+
+def step_names(markets: list[str]) -> dict[str, str]:
+    """A step-key-safe name per market (letters, digits, `_`), made unique when two markets differ
+    only in `-` or `.` (`de-1` and `de_1`)."""
+    names: dict[str, str] = {}
     for market in markets:
-        yield DynamicOutput(market, mapping_key=_step_name(market))
-
-
-def _step_name(market: str) -> str:
-    return market.replace("-", "_").replace(".", "_")
+        name = market.replace("-", "_").replace(".", "_")
+        names[market] = name if name not in names.values() else f"{name}_{len(names)}"
+    return names
 
 
 MarketJob = Callable[[], JobDefinition]
@@ -105,16 +111,16 @@ MarketJob = Callable[[], JobDefinition]
 imports them (the Definitions import it)."""
 
 
-def refresh_ops(market_job: MarketJob) -> tuple[Any, Callable[[str], Any]]:
+def refresh_ops(market_job: MarketJob) -> tuple[Any, Callable[[str, str], Any]]:
     """The market step for a dynamic fan-out, and a factory of one step per named market for
     executors that plan the whole graph before they start (Dask)."""
     @op(name="refresh_market", out=Out(dict, io_manager_key=STEP_IO), ins={"market": In(str)},
         description="The market's partition of cmmm_weekly, run in process with every gate.")
-    def refresh_market(context: OpExecutionContext, settings: CmmmSettings, market: str) -> dict[str, Any]:
+    def refresh_market(context: OpExecutionContext, market: str) -> dict[str, Any]:
         return _refresh(context, market_job, market)
 
-    def refresh_one_market(market: str) -> Any:
-        @op(name=f"refresh_market_{_step_name(market)}", out=Out(dict, io_manager_key=STEP_IO),
+    def refresh_one_market(market: str, name: str) -> Any:
+        @op(name=f"refresh_market_{name}", out=Out(dict, io_manager_key=STEP_IO),
             description=f"Market {market}'s partition of cmmm_weekly, run in process with every gate.")
         def refresh(context: OpExecutionContext) -> dict[str, Any]:
             return _refresh(context, market_job, market)
@@ -180,7 +186,7 @@ def build_markets_job(market_job: MarketJob, kind: MarketsExecutor | None = None
     refresh_market, refresh_one_market = refresh_ops(market_job)
     description = "Every market's weekly refresh in parallel (one step per market), then the pooled summary."
     if kind is MarketsExecutor.DASK:
-        steps = [refresh_one_market(m) for m in markets or []]
+        steps = [refresh_one_market(m, name) for m, name in step_names(markets or []).items()]
 
         @job(name=MARKETS_JOB, executor_def=markets_executor(kind), description=description,
              tags={"cmmm/kind": "markets"})
@@ -197,7 +203,7 @@ def build_markets_job(market_job: MarketJob, kind: MarketsExecutor | None = None
     return cmmm_markets
 
 
-@asset(name=SUMMARY_ASSET, group_name="cmmm_markets", kinds={"duckdb", "html"}, owners=OWNERS,
+@asset(name=SUMMARY_ASSET, group_name="cmmm_markets", kinds={"csv", "html"}, owners=OWNERS,
        deps=["robustness_report"])
 def markets_summary(context: AssetExecutionContext, settings: CmmmSettings) -> MaterializeResult:
     """Every market's published ROI and marginal ROI pooled across markets: a random-effects

@@ -84,6 +84,14 @@ def test_every_step_is_partitioned_by_market(tmp_path: Path) -> None:
     assert single.resolve_job_def(JOB_NAME).partitions_def is None
 
 
+def test_markets_that_differ_only_in_punctuation_get_distinct_steps() -> None:
+    from assets.markets import step_names
+
+    names = step_names(["de-1", "de_1", "fr.2", "uk"])
+    assert names == {"de-1": "de_1", "de_1": "de_1_1", "fr.2": "fr_2", "uk": "uk"}
+    assert len(set(names.values())) == 4
+
+
 def test_the_data_sensor_adds_new_markets_as_partitions(tmp_path: Path) -> None:
     config = _export(tmp_path, 2, static=False)
     defs = build_definitions(config_path=str(config), output_dir=str(tmp_path / "out"))
