@@ -49,6 +49,7 @@ def _parser() -> argparse.ArgumentParser:
     suggest.add_argument("--permutations", type=int, default=20,
                          help="node permutations of DoWhy's graph falsification (0 skips it; default 20, ~4 s)")
     suggest.add_argument("--no-pc", action="store_true", help="skip causal-learn's PC search shown for comparison")
+    suggest.add_argument("--market", default=None, help="with data.market_column: the market whose rows to test")
     return parser
 
 
@@ -57,6 +58,7 @@ def _add_plan_parser(sub: argparse._SubParsersAction) -> None:
     plan.add_argument("--config", type=Path, default=None, help="YAML config (default: the bundled sample)")
     plan.add_argument("--plan", type=Path, required=True, metavar="PLAN.yaml",
                       help="the plan: {weeks, spend} to evaluate, or {weeks, total_budget, bounds, risk} to optimise")
+    plan.add_argument("--market", default=None, help="with data.market_column: the market to plan for")
     plan.add_argument("--output", type=Path, default=Path(DEFAULT_OUTPUT),
                       help=f"folder for plan.csv and plan_forecast.csv (default: ./{DEFAULT_OUTPUT})")
 
@@ -112,7 +114,7 @@ def init(data_file: Path, output: Path) -> int:
     return 0
 
 
-def plan(config_path: Path, plan_path: Path, output: Path) -> int:
+def plan(config_path: Path, plan_path: Path, output: Path, market: str | None = None) -> int:
     """Evaluate or optimise a plan: the model is re-fitted from the config's data exactly as `cmmm run`
     fits it (same selection, estimates and seeded bootstrap draws), then read inside the support."""
     from cmmm_pipeline.core.errors import CmmmError
@@ -127,7 +129,7 @@ def plan(config_path: Path, plan_path: Path, output: Path) -> int:
         from cmmm_pipeline.plan.model import fit_model
         from cmmm_pipeline.plan.planner import run_plan, summary_lines, write_plan
 
-        result = run_plan(fit_model(load_raw(config), config), spec)
+        result = run_plan(fit_model(load_raw(config, market), config), spec)
     except CmmmError as exc:
         _print_problems(exc)
         return REFUSED
@@ -145,7 +147,7 @@ def plan(config_path: Path, plan_path: Path, output: Path) -> int:
     return 0
 
 
-def suggest(config_path: Path, permutations: int, structure_search: bool = True) -> int:
+def suggest(config_path: Path, permutations: int, structure_search: bool = True, market: str | None = None) -> int:
     """Test the DAG's implications on the data (configured transforms; defaults where a run would
     select them) and print the edits that would make it consistent; nothing is written."""
     from cmmm_pipeline.core.errors import CmmmError
@@ -162,7 +164,7 @@ def suggest(config_path: Path, permutations: int, structure_search: bool = True)
         from cmmm_pipeline.data.ingest import load_raw
         from cmmm_pipeline.media.features import build_features, configured_transform, node_columns
 
-        raw = load_raw(config)
+        raw = load_raw(config, market)
     except CmmmError as exc:
         _print_problems(exc)
         return REFUSED
@@ -189,13 +191,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
     if args.command == "plan":
-        return plan((args.config or SAMPLE_CONFIG).resolve(), args.plan, args.output)
+        return plan((args.config or SAMPLE_CONFIG).resolve(), args.plan, args.output, args.market)
     if args.command == "validate":
         return validate(args.config or SAMPLE_CONFIG)
     if args.command == "init":
         return init(args.data_file, args.output)
     if args.command == "suggest":
-        return suggest((args.config or SAMPLE_CONFIG).resolve(), args.permutations, not args.no_pc)
+        return suggest((args.config or SAMPLE_CONFIG).resolve(), args.permutations, not args.no_pc, args.market)
     from cmmm_pipeline.core.errors import CmmmError
     from cmmm_pipeline.core.loading import load_config
 

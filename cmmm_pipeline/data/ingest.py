@@ -58,7 +58,8 @@ def read_table(config: PipelineConfig, market: str | None = None) -> pd.DataFram
     if market is None:
         raise DataError("market-required", f"{config.data.path} column '{column}'",
                         "holds several markets (data.market_column) and this run names none.",
-                        "run one market per partition: `cmmm run` runs them all, the UI launches one per market.")
+                        "name it: `cmmm run` runs every market (the UI one per partition); `cmmm plan` and "
+                        "`cmmm suggest` take --market.")
     from cmmm_pipeline.data.markets import select_market
 
     return select_market(table, column, market, str(config.data.path))

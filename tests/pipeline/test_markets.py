@@ -196,3 +196,18 @@ def test_markets_run_on_a_dask_cluster_and_are_pooled(tmp_path: Path, monkeypatc
         assert set(_published(output, market)["market"]) == {market}
     page = Path(outcome.summary_path).read_text()
     assert "<h1>Across markets · sales</h1>" in page and '<a href="m002/report.html">m002</a>' in page
+
+
+@pytest.mark.slow
+def test_cmmm_plan_plans_one_named_market_and_asks_for_one(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from cmmm_pipeline.cli import main
+
+    config = _export(tmp_path, 2)
+    (tmp_path / "plan.yaml").write_text("weeks: 13\ntotal_budget: 31200\n")
+    args = ["plan", "--config", str(config), "--plan", str(tmp_path / "plan.yaml"), "--output", str(tmp_path / "p")]
+    assert main(args) == 2
+    assert "[market-required]" in capsys.readouterr().err
+    assert main([*args, "--market", "m002"]) == 0
+    plan = pd.read_csv(tmp_path / "p" / "plan.csv")
+    total = plan[plan["channel"] == "total"].iloc[0]
+    assert total["weekly_spend"] == pytest.approx(31200 / 13, rel=1e-6)
