@@ -128,6 +128,10 @@ class WarehouseResource(DuckDBResource):
     _run_lock: WarehouseLock | None = PrivateAttr(default=None)
     _run_schema: str | None = PrivateAttr(default=None)
     _market: str | None = PrivateAttr(default=None)
+    _keeper: duckdb.DuckDBPyConnection | None = PrivateAttr(default=None)
+    """Held open for the run: DuckDB then keeps the file's database in memory, so the run's
+    many short connections (IO manager, checks, publication) cost microseconds, not a reopen and a
+    checkpoint each (54 per sample run, 0.8–2 s). Durability is unchanged: every commit is in the WAL."""
 
     @property
     def path(self) -> str:
@@ -166,6 +170,7 @@ class WarehouseResource(DuckDBResource):
                     if repair.action is not RepairAction.NONE and repair.action is not RepairAction.NOT_PUBLISHED:
                         context.log.warning(f"output folder repaired at start ({repair.action.value}): current was "
                                             f"{repair.pointer_before}, the warehouse published {repair.warehouse_run}")
+            self._keeper = duckdb.connect(self.path, config=CONNECTION_CONFIG)
         except BaseException:
             lock.release()
             raise
@@ -176,8 +181,14 @@ class WarehouseResource(DuckDBResource):
                 with connect(self.path) as con:
                     warehouse.drop_schema(con, self._run_schema)
         finally:
-            if self._run_lock is not None:
-                self._run_lock.release()
+            try:
+                if self._keeper is not None:
+                    self._keeper.close()  # the last connection: DuckDB checkpoints the run here
+            except duckdb.Error as exc:  # e.g. a full disk: the WAL keeps every commit; the next open replays it
+                context.log.warning(f"warehouse checkpoint deferred to the next run: {type(exc).__name__}")
+            finally:
+                if self._run_lock is not None:
+                    self._run_lock.release()
 
     @contextmanager
     def get_connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
