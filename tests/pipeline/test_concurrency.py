@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -83,8 +84,14 @@ def test_two_cmmm_runs_at_once_publish_one_run_each_never_the_others(tmp_path: P
             assert time.monotonic() < deadline, "the first run never took the lock"
             time.sleep(0.05)
         held = json.loads(holder.read_text(encoding="utf-8"))
-        second = subprocess.run([*CMMM, "run", "--output", str(output)], cwd=tmp_path, env=env, text=True,
-                                capture_output=True, timeout=300, check=False)
+        # The first run is paused while it holds the lock, so the second (which pays a fresh
+        # interpreter's imports first) asks for it while it is held, however fast the first run is.
+        os.killpg(first.pid, signal.SIGSTOP)
+        try:
+            second = subprocess.run([*CMMM, "run", "--output", str(output)], cwd=tmp_path, env=env, text=True,
+                                    capture_output=True, timeout=300, check=False)
+        finally:
+            os.killpg(first.pid, signal.SIGCONT)
         _, first_err = first.communicate(timeout=600)
     finally:
         if first.poll() is None:
