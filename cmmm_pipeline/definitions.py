@@ -123,11 +123,13 @@ def build_definitions(config_path: str | None = None, output_dir: str | None = N
     if markets is not None:  # one model per market: every step and its checks run per partition
         steps = [a.map_asset_specs(lambda spec: spec.replace_attributes(partitions_def=markets)) for a in steps]
         kind = markets_executor or MarketsExecutor.from_environment()
-        # Dask plans the whole graph before it starts: its job names the markets known now.
+
         def market_job() -> JobDefinition:  # rebuilt in the step's process from the same arguments
             return build_definitions(config_path, output_dir, warehouse_path, kind).resolve_job_def(JOB_NAME)
 
-        automated = build_markets_job(market_job, kind, known_markets(data) if kind is MarketsExecutor.DASK else None)
+        # Dask plans the whole graph before it starts: its job names the markets known now.
+        static = known_markets(data) if kind is MarketsExecutor.DASK else None
+        automated = build_markets_job(market_job, kind, static)
         jobs.append(automated)
         resources[STEP_IO] = FilesystemIOManager()
     dynamic = markets if isinstance(markets, DynamicPartitionsDefinition) else None
