@@ -57,14 +57,14 @@ def test_a_run_sweeps_the_staging_schemas_of_runs_that_died(tmp_path: Path) -> N
     assert materialize([probe], resources={"duckdb": WarehouseResource(database=database)}).success
 
 
-def test_the_instance_queues_runs_of_one_warehouse_or_market_one_at_a_time(tmp_path: Path) -> None:
+def test_the_instance_queues_runs_one_at_a_time_and_per_warehouse_and_market(tmp_path: Path) -> None:
     home = tmp_path / "home"
     home.mkdir()
     (home / "dagster.yaml").write_text((ROOT / "dagster_home" / "dagster.yaml").read_text(encoding="utf-8"),
                                        encoding="utf-8")
     with DagsterInstance.from_config(str(home)) as instance:
         queue = instance.get_concurrency_config().run_queue_config
-    assert queue.max_concurrent_runs == 2  # two markets at once; never two runs on one warehouse or market
+    assert queue.max_concurrent_runs == 1  # markets run in parallel inside one cmmm_markets run instead
     limits = [dict(limit) for limit in queue.tag_concurrency_limits]
     assert {"key": WAREHOUSE_TAG, "value": {"applyLimitPerUniqueValue": True}, "limit": 1} in limits
     assert {"key": "dagster/partition", "value": {"applyLimitPerUniqueValue": True}, "limit": 1} in limits

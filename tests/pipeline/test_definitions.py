@@ -50,6 +50,7 @@ def test_in_process_materialisation_writes_every_step_to_duckdb(tmp_path: Path,
     monkeypatch.setattr(loading, "parse_config", counted)
     warehouse = tmp_path / "w.duckdb"
     local = build_definitions(output_dir=str(tmp_path / "out"), warehouse_path=str(warehouse))
+    parses.clear()  # loading the code reads the config once to learn its markets; the run reads it once more
     with DagsterInstance.ephemeral(settings={"telemetry": {"enabled": False}}) as instance:
         result = local.resolve_job_def(JOB_NAME).execute_in_process(
             instance=instance, run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}})
