@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cmmm_pipeline.simulation.simulate import Scenario, simulate
+from cmmm_pipeline.simulation.simulate import MODEL_TEXT, Scenario, simulate
 
 MARKET_COLUMN = "market"
 
@@ -54,29 +54,7 @@ def markets_config_text(markets: list[str] | None = None, estimation: str = "") 
     dynamic ones (added as markets arrive) otherwise. `estimation` is an extra YAML line."""
     listed = f", markets: [{', '.join(markets)}]" if markets else ""
     return f"""data: {{path: weekly.csv, date_column: week, kpi: sales, market_column: {MARKET_COLUMN}{listed}}}
-channels:
-  tv:      {{spend_column: tv_spend, adstock: {{type: geometric, decay: 0.6}},
-            saturation: {{type: hill, half_saturation: 1.0, slope: 1.4}}}}
-  search:  {{spend_column: search_spend, adstock: {{type: geometric, decay: 0.2}},
-            saturation: {{type: hill, half_saturation: 2.0, slope: 1.0}}}}
-  digital: {{spend_column: digital_spend, adstock: {{type: geometric, decay: 0.3}},
-            saturation: {{type: hill, half_saturation: 1.0, slope: 1.2}}}}
-  email:   {{spend_column: email_spend, adstock: {{type: geometric, decay: 0.1}},
-            saturation: {{type: hill, half_saturation: 1.5, slope: 1.0}}}}
-controls: [seasonality, trend, price]
-graph:
-  edges:
-    - [seasonality, tv]
-    - [seasonality, digital]
-    - [seasonality, sales]
-    - [tv, search]
-    - [tv, sales]
-    - [search, sales]
-    - [digital, sales]
-    - [email, sales]
-    - [price, sales]
-    - [trend, sales]
-{estimation}"""
+{MODEL_TEXT}{estimation}"""
 
 
 def write_markets(directory: str | Path, n_markets: int, seed: int = 11, static: bool = True,

@@ -301,24 +301,17 @@ def sample_experiment(result: SimulationResult, seed: int = SAMPLE_SEED) -> dict
             "ci_low": round(measured - half_width), "ci_high": round(measured + half_width)}
 
 
-def sample_config_text(experiment: dict[str, object]) -> str:
-    """The bundled sample's config, with every channel's transform as the simulator drew it, so a
-    first run can be checked against the known truth. Leave a channel's adstock or saturation out
-    to have it selected from the data (the selection tests do exactly that on this data)."""
-    e = experiment
-    return f"""# Bundled sample: three years of weekly data from cmmm_pipeline.simulation.simulate (seed {SAMPLE_SEED}).
-data: {{path: weekly.csv, date_column: week, kpi: sales}}
-channels:
-  tv:      {{spend_column: tv_spend, adstock: {{type: geometric, decay: 0.6}},
-            saturation: {{type: hill, half_saturation: 1.0, slope: 1.4}}}}
-  search:  {{spend_column: search_spend, adstock: {{type: geometric, decay: 0.2}},
-            saturation: {{type: hill, half_saturation: 2.0, slope: 1.0}}}}
+MODEL_TEXT = """channels:
+  tv:      {spend_column: tv_spend, adstock: {type: geometric, decay: 0.6},
+            saturation: {type: hill, half_saturation: 1.0, slope: 1.4}}
+  search:  {spend_column: search_spend, adstock: {type: geometric, decay: 0.2},
+            saturation: {type: hill, half_saturation: 2.0, slope: 1.0}}
   # Leave adstock/saturation out to have decay, half-saturation and slope selected from the data
   # by time-series cross validation (recorded in transform_selection.csv).
-  digital: {{spend_column: digital_spend, adstock: {{type: geometric, decay: 0.3}},
-            saturation: {{type: hill, half_saturation: 1.0, slope: 1.2}}}}
-  email:   {{spend_column: email_spend, adstock: {{type: geometric, decay: 0.1}},
-            saturation: {{type: hill, half_saturation: 1.5, slope: 1.0}}}}
+  digital: {spend_column: digital_spend, adstock: {type: geometric, decay: 0.3},
+            saturation: {type: hill, half_saturation: 1.0, slope: 1.2}}
+  email:   {spend_column: email_spend, adstock: {type: geometric, decay: 0.1},
+            saturation: {type: hill, half_saturation: 1.5, slope: 1.0}}
 controls: [seasonality, trend, price]
 graph:
   edges:
@@ -332,7 +325,19 @@ graph:
     - [email, sales]
     - [price, sales]
     - [trend, sales]
-  # Declared pairs whose synergy is estimated (in this sample's world TV and digital do not interact).
+"""
+"""The sample world's channels (with the transforms it was drawn with), controls and DAG edges: the
+part of its config every export of this world shares, one market or many."""
+
+
+def sample_config_text(experiment: dict[str, object]) -> str:
+    """The bundled sample's config, with every channel's transform as the simulator drew it, so a
+    first run can be checked against the known truth. Leave a channel's adstock or saturation out
+    to have it selected from the data (the selection tests do exactly that on this data)."""
+    e = experiment
+    return f"""# Bundled sample: three years of weekly data from cmmm_pipeline.simulation.simulate (seed {SAMPLE_SEED}).
+data: {{path: weekly.csv, date_column: week, kpi: sales}}
+{MODEL_TEXT}  # Declared pairs whose synergy is estimated (in this sample's world TV and digital do not interact).
   interactions: [[tv, digital]]
 experiments:
   - {{channel: {e['channel']}, start: {e['start']}, end: {e['end']}, incremental_kpi: {e['incremental_kpi']}, ci_low: {e['ci_low']}, ci_high: {e['ci_high']}}}
