@@ -211,3 +211,27 @@ def test_cmmm_plan_plans_one_named_market_and_asks_for_one(tmp_path: Path, capsy
     plan = pd.read_csv(tmp_path / "p" / "plan.csv")
     total = plan[plan["channel"] == "total"].iloc[0]
     assert total["weekly_spend"] == pytest.approx(31200 / 13, rel=1e-6)
+
+
+def test_the_markets_summary_never_writes_through_a_link(tmp_path: Path) -> None:
+    """`pooled.csv` as a link to a stand-in folder's file, or `markets/` as a link, is refused and
+    the stand-in is untouched; nothing is unlinked but the summary's own temporary file."""
+    from cmmm_pipeline.markets.summary import publish_summary
+
+    stand_in = tmp_path / "stand-in"
+    stand_in.mkdir()
+    (stand_in / "passwd").write_text("root:x:0:0\n")
+    out = tmp_path / "out"
+    (out / "markets").mkdir(parents=True)
+    (out / "markets" / "pooled.csv").symlink_to(stand_in / "passwd")
+    with pytest.raises(OutputError) as refused:
+        publish_summary(out, out / "cmmm.duckdb", ["m001"], "sales", "run")
+    assert refused.value.rule == "output-not-ours"
+    linked = tmp_path / "out2"
+    linked.mkdir()
+    (linked / "markets").symlink_to(stand_in)
+    with pytest.raises(OutputError):
+        publish_summary(linked, linked / "cmmm.duckdb", ["m001"], "sales", "run")
+    assert sorted(p.name for p in stand_in.iterdir()) == ["passwd"]
+    assert (stand_in / "passwd").read_text() == "root:x:0:0\n"
+    assert not [p for p in (out / "markets").iterdir() if p.name.endswith(".tmp")]
