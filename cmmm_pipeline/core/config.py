@@ -97,10 +97,14 @@ class SelectionCriterion(Enum):
     CV_MIN takes the smallest error. ONE_SE takes, among the points whose error is within one
     paired standard error (across folds) of the smallest, the one nearest the reference transform
     (geometric decay 0.5, half-saturation at the average week, slope 1): shrinkage toward the
-    reference, for data that cannot tell the curves apart (measured in docs/transforms.md)."""
+    reference, for data that cannot tell the curves apart (measured in docs/transforms.md).
+    IN_SAMPLE takes the smallest residual sum of squares on all weeks (the transform's profile
+    likelihood): an ablation, better at one selection but worse once the bootstrap smooths over
+    re-selections (docs/transforms.md)."""
 
     CV_MIN = "cv_min"
     ONE_SE = "one_se"
+    IN_SAMPLE = "in_sample"
 
 
 class SelectionBand(Enum):

@@ -7,6 +7,12 @@ weeks [0, m_{j-1}) and predicts weeks [m_{j-1}, m_j). Channels are searched coor
 channel's whole grid with the others held at their current values) until a pass changes nothing.
 Configured values are used as given: they are single points on their axis of the grid.
 
+The in-sample residual sum of squares (the transform's profile likelihood) is recorded beside the
+CV error and can be the criterion (`in_sample`). It picks curvature better at one selection, but
+it also picks, for a channel without effect, the curve that fits the noise best (the test of no
+effect's null dispersion grows by half), and once the bootstrap smooths over re-selections it errs
+more than cross validation (`benchmarks/curvature_study.py`, docs/transforms.md).
+
 The same kernel serves the bootstrap, which re-selects inside every resample: the transformed
 series of every grid point is computed once on the full series, and a resample only gathers rows.
 The cross-validation error of all grid points of all resamples comes from per-segment sums of
@@ -39,7 +45,7 @@ from cmmm_pipeline.media.features import (
 )
 
 SELECTION_COLUMNS = ["channel", "adstock", "decay", "weibull_shape", "weibull_scale", "half_saturation", "slope",
-                     "cv_error", "selected", "grid_edge"]
+                     "fit_rmse", "cv_error", "selected", "grid_edge"]
 
 
 @dataclass(frozen=True)
@@ -269,11 +275,42 @@ def cv_fold_sse(fixed: np.ndarray, candidates: np.ndarray, y: np.ndarray, edges:
     return sse
 
 
-def _channel_fold_sse(inputs: SelectionInputs, rows: np.ndarray, selected: np.ndarray, k: int,
-                      edges: np.ndarray, y: np.ndarray | None = None) -> np.ndarray:
+def _channel_design(inputs: SelectionInputs, rows: np.ndarray, selected: np.ndarray, k: int,
+                    y: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     others = [inputs.series[i][rows, selected[:, i][:, None]] for i in range(len(inputs.channels)) if i != k]
     fixed = np.concatenate([inputs.base[rows], np.stack(others, axis=2)], axis=2) if others else inputs.base[rows]
-    return cv_fold_sse(fixed, inputs.series[k][rows], inputs.y[rows] if y is None else y, edges)
+    return fixed, inputs.series[k][rows], inputs.y[rows] if y is None else y
+
+
+def _channel_fold_sse(inputs: SelectionInputs, rows: np.ndarray, selected: np.ndarray, k: int,
+                      edges: np.ndarray, y: np.ndarray | None = None) -> np.ndarray:
+    return cv_fold_sse(*_channel_design(inputs, rows, selected, k, y), edges)
+
+
+def _channel_choice(inputs: SelectionInputs, rows: np.ndarray, selected: np.ndarray, k: int, edges: np.ndarray,
+                    criterion: SelectionCriterion, y: np.ndarray | None = None) -> np.ndarray:
+    """(B,) channel k's chosen grid index per row set, the other channels held at `selected`."""
+    if criterion is SelectionCriterion.IN_SAMPLE:
+        return in_sample_sse(*_channel_design(inputs, rows, selected, k, y)).argmin(axis=1)
+    return pick(_channel_fold_sse(inputs, rows, selected, k, edges, y), edges, inputs.distances(k), criterion)
+
+
+def in_sample_sse(fixed: np.ndarray, candidates: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """(B, G) residual sum of squares of y ~ fixed + candidate g on all rows (Frisch–Waugh, as in
+    `cv_fold_sse`: the candidate's column is partialled on the shared regressors)."""
+    p = fixed.shape[2]
+    ft = fixed.transpose(0, 2, 1)
+    ff, fy, fc = ft @ fixed, np.einsum("bnp,bn->bp", fixed, y), ft @ candidates
+    cy, cc, yy = np.einsum("bng,bn->bg", candidates, y), np.einsum("bng,bng->bg", candidates, candidates), \
+        np.einsum("bn,bn->b", y, y)
+    scale = np.maximum(np.einsum("bpp->bp", ff), 1e-12)[:, :, None]
+    sol = np.linalg.solve(ff + 1e-10 * np.eye(p) * scale, np.concatenate([fy[:, :, None], fc], axis=2))
+    a_y, a_c = sol[:, :, 0], sol[:, :, 1:]
+    r_yy = yy - np.einsum("bp,bp->b", a_y, fy)
+    r_cy = cy - np.einsum("bpg,bp->bg", fc, a_y)
+    r_cc = cc - np.einsum("bpg,bpg->bg", fc, a_c)
+    ok = r_cc > 1e-10 * np.maximum(cc, 1e-300)
+    return np.where(ok, np.maximum(r_yy[:, None] - r_cy**2 / np.where(ok, r_cc, 1.0), 0.0), np.inf)
 
 
 def rmse(fold_sse: np.ndarray, edges: np.ndarray) -> np.ndarray:
@@ -309,7 +346,7 @@ def coordinate_search(inputs: SelectionInputs, rows: np.ndarray, start: np.ndarr
     for _ in range(max_passes):
         changed = False
         for k in inputs.searchable:
-            best = pick(_channel_fold_sse(inputs, rows, selected, k, edges, y), edges, inputs.distances(k), criterion)
+            best = _channel_choice(inputs, rows, selected, k, edges, criterion, y)
             changed |= bool(np.any(best != selected[:, k]))
             selected[:, k] = best
         if not changed:
@@ -416,22 +453,25 @@ def select_transforms(raw: pd.DataFrame, config: PipelineConfig, settings: Selec
         if k not in inputs.searchable:
             continue
         cv = rmse(_channel_fold_sse(inputs, rows, chosen, k, edges), edges)[0]
+        fit = np.sqrt(in_sample_sse(*_channel_design(inputs, rows, chosen, k, None))[0] / len(raw))
         errors[name] = float(cv[pick])
-        frames.append(candidates_table(inputs.candidates[k], cv, pick, settings.grid))
+        frames.append(candidates_table(inputs.candidates[k], cv, pick, settings.grid, fit))
     table = pd.concat(frames, ignore_index=True) if frames else empty_selection_table()
     edges_hit = {name: settings.grid.edges(transforms[name]) for name in errors}
     return SelectionResult(transforms, errors, table, index, candidates, edges_hit)
 
 
 def candidates_table(candidates: Sequence[ChannelTransform], cv: np.ndarray, pick: int,
-                     grid: ParameterGrid) -> pd.DataFrame:
-    """The searched grid of one channel: every candidate, its CV error, the choice, and which of its
-    parameters sit on an edge of their grid axis (`grid_edge`, comma-separated; empty if none)."""
+                     grid: ParameterGrid, fit: np.ndarray | None = None) -> pd.DataFrame:
+    """The searched grid of one channel: every candidate, its in-sample RMSE (`fit_rmse`) and CV
+    error, the choice, and which of its parameters sit on an edge of their grid axis (`grid_edge`,
+    comma-separated; empty if none)."""
     return pd.DataFrame({
         "channel": [t.channel for t in candidates], "adstock": [t.adstock.value for t in candidates],
         "decay": [t.decay for t in candidates], "weibull_shape": [t.weibull_shape for t in candidates],
         "weibull_scale": [t.weibull_scale for t in candidates],
         "half_saturation": [t.half_saturation for t in candidates], "slope": [t.slope for t in candidates],
+        "fit_rmse": np.full(len(candidates), np.nan) if fit is None else np.asarray(fit, dtype=float),
         "cv_error": np.asarray(cv, dtype=float), "selected": np.arange(len(candidates)) == pick,
         "grid_edge": [", ".join(grid.edges(t)) for t in candidates]})
 

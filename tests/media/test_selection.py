@@ -1,4 +1,5 @@
-"""Transform selection by time-series cross validation: the kernel, the search, the records."""
+"""Transform selection by the profile likelihood (default) or time-series cross validation: the kernels,
+the search, the records."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cmmm_pipeline.core.config import AdstockConfig, ChannelConfig, DataConfig, PipelineConfig, SaturationConfig
+from cmmm_pipeline.core.config import (AdstockConfig, ChannelConfig, DataConfig, PipelineConfig, SaturationConfig,
+                                       SelectionCriterion)
 from cmmm_pipeline.data.ingest import load_raw
 from cmmm_pipeline.media.features import ParameterSource, build_features, configured_transform, transforms_table
 from cmmm_pipeline.media.selection import (
@@ -18,6 +20,7 @@ from cmmm_pipeline.media.selection import (
     channel_candidates,
     cv_errors,
     fold_bounds,
+    in_sample_sse,
     select_transforms,
 )
 from cmmm_pipeline.simulation.simulate import Scenario, simulate
@@ -59,6 +62,20 @@ def test_cv_kernel_equals_explicit_forward_chaining_regressions() -> None:
     assert (fast.argmin(axis=1) == 2).all()  # the series that generated y predicts it best
 
 
+def test_in_sample_kernel_equals_explicit_regressions() -> None:
+    rng = np.random.default_rng(4)
+    b, n, p, g = 2, 90, 5, 3
+    fixed = np.concatenate([np.ones((b, n, 1)), rng.normal(size=(b, n, p - 1))], axis=2)
+    cand = rng.random((b, n, g))
+    y = fixed[:, :, 2] + 1.5 * cand[:, :, 0] + rng.normal(size=(b, n))
+    fast = in_sample_sse(fixed, cand, y)
+    slow = np.array([[np.sum((y[i] - np.column_stack([fixed[i], cand[i, :, j]])
+                              @ np.linalg.lstsq(np.column_stack([fixed[i], cand[i, :, j]]), y[i], rcond=None)[0]) ** 2)
+                      for j in range(g)] for i in range(b)])
+    np.testing.assert_allclose(fast, slow, rtol=1e-8)
+    assert fast.argmin(axis=1).tolist() == [0, 0]  # the candidate that made y
+
+
 def test_folds_train_on_the_past_and_test_on_the_future() -> None:
     edges = fold_bounds(156, 4, 0.5)
     assert edges[0] == 0 and edges[1] == 78 and edges[-1] == 156
@@ -95,9 +112,14 @@ def test_configured_values_are_used_as_given_and_the_grid_is_recorded() -> None:
     assert (table["decay"] == 0.3).all() and table["selected"].sum() == 1
     pick = table[table["selected"]].iloc[0]
     assert pick["cv_error"] == pytest.approx(table["cv_error"].min())
+    assert (table["fit_rmse"] < table["cv_error"]).all()  # in-sample fit beats predicting the future
     assert chosen.transforms["digital"].half_saturation == pick["half_saturation"]
     assert chosen.transforms["tv"] == configured_transform(config.channel("tv"))
     assert set(chosen.cv_error) == {"digital"}
+    by_fit = select_transforms(simulate(scenario, 4).data, config,
+                               SelectionSettings(grid=grid, criterion=SelectionCriterion.IN_SAMPLE)).table
+    fit_pick = by_fit[by_fit["selected"]].iloc[0]
+    assert fit_pick["fit_rmse"] == pytest.approx(by_fit["fit_rmse"].min())
 
 
 def test_the_selected_series_is_exactly_what_build_features_applies() -> None:

@@ -1,0 +1,219 @@
+"""Transform selection against the oracle, fast: point estimates at one selection, no bootstrap.
+
+Issue 21's ablation bench. For every world (held-out families with their true transforms where our
+families express them; pysimmmulator's worlds with their OLS oracle on the true response), every
+channel's transform is selected as a new user's run selects it, under each selection variant (the
+grid and the criterion), and the DAG's total-effect ROI and marginal ROI at that selection are
+compared with the truth. The held-out oracle is the same estimator with the true transforms given.
+
+Printed per world and channel, then pooled per family: ROI and mROI relative error per variant and the
+oracle's, the ratio of medians, and the transform chosen. The published estimate (smoothed over the
+bootstrap's re-selections, benchmarks/heldout/run.py) differs from this single selection; this bench
+ranks the variants cheaply, the full one confirms the chosen one.
+
+    python -m benchmarks.curvature_study --heldout seed_graph,always_on --seeds 1-3 --external 1-4
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import tempfile
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from benchmarks.heldout.run import Case, oracle_case, relative_error, world_case, write_inputs
+from cmmm_pipeline.core.config import SelectionCriterion
+from cmmm_pipeline.core.graph import build_graph
+from cmmm_pipeline.core.loading import load_config
+from cmmm_pipeline.data.ingest import load_raw
+from cmmm_pipeline.effects.estimation import estimate_channels
+from cmmm_pipeline.media.features import build_features
+from cmmm_pipeline.media.selection import ParameterGrid, SelectionSettings, select_transforms
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    grid: ParameterGrid
+    criterion: SelectionCriterion
+    passes: int = 3
+    folds: int = 4
+    initial_fraction: float = 0.5
+
+
+BASE = ParameterGrid()
+VARIANTS = {
+    "base": Variant("base", BASE, SelectionCriterion.CV_MIN),
+    "in_sample": Variant("in_sample", BASE, SelectionCriterion.IN_SAMPLE),
+    "slopes3": Variant("slopes3", replace(BASE, slopes=(1.0, 1.5, 2.0, 3.0)), SelectionCriterion.CV_MIN),
+    "wide": Variant("wide", replace(BASE, half_saturations=(0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0),
+                                    slopes=(1.0, 1.5, 2.0, 3.0)), SelectionCriterion.CV_MIN),
+    "wide_in_sample": Variant("wide_in_sample", replace(BASE, half_saturations=(0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0),
+                                                        slopes=(1.0, 1.5, 2.0, 3.0)), SelectionCriterion.IN_SAMPLE),
+    "in_sample_p8": Variant("in_sample_p8", BASE, SelectionCriterion.IN_SAMPLE, 8),
+    "fine_in_sample": Variant("fine_in_sample", replace(
+        BASE, decays=(0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9),
+        half_saturations=(0.4, 0.5, 0.6, 0.75, 0.9, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0),
+        slopes=(1.0, 1.25, 1.5, 2.0, 2.5, 3.0)), SelectionCriterion.IN_SAMPLE, 8),
+    "mid_in_sample": Variant("mid_in_sample", replace(
+        BASE, half_saturations=(0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0), slopes=(1.0, 1.5, 2.0, 2.5)),
+        SelectionCriterion.IN_SAMPLE),
+    "cv_folds8": Variant("cv_folds8", BASE, SelectionCriterion.CV_MIN, folds=8),
+    "cv_early": Variant("cv_early", BASE, SelectionCriterion.CV_MIN, folds=6, initial_fraction=0.3),
+}
+
+
+def _describe(t) -> str:
+    carry = f"geo {t.decay:g}" if t.adstock.value == "geometric" else f"{t.adstock.value} {t.weibull_shape:g}/{t.weibull_scale:g}"
+    return f"{carry}, K {t.half_saturation:g} s {t.slope:g}"
+
+
+BAGGED_SAMPLES = 0
+"""Resamples of the bagged estimate (0: the estimate at one selection); set by --bagged."""
+
+
+def point_estimates(case: Case, variant: Variant | None) -> pd.DataFrame:
+    """channel, roi, mroi, transform: the total effect at one selection (variant None: as configured),
+    or, with BAGGED_SAMPLES, the published estimate: smoothed over the bootstrap's re-selections."""
+    with tempfile.TemporaryDirectory(prefix="curvature-") as tmp:
+        config = load_config(write_inputs(case, Path(tmp)))
+        raw = load_raw(config)
+    settings = (SelectionSettings(folds=variant.folds, initial_fraction=variant.initial_fraction, grid=variant.grid,
+                                  criterion=variant.criterion, max_passes=variant.passes)
+                if variant else SelectionSettings())
+    chosen = select_transforms(raw, config, settings)
+    features = build_features(raw, config, chosen.transforms)
+    estimated = estimate_channels(raw, features, config, build_graph(config), chosen.transforms)
+    table = estimated.table
+    if BAGGED_SAMPLES:
+        table = _bagged(raw, config, features, estimated, chosen, settings)
+    table = table[table["effect"] == "total"].set_index("channel")
+    return pd.DataFrame([{"channel": c, "roi": float(table.loc[c, "roi"]) if c in table.index else math.nan,
+                          "mroi": float(table.loc[c, "mroi"]) if c in table.index else math.nan,
+                          "transform": _describe(chosen.transforms[c])} for c in config.channel_names])
+
+
+def _bagged(raw, config, features, estimated, chosen, settings) -> pd.DataFrame:
+    """The estimates table with roi and mroi replaced by the published (smoothed) values."""
+    from cmmm_pipeline.core.config import EffectType
+    from cmmm_pipeline.data.ingest import spend_totals
+    from cmmm_pipeline.effects.bootstrap import BootstrapSettings, bootstrap, effect_problem, intervals
+    from cmmm_pipeline.effects.estimation import MARGINAL_STEP
+    from cmmm_pipeline.effects.robustness import in_table_order, published_gcomputation
+
+    point = estimated.table
+    specs = in_table_order(point, estimated.specs)
+    rows = point[np.isfinite(point["ate"].to_numpy(dtype=float))]
+    problem = effect_problem(raw, config, dict(chosen.candidates), dict(chosen.selected_index), specs,
+                             spend_totals(raw, config),
+                             published_gcomputation(point, features, estimated.expanded, specs, config))
+    boot = BootstrapSettings(samples=BAGGED_SAMPLES, level=0.95)
+    draws = bootstrap(problem, boot, settings, np.random.default_rng(config.estimation.seed))
+    points = {(r.channel, EffectType(r.effect)): float(r.incremental_kpi) for r in rows.itertuples(index=False)}
+    marginal = {(r.channel, EffectType(r.effect)): float(r.mroi) * MARGINAL_STEP * float(r.spend)
+                for r in rows.itertuples(index=False)}
+    out = point.copy()
+    for i in intervals(problem, draws, points, boot, marginal):
+        at = (out["channel"] == i.channel) & (out["effect"] == i.effect.value)
+        out.loc[at, "roi"] = i.incremental_kpi / float(out.loc[at, "spend"].iloc[0])
+        out.loc[at, "mroi"] = i.mroi
+    return out
+
+
+def external_cases(seeds: list[int]) -> list[tuple[Case, pd.DataFrame]]:
+    from benchmarks.external.simmmulator import case, generate, oracle
+
+    out = []
+    for seed in seeds:
+        world = generate(seed)
+        orc = oracle(world)
+        out.append((case(world), pd.DataFrame({"channel": orc.index, "roi": orc[("est", "roi")].to_numpy(),
+                                               "mroi": orc[("est", "mroi")].to_numpy(), "transform": "true response"})))
+    return out
+
+
+def study(cases: list[tuple[Case, pd.DataFrame | None]], variants: list[Variant]) -> pd.DataFrame:
+    rows = []
+    for case, oracle in cases:
+        started = time.perf_counter()
+        if oracle is None:
+            oracle = point_estimates(oracle_case(case), None)
+        results = {"oracle": oracle.set_index("channel")}
+        for v in variants:
+            results[v.name] = point_estimates(case, v).set_index("channel")
+        truth = case.truth.set_index("channel")
+        for channel in truth.index:
+            if bool(truth.loc[channel, "null"]):
+                continue
+            row = {"family": "external" if case.world == "simmmulator" else "heldout", "world": case.world,
+                   "seed": case.seed, "channel": channel,
+                   "zero_in_support": bool(truth.loc[channel, "zero_in_support"])}
+            for name, r in results.items():
+                for what in ("roi", "mroi"):
+                    row[f"{name}_{what}"] = relative_error(float(r.loc[channel, what]), float(truth.loc[channel, what]))
+                row[f"{name}_transform"] = r.loc[channel, "transform"]
+            rows.append(row)
+        print(f"--- {case.world} seed {case.seed}: {time.perf_counter() - started:.0f} s", flush=True)
+    return pd.DataFrame(rows)
+
+
+def report(table: pd.DataFrame, names: list[str]) -> None:
+    cols = ["oracle", *names]
+    print("\nper world and channel: ROI | mROI relative error per variant; transforms of the first and last variant")
+    for r in table.itertuples(index=False):
+        d = r._asdict()
+        roi = " ".join(f"{d[f'{n}_roi']:6.3f}" for n in cols)
+        mroi = " ".join(f"{d[f'{n}_mroi']:6.3f}" for n in cols)
+        print(f"  {r.world:16s} {r.seed:2d} {r.channel:16s} ROI {roi} | mROI {mroi} | {d[f'{names[0]}_transform']} -> "
+              f"{d[f'{names[-1]}_transform']} (true: {d['oracle_transform']})")
+    print(f"\nmedian relative error (ratio to the oracle's); columns: {', '.join(cols)}; "
+          "'zero seen': only channels whose zero-spend weeks the data show (ROI within support)")
+    seen = table[table["zero_in_support"]]
+    for key, part in [*table.groupby(["family", "world"]), (("ALL", ""), table), (("ALL", "zero seen"), seen)]:
+        fam = key if isinstance(key, str) else " ".join(k for k in key if k)
+        for what in ("roi", "mroi"):
+            o = part[f"oracle_{what}"].median()
+            cells = " ".join(f"{part[f'{n}_{what}'].median():6.3f} ({part[f'{n}_{what}'].median() / o:5.2f})"
+                             for n in names)
+            print(f"  {fam:28s} {what:4s} n={len(part):3d} oracle {o:6.3f} | {cells}")
+
+
+def _seeds(text: str) -> list[int]:
+    if not text:
+        return []
+    if "-" in text:
+        lo, hi = text.split("-")
+        return list(range(int(lo), int(hi) + 1))
+    return [int(s) for s in text.split(",")]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--heldout", default="seed_graph,always_on")
+    parser.add_argument("--seeds", default="1-3")
+    parser.add_argument("--external", default="1-4", help="pysimmmulator seeds ('' for none)")
+    parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--bagged", type=int, default=0, help="bootstrap resamples of the published estimate")
+    parser.add_argument("--csv", type=Path)
+    args = parser.parse_args(argv)
+    global BAGGED_SAMPLES
+    BAGGED_SAMPLES = args.bagged
+    variants = [VARIANTS[v] for v in args.variants.split(",")]
+    cases: list[tuple[Case, pd.DataFrame | None]] = [
+        (world_case(w, s), None) for w in args.heldout.split(",") if w for s in _seeds(args.seeds)]
+    if args.external:
+        cases += external_cases(_seeds(args.external))
+    table = study(cases, variants)
+    report(table, [v.name for v in variants])
+    if args.csv:
+        table.to_csv(args.csv, index=False)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
