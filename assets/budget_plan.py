@@ -40,7 +40,8 @@ def budget_plan(settings: CmmmSettings, raw_spend: pd.DataFrame, transformed_med
     """The plan file the config names (`planning: {plan: plan.yaml}`), evaluated or optimised on this
     run's response curves and bootstrap draws, each channel bounded by the spend its comparable weeks
     show: per channel the plan's weekly spend and incremental KPI with its interval beside the current
-    allocation at the same budget, and the gain. Published with the run as `plan.csv`. A plan outside
+    allocation at the same budget, and the gain. Published with the run as `plan.csv`, and week by week
+(the flighting `allocate_weeks: true` optimises) as `plan_weeks.csv`. A plan outside
     support is refused with its rule and the supported ranges (the `plan_within_support` check warns);
     the estimates publish all the same. Without a plan in the config the table is empty."""
     config = settings.config
@@ -57,7 +58,7 @@ def budget_plan(settings: CmmmSettings, raw_spend: pd.DataFrame, transformed_med
         plan = weekly_plan(model, spec)
     table = plan.table
     value = BudgetPlan(table, True, plan.status.value, spec.weeks, str(planning.plan), plan.notes,
-                       tuple(str(e) for e in plan.refusals))
+                       tuple(str(e) for e in plan.refusals), plan.weeks)
     total = table[table["channel"] == TOTAL].iloc[0]
     metadata: dict[str, object] = {
         "plan_file": MetadataValue.path(str(planning.plan)),

@@ -4,13 +4,14 @@ field is stored as typed JSON and comes back as the same type."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import networkx as nx
 import pandas as pd
 
 from cmmm_pipeline.effects.estimation import EffectSpec, NotEstimated
 from cmmm_pipeline.media.features import ChannelTransform
+from cmmm_pipeline.plan.weekly import empty_plan_weeks
 
 
 @dataclass(frozen=True)
@@ -74,3 +75,5 @@ class BudgetPlan:
     notes: tuple[str, ...]
     refusals: tuple[str, ...]
     """Each refusal as `[rule] place: detail Fix: fix`."""
+    budget_plan_weeks: pd.DataFrame = field(default_factory=lambda: empty_plan_weeks())
+    """plan_weeks.csv: per plan week and channel, the spend and the KPI it adds (no rows without a computed plan)."""

@@ -1,5 +1,6 @@
 """The plan the weekly run refreshes (`planning: {plan: plan.yaml}` in the config): the `budget_plan`
-table, published with the run as `plan.csv`.
+table, published with the run as `plan.csv`, and its week-by-week layout (`budget_plan_weeks`,
+`plan_weeks.csv`: the optimised flighting with `allocate_weeks: true`, else the same spend every week).
 
 A plan the model cannot read within the data's support is a finding about the plan, not a failure
 of the run: it is refused as `cmmm plan` refuses it (same rules, same messages), and the refusal is
@@ -9,7 +10,7 @@ it names, with their supported ranges) while the estimates still publish.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 
 import numpy as np
@@ -23,6 +24,8 @@ BUDGET_PLAN_COLUMNS = [*PLAN_COLUMNS, "weeks", "status", "rule", "message"]
 """plan.csv as the weekly run publishes it: `cmmm plan`'s columns, then the plan's horizon, whether
 it was computed or refused, and the refusal's rule and message."""
 _TEXT = ("channel", "effect", "status", "rule", "message")
+PLAN_WEEKS_COLUMNS = ["week", "channel", "spend", "incremental_kpi"]
+"""plan_weeks.csv: per plan week and channel, the spend and the KPI the plan adds in that week."""
 
 
 class PlanStatus(Enum):
@@ -39,11 +42,19 @@ class WeeklyPlan:
     """`BUDGET_PLAN_COLUMNS`: one row per channel and a `total` row."""
     notes: tuple[str, ...]
     refusals: tuple[PlanError, ...] = ()
+    weeks: pd.DataFrame = field(default_factory=lambda: empty_plan_weeks())
+    """`PLAN_WEEKS_COLUMNS`, one row per plan week and channel; no rows when the plan was refused."""
 
 
 def empty_plan_table() -> pd.DataFrame:
     """The table of a run without a plan: no rows, typed columns (so the warehouse can hold it)."""
     return pd.DataFrame({c: pd.Series(dtype=_dtype(c)) for c in BUDGET_PLAN_COLUMNS})
+
+
+def empty_plan_weeks() -> pd.DataFrame:
+    """The week-by-week table of a run without a computed plan: no rows, typed columns."""
+    return pd.DataFrame({"week": pd.Series(dtype="datetime64[ns]"), "channel": pd.Series(dtype=object),
+                         "spend": pd.Series(dtype=float), "incremental_kpi": pd.Series(dtype=float)})
 
 
 def _dtype(column: str) -> object:
@@ -62,7 +73,9 @@ def weekly_plan(model: FittedModel, spec: PlanSpec) -> WeeklyPlan:
         table.loc[outside.index, "message"] = [
             f"outside support ({r.supported_low:,.0f}–{r.supported_high:,.0f} per week): computed because the plan "
             "allows extrapolation" for r in outside.itertuples()]
-    return WeeklyPlan(PlanStatus.PLANNED, table[BUDGET_PLAN_COLUMNS], result.notes)
+    weeks = result.weeks if result.weeks is not None else empty_plan_weeks()
+    return WeeklyPlan(PlanStatus.PLANNED, table[BUDGET_PLAN_COLUMNS], result.notes, (),
+                      weeks.reindex(columns=PLAN_WEEKS_COLUMNS).reset_index(drop=True))
 
 
 def _channel_of(error: PlanError, channels: tuple[str, ...]) -> str | None:

@@ -77,9 +77,11 @@ CSV_EXPORTS = {
     "effects_by_period": "effects_by_period.csv",
     "synergies": "synergies.csv",
     "budget_plan": "plan.csv",
+    "budget_plan_weeks": "plan_weeks.csv",
 }
-EXPORTED_WHEN_EMPTY = frozenset(CSV_EXPORTS) - {"budget_plan"}
-"""Tables whose CSV is written even without rows; a run without a configured plan writes no plan.csv."""
+EXPORTED_WHEN_EMPTY = frozenset(CSV_EXPORTS) - {"budget_plan", "budget_plan_weeks"}
+"""Tables whose CSV is written even without rows; a run without a configured (or computed) plan writes
+no plan.csv (no plan_weeks.csv)."""
 
 
 # Published tables the report reads when the run produced them.

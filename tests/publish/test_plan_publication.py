@@ -89,6 +89,14 @@ def test_the_plan_publishes_with_the_run_is_refused_outside_support_and_goes_whe
     assert total["gain_ci_low"] < total["gain"] < total["gain_ci_high"]
     assert (channels["incremental_ci_low"] < channels["incremental_kpi"]).all()
     assert (channels["incremental_kpi"] < channels["incremental_ci_high"]).all()
+    # Week by week (plan_weeks.csv, from the same run): each channel's weeks add up to its plan.csv row.
+    weeks = pd.read_csv(out / "plan_weeks.csv", parse_dates=["week"])
+    assert (out / "plan_weeks.csv").resolve().parent.name == run_a
+    assert len(weeks) == WEEKS * len(channels) and weeks["week"].nunique() == WEEKS
+    by_channel = weeks.groupby("channel")[["spend", "incremental_kpi"]].sum()
+    rows_a = channels.set_index("channel")
+    assert by_channel["spend"].to_dict() == pytest.approx((rows_a["weekly_spend"] * WEEKS).to_dict(), rel=1e-9)
+    assert by_channel["incremental_kpi"].to_dict() == pytest.approx(rows_a["incremental_kpi"].to_dict(), rel=1e-6)
     # The UI: the gain and its interval as floats, a flag per channel, the table with estimand headers.
     for key in ("gain", "gain_ci_low", "gain_ci_high"):
         assert metadata[f"total_{key}"].value == pytest.approx(total[key], rel=1e-9)
@@ -114,6 +122,7 @@ def test_the_plan_publishes_with_the_run_is_refused_outside_support_and_goes_whe
     assert not rows.loc["tv", "within_support"] and rows.loc[["search", "digital", "email"], "within_support"].all()
     assert f"{spend['tv']:,.0f}" in rows.loc["tv", "message"] and f"{tv_high:,.0f}" in rows.loc["tv", "message"]
     assert pd.read_csv(out / "plan.csv").shape == table.shape
+    assert not (out / "plan_weeks.csv").exists()  # a refused plan has no weeks; run A's are not left published
     assert any(n.startswith("WARN") and "plan_within_support" in n and "plan-outside-support" in n
                for n in outcome.notes), outcome.notes
     assert "was refused (plan-outside-support)" in plan_section(out)
@@ -125,4 +134,5 @@ def test_the_plan_publishes_with_the_run_is_refused_outside_support_and_goes_whe
     table, check, _ = published(out)
     assert check.ok, check.problems
     assert table.empty and not (out / "plan.csv").exists() and not (out / "current" / "plan.csv").exists()
+    assert not (out / "plan_weeks.csv").exists()
     assert "No plan was configured" in plan_section(out)
