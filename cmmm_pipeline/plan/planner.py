@@ -7,8 +7,10 @@ The current allocation is the channels' shares of spend over the last N observed
 plan's horizon; the whole history if those weeks spent nothing), scaled to the plan's weekly budget.
 
 The gains' intervals are the draws' widened to the gains of the response curves the data fit as
-well (`shape_shifts`): on simulated worlds this covered the true gain of a reallocation where the
-draws alone, and a correction for the optimiser's optimism, did not (docs/planning.md). An
+well (`shape_shifts`). An optimised plan's total gain is then lowered by the optimiser's optimism
+(`selection_optimism`: the plan was chosen because its estimated gain is high, so that estimate is
+high too): on simulated worlds neither alone covered the true gain of a reallocation where the
+current mix was already near the best one; together they did (docs/planning.md). An
 optimised plan spends the same every week, or with `allocate_weeks` a weeks × channels matrix
 (`_WeeklyObjectives`), every week within support; `plan_weeks.csv` lays out either week by week.
 """
@@ -22,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from cmmm_pipeline.core.errors import Problems
+from cmmm_pipeline.effects.bootstrap import IntervalKind, summarise_draws
 from cmmm_pipeline.plan.forecast import (
     ChannelEffect,
     Interval,
@@ -43,7 +46,9 @@ PARETO_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
 PLAN_COLUMNS = ["channel", "effect", "weekly_spend", "incremental_kpi", "incremental_ci_low", "incremental_ci_high",
                 "within_support", "supported_low", "supported_high", "current_weekly_spend", "current_incremental_kpi",
                 "current_ci_low", "current_ci_high", "gain", "gain_ci_low", "gain_ci_high", "gain_p10",
-                "gain_shape_low", "gain_shape_high", "kpi_forecast", "kpi_ci_low", "kpi_ci_high"]
+                "gain_shape_low", "gain_shape_high", "gain_optimism", "kpi_forecast", "kpi_ci_low", "kpi_ci_high"]
+OPTIMISM_DRAWS = 100
+"""How many bootstrap draws (evenly spaced) estimate the optimiser's optimism."""
 
 
 @dataclass(frozen=True)
@@ -272,7 +277,9 @@ def run_plan(model: FittedModel, spec: PlanSpec) -> PlanResult:
     forecast = kpi_forecast(model, plan_effects, baseline(model, curves, controls),
                             any(c.smooth for c in curves.values()))
     shifts = shape_shifts(model, channels, weekly, {c: np.full(spec.weeks, s) for c, s in zip(channels, current)})
-    table = plan_table(model, spec, plan_effects, current_effects, curves, forecast, shifts)
+    optimism = 0.0 if spec.mode is PlanMode.EVALUATE else selection_optimism(
+        model, curves, current, lower, upper, budget, objectives, best.spend)
+    table = plan_table(model, spec, plan_effects, current_effects, curves, forecast, shifts, optimism)
     total = table.iloc[-1]
     if total["gain_ci_low"] <= 0 <= total["gain_ci_high"] and abs(total["current_weekly_spend"]) > 0:
         notes.append(f"the gain over the current allocation, {total['gain']:,.0f} [{total['gain_ci_low']:,.0f}, "
@@ -352,12 +359,40 @@ def _pareto(channels: tuple[str, ...], solutions: list[tuple[float, Allocation]]
     return pd.DataFrame(rows)
 
 
+def selection_optimism(model: FittedModel, curves: Mapping[str, ChannelCurve], current: np.ndarray,
+                       lower: np.ndarray, upper: np.ndarray, budget: float, objectives: _Objectives,
+                       start: np.ndarray) -> float:
+    """The optimiser's optimism over the plan's weeks (Efron's bootstrap estimate of a selection's
+    bias): in each of `OPTIMISM_DRAWS` draws' worlds the draw's curves play the estimate and the mean
+    over the draws the truth; the optimism is how much more the plan chosen on the draw's curves gains
+    on them than on the mean, averaged. Scaled by rho squared, rho the smoothed error of the gain over
+    the draws' spread (the smoothed estimate varies less than one draw). Estimated for the constant
+    plan; a weeks x channels plan (`allocate_weeks`) and the risk front take the same figure."""
+    draws = len(next(iter(curves.values())).ate)
+    picks = np.unique(np.linspace(0, draws - 1, min(draws, OPTIMISM_DRAWS)).round().astype(int))
+    rng = np.random.default_rng(0)
+    gaps = []
+    for b in picks:
+        single = _Objectives({c: curve.single(int(b)) for c, curve in curves.items()}, current)
+        chosen = allocate(single.mean, lower, upper, budget, [start, current], rng, random_starts=0)
+        gaps.append(chosen.value - single.mean(current) - (objectives.mean(chosen.spend) - objectives.mean(current)))
+    gain = objectives.total(start) - objectives.current
+    spread = float(np.std(gain, ddof=1))
+    ratio = 1.0
+    if any(c.smooth for c in curves.values()) and spread > 0:
+        summary = summarise_draws(float(gain.mean()), gain, model.draws, True, model.level, IntervalKind.PERCENTILE)
+        ratio = min(1.0, summary.bootstrap_std_error / spread) if summary is not None else 1.0
+    return float(ratio**2 * np.mean(gaps))
+
+
 def plan_table(model: FittedModel, spec: PlanSpec, plan: Mapping[str, ChannelEffect],
                current: Mapping[str, ChannelEffect], curves: Mapping[str, ChannelCurve],
-               forecast: KpiForecast, shifts: Mapping[str, np.ndarray] | None = None) -> pd.DataFrame:
+               forecast: KpiForecast, shifts: Mapping[str, np.ndarray] | None = None,
+               optimism: float = 0.0) -> pd.DataFrame:
     """The rows of plan.csv. The gains' intervals are read from the draws and widened to the gains
     of the near-equivalent curves (`shifts`, see `shape_shifts`), whose range is `gain_shape_low` –
-    `gain_shape_high`; the channels' gains add up to the total's."""
+    `gain_shape_high`. The total's gain columns are lowered by `optimism` (recorded as
+    `gain_optimism`; 0 for an evaluated plan): the channels' gains add up to the total's plus it."""
     nan = float("nan")
     shifts = shifts or {}
 
@@ -392,14 +427,15 @@ def plan_table(model: FittedModel, spec: PlanSpec, plan: Mapping[str, ChannelEff
     total = draw_interval(model, plan_point, plan_draws, smooth)
     cur = draw_interval(model, current_point, current_draws, smooth)
     gain = draw_interval(model, plan_point - current_point, plan_draws - current_draws, smooth)
+    lowered = {k: v - optimism for k, v in gain_columns(TOTAL, gain).items()}
     rows.append({"channel": TOTAL, "effect": "", "weekly_spend": float(sum(np.mean(e.spend) for e in plan.values())),
                  "incremental_kpi": total.estimate, "incremental_ci_low": total.low,
                  "incremental_ci_high": total.high,
                  "within_support": all(r["within_support"] for r in rows), "supported_low": nan, "supported_high": nan,
                  "current_weekly_spend": float(sum(np.mean(e.spend) for e in current.values())),
                  "current_incremental_kpi": cur.estimate, "current_ci_low": cur.low, "current_ci_high": cur.high,
-                 **gain_columns(TOTAL, gain),
-                 "gain_p10": float(np.quantile(plan_draws - current_draws, RISK_QUANTILE)),
+                 **lowered, "gain_optimism": optimism,
+                 "gain_p10": float(np.quantile(plan_draws - current_draws, RISK_QUANTILE)) - optimism,
                  "kpi_forecast": forecast.total.estimate, "kpi_ci_low": forecast.total.low,
                  "kpi_ci_high": forecast.total.high})
     return pd.DataFrame(rows, columns=PLAN_COLUMNS)
