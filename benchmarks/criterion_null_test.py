@@ -14,36 +14,16 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import tempfile
-from pathlib import Path
 
 import numpy as np
 
-from benchmarks.heldout.run import world_case, write_inputs
+from benchmarks.heldout.null_study import problem_for
 from benchmarks.heldout.worlds import WORLDS
 from cmmm_pipeline.core.config import EffectType, SelectionCriterion
-from cmmm_pipeline.core.graph import build_graph
-from cmmm_pipeline.core.loading import load_config
-from cmmm_pipeline.data.ingest import load_raw, spend_totals
-from cmmm_pipeline.effects.bootstrap import EffectProblem, effect_problem
-from cmmm_pipeline.effects.estimation import estimate_channels
 from cmmm_pipeline.effects.null_test import null_test
-from cmmm_pipeline.media.features import build_features
-from cmmm_pipeline.media.selection import SelectionSettings, channel_candidates, select_transforms
+from cmmm_pipeline.media.selection import SelectionSettings
 
 LEVEL = 0.05
-
-
-def problem_for(world: str, seed: int, selection: SelectionSettings) -> EffectProblem:
-    with tempfile.TemporaryDirectory(prefix="criterion-null-") as tmp:
-        config = load_config(write_inputs(world_case(world, seed), Path(tmp)))
-        raw = load_raw(config)
-    chosen = select_transforms(raw, config, selection)
-    features = build_features(raw, config, chosen.transforms)
-    estimated = estimate_channels(raw, features, config, build_graph(config), chosen.transforms)
-    candidates = {c.name: channel_candidates(c, selection.grid) for c in config.channels}
-    return effect_problem(raw, config, candidates, chosen.selected_index, list(estimated.specs),
-                          spend_totals(raw, config))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -30,7 +30,7 @@ from cmmm_pipeline.core.config import EffectType
 from cmmm_pipeline.core.graph import build_graph
 from cmmm_pipeline.core.loading import load_config
 from cmmm_pipeline.data.ingest import load_raw, spend_totals
-from cmmm_pipeline.effects.bootstrap import effect_problem
+from cmmm_pipeline.effects.bootstrap import EffectProblem, effect_problem
 from cmmm_pipeline.effects.estimation import estimate_channels
 from cmmm_pipeline.effects.null_test import null_test
 from cmmm_pipeline.media.features import build_features
@@ -43,7 +43,8 @@ BLOCK_LENGTH = 4
 SAMPLES = 99
 
 
-def run_seed(world: str, seed: int, selection: SelectionSettings) -> list[dict]:
+def problem_for(world: str, seed: int, selection: SelectionSettings) -> EffectProblem:
+    """The resampling problem of a held-out world as a run builds it, every transform selected."""
     with tempfile.TemporaryDirectory() as tmp:
         config = load_config(write_inputs(world_case(world, seed), Path(tmp)))
         raw = load_raw(config)
@@ -51,8 +52,12 @@ def run_seed(world: str, seed: int, selection: SelectionSettings) -> list[dict]:
         features = build_features(raw, config, chosen.transforms)
         estimated = estimate_channels(raw, features, config, build_graph(config), chosen.transforms)
     candidates = {c.name: channel_candidates(c, selection.grid) for c in config.channels}
-    problem = effect_problem(raw, config, candidates, chosen.selected_index, list(estimated.specs),
-                             spend_totals(raw, config))
+    return effect_problem(raw, config, candidates, chosen.selected_index, list(estimated.specs),
+                          spend_totals(raw, config))
+
+
+def run_seed(world: str, seed: int, selection: SelectionSettings) -> list[dict]:
+    problem = problem_for(world, seed, selection)
     rows = []
     for spec in problem.specs:
         if spec.effect is EffectType.TOTAL and spec.channel in CHANNELS:
