@@ -41,9 +41,9 @@ def budget_plan(settings: CmmmSettings, raw_spend: pd.DataFrame, transformed_med
     run's response curves and bootstrap draws, each channel bounded by the spend its comparable weeks
     show: per channel the plan's weekly spend and incremental KPI with its interval beside the current
     allocation at the same budget, and the gain. Published with the run as `plan.csv`, and week by week
-(the flighting `allocate_weeks: true` optimises) as `plan_weeks.csv`. A plan outside
-    support is refused with its rule and the supported ranges (the `plan_within_support` check warns);
-    the estimates publish all the same. Without a plan in the config the table is empty."""
+    (the flighting `allocate_weeks: true` optimises) as `plan_weeks.csv`. A plan outside support is
+    refused with its rule and the supported ranges (the `plan_within_support` check warns); the
+    estimates publish all the same. Without a plan in the config the tables are empty."""
     config = settings.config
     planning = config.planning
     if planning is None:

@@ -27,13 +27,13 @@ import numpy as np
 import pandas as pd
 
 from benchmarks.heldout.run import Case, oracle_case, relative_error, world_case, write_inputs
-from cmmm_pipeline.core.config import SelectionCriterion
+from cmmm_pipeline.core.config import PipelineConfig, SelectionCriterion
 from cmmm_pipeline.core.graph import build_graph
 from cmmm_pipeline.core.loading import load_config
 from cmmm_pipeline.data.ingest import load_raw
-from cmmm_pipeline.effects.estimation import estimate_channels
-from cmmm_pipeline.media.features import build_features
-from cmmm_pipeline.media.selection import ParameterGrid, SelectionSettings, select_transforms
+from cmmm_pipeline.effects.estimation import ChannelEstimates, estimate_channels
+from cmmm_pipeline.media.features import ChannelTransform, build_features
+from cmmm_pipeline.media.selection import ParameterGrid, SelectionResult, SelectionSettings, select_transforms
 
 
 @dataclass(frozen=True)
@@ -68,8 +68,9 @@ VARIANTS = {
 }
 
 
-def _describe(t) -> str:
-    carry = f"geo {t.decay:g}" if t.adstock.value == "geometric" else f"{t.adstock.value} {t.weibull_shape:g}/{t.weibull_scale:g}"
+def _describe(t: ChannelTransform) -> str:
+    carry = (f"geo {t.decay:g}" if t.adstock.value == "geometric"
+             else f"{t.adstock.value} {t.weibull_shape:g}/{t.weibull_scale:g}")
     return f"{carry}, K {t.half_saturation:g} s {t.slope:g}"
 
 
@@ -98,7 +99,8 @@ def point_estimates(case: Case, variant: Variant | None) -> pd.DataFrame:
                           "transform": _describe(chosen.transforms[c])} for c in config.channel_names])
 
 
-def _bagged(raw, config, features, estimated, chosen, settings) -> pd.DataFrame:
+def _bagged(raw: pd.DataFrame, config: PipelineConfig, features: pd.DataFrame, estimated: ChannelEstimates,
+            chosen: SelectionResult, settings: SelectionSettings) -> pd.DataFrame:
     """The estimates table with roi and mroi replaced by the published (smoothed) values."""
     from cmmm_pipeline.core.config import EffectType
     from cmmm_pipeline.data.ingest import spend_totals

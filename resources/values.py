@@ -75,5 +75,5 @@ class BudgetPlan:
     notes: tuple[str, ...]
     refusals: tuple[str, ...]
     """Each refusal as `[rule] place: detail Fix: fix`."""
-    budget_plan_weeks: pd.DataFrame = field(default_factory=lambda: empty_plan_weeks())
+    budget_plan_weeks: pd.DataFrame = field(default_factory=empty_plan_weeks)
     """plan_weeks.csv: per plan week and channel, the spend and the KPI it adds (no rows without a computed plan)."""
