@@ -100,9 +100,15 @@ def step_names(markets: list[str]) -> dict[str, str]:
     """A step-key-safe name per market (letters, digits, `_`), made unique when two markets differ
     only in `-` or `.` (`de-1` and `de_1`)."""
     names: dict[str, str] = {}
+    taken: set[str] = set()
     for market in markets:
-        name = market.replace("-", "_").replace(".", "_")
-        names[market] = name if name not in names.values() else f"{name}_{len(names)}"
+        base = name = market.replace("-", "_").replace(".", "_")
+        suffix = 0
+        while name in taken:  # a suffixed name can itself be a market's: count on until it is free
+            suffix += 1
+            name = f"{base}_{suffix}"
+        names[market] = name
+        taken.add(name)
     return names
 
 

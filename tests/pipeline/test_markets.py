@@ -90,6 +90,10 @@ def test_markets_that_differ_only_in_punctuation_get_distinct_steps() -> None:
     names = step_names(["de-1", "de_1", "fr.2", "uk"])
     assert names == {"de-1": "de_1", "de_1": "de_1_1", "fr.2": "fr_2", "uk": "uk"}
     assert len(set(names.values())) == 4
+    # A suffixed name that is itself a market's name stays distinct too.
+    names = step_names(["a-1", "a_1", "a_1_1", "a.1"])
+    assert names == {"a-1": "a_1", "a_1": "a_1_1", "a_1_1": "a_1_1_1", "a.1": "a_1_2"}
+    assert step_names(["a_1_2", "a-1", "a_1"]) == {"a_1_2": "a_1_2", "a-1": "a_1", "a_1": "a_1_1"}
 
 
 def test_the_data_sensor_adds_new_markets_as_partitions(tmp_path: Path) -> None:
