@@ -65,7 +65,6 @@ from cmmm_pipeline.plan.planner import (  # noqa: E402
     _Objectives,
     current_allocation,
     run_plan,
-    selection_optimism,
     shape_shifts,
 )
 from cmmm_pipeline.plan.spec import PlanError, parse_plan  # noqa: E402
@@ -234,7 +233,7 @@ def gain_variants(model: FittedModel, table: pd.DataFrame, plan: np.ndarray, cur
     low_p, high_p = _percentile(draws)
     spec = parse_plan({"weeks": HORIZON, "total_budget": budget * HORIZON}, Path("plan.yaml"), model.config)
     lower, upper = _bounds(model, spec, channels, budget)
-    optimism = selection_optimism(model, curves, current, lower, upper, budget, objectives, plan)
+    optimism = float(total["gain_optimism"])  # the planner's own estimate for this plan (`selection_optimism`)
     out: dict[str, tuple[float, ...]] = {
         "smoothed - optimism": (raw[0] - optimism, raw[1] - optimism, raw[2] - optimism, true_gain),
         "smoothed": (*raw, true_gain),
