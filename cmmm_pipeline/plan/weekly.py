@@ -28,6 +28,12 @@ PLAN_WEEKS_COLUMNS = ["week", "channel", "spend", "incremental_kpi"]
 """plan_weeks.csv: per plan week and channel, the spend and the KPI the plan adds in that week."""
 
 
+def empty_plan_weeks() -> pd.DataFrame:
+    """The week-by-week table of a run without a computed plan: no rows, typed columns."""
+    return pd.DataFrame({"week": pd.Series(dtype="datetime64[ns]"), "channel": pd.Series(dtype=object),
+                         "spend": pd.Series(dtype=float), "incremental_kpi": pd.Series(dtype=float)})
+
+
 class PlanStatus(Enum):
     PLANNED = "planned"
     """Computed; every channel within its support (or outside it with allow_extrapolation, marked)."""
@@ -42,19 +48,13 @@ class WeeklyPlan:
     """`BUDGET_PLAN_COLUMNS`: one row per channel and a `total` row."""
     notes: tuple[str, ...]
     refusals: tuple[PlanError, ...] = ()
-    weeks: pd.DataFrame = field(default_factory=lambda: empty_plan_weeks())
+    weeks: pd.DataFrame = field(default_factory=empty_plan_weeks)
     """`PLAN_WEEKS_COLUMNS`, one row per plan week and channel; no rows when the plan was refused."""
 
 
 def empty_plan_table() -> pd.DataFrame:
     """The table of a run without a plan: no rows, typed columns (so the warehouse can hold it)."""
     return pd.DataFrame({c: pd.Series(dtype=_dtype(c)) for c in BUDGET_PLAN_COLUMNS})
-
-
-def empty_plan_weeks() -> pd.DataFrame:
-    """The week-by-week table of a run without a computed plan: no rows, typed columns."""
-    return pd.DataFrame({"week": pd.Series(dtype="datetime64[ns]"), "channel": pd.Series(dtype=object),
-                         "spend": pd.Series(dtype=float), "incremental_kpi": pd.Series(dtype=float)})
 
 
 def _dtype(column: str) -> object:
