@@ -183,6 +183,8 @@ def report(table: pd.DataFrame, names: list[str]) -> None:
             cells = " ".join(f"{part[f'{n}_{what}'].median():6.3f} ({part[f'{n}_{what}'].median() / o:5.2f})"
                              for n in names)
             print(f"  {fam:28s} {what:4s} n={len(part):3d} oracle {o:6.3f} | {cells}")
+    withheld = " ".join(f"{n} {int(table[f'{n}_roi'].isna().sum())}" for n in cols)
+    print(f"  withheld or not estimated (no ROI), of {len(table)} rows: {withheld}")
 
 
 def _seeds(text: str) -> list[int]:
@@ -202,10 +204,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--bagged", type=int, default=0, help="bootstrap resamples of the published estimate")
     parser.add_argument("--csv", type=Path)
+    parser.add_argument("--summarize", type=Path, help="print the summary of a CSV this study wrote, and stop")
     args = parser.parse_args(argv)
     global BAGGED_SAMPLES
     BAGGED_SAMPLES = args.bagged
     variants = [VARIANTS[v] for v in args.variants.split(",")]
+    if args.summarize:
+        saved = pd.read_csv(args.summarize)
+        report(saved, [v.name for v in variants if f"{v.name}_roi" in saved.columns])
+        return 0
     cases: list[tuple[Case, pd.DataFrame | None]] = [
         (world_case(w, s), None) for w in args.heldout.split(",") if w for s in _seeds(args.seeds)]
     if args.external:
