@@ -56,6 +56,7 @@ def robustness_report(context: AssetExecutionContext, settings: CmmmSettings, du
                                          "experiments": with_market(assessment.experiments, market),
                                          "effects_by_period": with_market(assessment.periods, market),
                                          "synergies": with_market(assessment.synergies, market),
+                                         "feedback": with_market(assessment.feedback, market),
                                          CHECK_RESULTS: checks}, staging)
             run_time = dt.datetime.now(dt.UTC).replace(tzinfo=None)
             written = outputs.publish_run(con, settings.output_folder(), config, run_id, run_time, staging=staging)
@@ -76,6 +77,10 @@ def robustness_report(context: AssetExecutionContext, settings: CmmmSettings, du
                                       or "Nothing failed and nothing needs review."),
         ATTENTION_KEY: MetadataValue.json([{"level": i.level.name, "text": i.text} for i in written.attention]),
         "hidden_confounders": markdown_table(hidden),
+        **({"budgets_follow_sales": markdown_table(assessment.feedback[["channel", "status", "roi", "roi_ci_low",
+                                                                        "roi_ci_high", "p_value", "first_stage_f",
+                                                                        "planned_from"]])}
+           if len(assessment.feedback) else {}),
         "report": file_link(written.report),
         "report_path": MetadataValue.path(str(written.report.resolve())),
         "estimates_csv": MetadataValue.path(str(written.estimates.resolve())),

@@ -16,7 +16,7 @@ from enum import Enum
 import numpy as np
 import pandas as pd
 
-from cmmm_pipeline.core.config import GENERATED_CONTROLS, PipelineConfig
+from cmmm_pipeline.core.config import PipelineConfig, is_generated_control
 from cmmm_pipeline.data.outliers import ColumnKind, column_bound
 from cmmm_pipeline.media.features import WEEK, node_columns
 from data_checks.gx_runner import ExpectationFailure, Rule, SuiteResult, run_suite
@@ -175,7 +175,8 @@ def raw_spend_rules(config: PipelineConfig, columns: pd.Index | None = None,
 
     e = gx.expectations
     spend = [c.spend_column for c in config.channels]
-    controls = [c for c in config.controls if c not in GENERATED_CONTROLS or (columns is not None and c in columns)]
+    controls = [c for c in config.controls
+                if not is_generated_control(c, config.kpi) or (columns is not None and c in columns)]
     required = list(dict.fromkeys([WEEK, *spend, *controls, config.kpi]))
     present = set(required) if columns is None else {c for c in required if c in columns}
     rules = [_rule(DataRule.COLUMN_PRESENT, e.ExpectColumnToExist(column=c), "the column must be present")

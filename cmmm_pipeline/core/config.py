@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
@@ -16,6 +17,22 @@ from cmmm_pipeline.core.errors import ConfigError, brief, combined
 SEASONALITY = "seasonality"
 TREND = "trend"
 GENERATED_CONTROLS = (SEASONALITY, TREND)
+MAX_KPI_HISTORY_WEEKS = 104
+"""The longest KPI history a generated lagged-KPI control may read (two years of weeks)."""
+
+
+
+def lagged_kpi_name(name: str, kpi: str) -> tuple[str, int] | None:
+    """('lag' or 'mean_last', weeks) when `name` names the KPI's past: `kpi_lag52` / `<kpi>_lag52`
+    (the KPI 52 weeks before), `kpi_mean_last4` / `<kpi>_mean_last4` (the mean of the 4 weeks before)."""
+    m = re.fullmatch(rf"(?:kpi|{re.escape(kpi)})_(lag|mean_last)([0-9]+)", name)
+    return (m.group(1), int(m.group(2))) if m and int(m.group(2)) > 0 else None
+
+
+def is_generated_control(name: str, kpi: str) -> bool:
+    """A control the pipeline can generate when the data lacks it: seasonality, trend, the KPI's past."""
+    return name in GENERATED_CONTROLS or lagged_kpi_name(name, kpi) is not None
+
 
 RESERVED_COLUMN = "week"
 """The normalised date column (`cmmm_pipeline.media.features.WEEK`): no other data column or node may take it."""

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from cmmm_pipeline.core.config import (
-    GENERATED_CONTROLS,
     MAX_FOURIER_ORDER,
+    MAX_KPI_HISTORY_WEEKS,
     MAX_LAG_WEEKS,
     RESERVED_COLUMN,
     SEASONALITY,
@@ -35,6 +35,8 @@ from cmmm_pipeline.core.config import (
     SaturationConfig,
     SaturationType,
     is_finite_number,
+    is_generated_control,
+    lagged_kpi_name,
 )
 from cmmm_pipeline.core.errors import ConfigError, Problems, brief, clip
 from cmmm_pipeline.core.graph import GraphSpec, check_graph
@@ -512,7 +514,13 @@ def _check_roles(data: DataConfig, channels: tuple[ChannelConfig, ...], controls
             p.add(_fail(source, key, f"'{name}' is already {seen[name]}.", "give each graph node one role: rename "
                         "one of them.", "duplicate-node"))
         seen.setdefault(name, role)
-    observed = [c for c in controls if c not in GENERATED_CONTROLS]
+    for i, control in enumerate(controls):
+        history = lagged_kpi_name(control, data.kpi)
+        if history is not None and history[1] > MAX_KPI_HISTORY_WEEKS:
+            p.add(_fail(source, f"controls[{i}]", f"'{control}' reads the KPI {history[1]} weeks back; at most "
+                        f"{MAX_KPI_HISTORY_WEEKS} weeks are generated.", f"name a lag of at most "
+                        f"{MAX_KPI_HISTORY_WEEKS} weeks, or provide the column in the data.", "kpi-history-too-long"))
+    observed = [c for c in controls if not is_generated_control(c, data.kpi)]
     columns = [(data.date_column, "data.date_column", "the date column"),
                *((c.spend_column, f"channels.{c.name}.spend_column", f"the spend of channel '{c.name}'")
                  for c in channels),

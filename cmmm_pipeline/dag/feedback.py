@@ -10,15 +10,17 @@ reach both the past and the present KPI) and at the same time a result of earlie
 adstocked treatment carries and which moves the present spend through the plan. Adjusting for it
 conditions on a result of the treatment's own history (a collider between earlier spend and the
 KPI's persistent drivers); leaving it out leaves the confounding open. No regression adjustment of
-the observed weekly columns is valid then: such a channel needs a method valid under
-treatment–confounder feedback (g-computation or a marginal structural model over the planning rule),
-which this pipeline does not have, so the channel is withheld with that reason rather than given a
-confident number from an invalid adjustment.
+the observed weekly columns is valid then. The channel is withheld from the estimates table with
+that reason rather than given a confident number from an invalid adjustment, and estimated instead
+by g-estimation over the planning rule (`effects/feedback.py`, published as feedback.csv), which is
+valid under treatment–confounder feedback and states its assumptions.
+
+A control named `kpi_lag<k>` / `<kpi>_lag<k>` or `kpi_mean_last<k>` / `<kpi>_mean_last<k>` that the
+data lacks is generated from the KPI (`generated_history`).
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from enum import Enum
@@ -26,6 +28,8 @@ from enum import Enum
 import networkx as nx
 import numpy as np
 import pandas as pd
+
+from cmmm_pipeline.core.config import lagged_kpi_name
 
 MAX_LAG = 104
 """Lags tried when a column is recognised from its values (two years of weeks)."""
@@ -49,9 +53,35 @@ class LaggedKpi:
                 else f"the mean KPI of the {self.weeks} weeks before")
 
 
-def _from_name(name: str, outcome: str) -> LaggedKpi | None:
-    m = re.fullmatch(rf"(?:kpi|{re.escape(outcome)})_(lag|mean_last)([0-9]+)", name)
-    return LaggedKpi(name, LagKind(m.group(1)), int(m.group(2))) if m and int(m.group(2)) > 0 else None
+def from_name(name: str, outcome: str) -> LaggedKpi | None:
+    parts = lagged_kpi_name(name, outcome)
+    return LaggedKpi(name, LagKind(parts[0]), parts[1]) if parts else None
+
+
+def kpi_history(kpi: np.ndarray, driver: LaggedKpi) -> np.ndarray:
+    """The lagged-KPI values of `driver` per week, NaN where the KPI's history does not reach."""
+    y = np.asarray(kpi, dtype=float)
+    out = np.full(y.size, np.nan)
+    k = driver.weeks
+    if k >= y.size:
+        return out
+    if driver.kind is LagKind.LAG:
+        out[k:] = y[:-k]
+        return out
+    csum = np.concatenate([[0.0], np.cumsum(y)])
+    t = np.arange(k, y.size)
+    out[k:] = (csum[t] - csum[t - k]) / k
+    return out
+
+
+def generated_history(kpi: np.ndarray, driver: LaggedKpi) -> np.ndarray:
+    """A generated lagged-KPI control: `kpi_history`, with the weeks before the data (which no
+    history reaches) holding the mean KPI of the first `weeks` weeks. The independence tests see
+    those filled weeks; g-estimation reads `kpi_history` and skips them."""
+    out = kpi_history(kpi, driver)
+    y = np.asarray(kpi, dtype=float)
+    out[~np.isfinite(out)] = float(np.mean(y[:max(1, min(driver.weeks, y.size))]))
+    return out
 
 
 def _matches(values: np.ndarray, reference: np.ndarray) -> bool:
@@ -70,7 +100,7 @@ def lagged_kpi_nodes(data: pd.DataFrame, outcome: str, candidates: Collection[st
     for name in candidates:
         if name == outcome or name not in data.columns:
             continue
-        named = _from_name(name, outcome)
+        named = from_name(name, outcome)
         if named is not None:
             out[name] = named
             continue
@@ -97,6 +127,6 @@ def feedback_reason(g_nodes: nx.DiGraph, channel: str, outcome: str,
     named = "; ".join(f"'{d.node}', {d.describe()}" for d in drivers)
     return (f"not identifiable by adjustment: its spend is planned from the KPI's past ({named}); past spend -> past "
             f"KPI -> planned spend -> KPI makes the lagged KPI both a confounder and a result of earlier spend "
-            f"(carried in the adstocked treatment), so no adjustment of the observed columns is valid. Fix: a method "
-            f"valid under treatment-confounder feedback (g-computation or a marginal structural model over the "
-            f"planning rule) or a lift test; withheld until then.")
+            f"(carried in the adstocked treatment), so no adjustment of the observed columns is valid. Its g-estimate, "
+            f"valid under that feedback with the assumptions it states, is in feedback.csv; a lift test answers "
+            f"without assumptions on the plan.")

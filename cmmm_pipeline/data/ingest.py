@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cmmm_pipeline.core.config import GENERATED_CONTROLS, PipelineConfig
+from cmmm_pipeline.core.config import PipelineConfig, is_generated_control
 from cmmm_pipeline.core.config import RESERVED_COLUMN as WEEK  # media.features.WEEK, without importing scipy
 from cmmm_pipeline.core.errors import CmmmError, DataError, brief, clip, format_rows
 from cmmm_pipeline.data.validation import campaign_problems, check_campaigns, check_experiment_dates
@@ -124,7 +124,7 @@ def read_data_file(path: Path, table: str | None = None, used: list[str] | None 
 
 def used_columns(config: PipelineConfig) -> list[str]:
     """Every data column the config relies on (generated controls excepted)."""
-    controls = [c for c in config.controls if c not in GENERATED_CONTROLS]
+    controls = [c for c in config.controls if not is_generated_control(c, config.kpi)]
     return [config.data.date_column, *(c.spend_column for c in config.channels), *controls, config.kpi]
 
 
@@ -205,7 +205,7 @@ def _selected(table: pd.DataFrame, config: PipelineConfig) -> pd.DataFrame:
     columns = used_columns(config)
     _check_columns(table, columns, config)
     for control in config.controls:
-        if control in GENERATED_CONTROLS and control in table.columns:
+        if is_generated_control(control, config.kpi) and control in table.columns:
             columns.append(control)
     return table[columns].reset_index(drop=True)
 

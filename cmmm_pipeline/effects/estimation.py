@@ -71,6 +71,8 @@ class Estimator(Enum):
     """DoWhy's backdoor.linear_regression: ATE × Σ_t x_t."""
     G_COMPUTATION = "g_computation"
     """Total (and indirect) effect through mediator channels' own transforms, see `gcomputation_weekly`."""
+    G_ESTIMATION = "g_estimation"
+    """A channel whose budget follows sales: the planning residual instruments its media (`effects.feedback`)."""
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,7 @@ from cmmm_pipeline.effects.bootstrap import (
     summarise_draws,
 )
 from cmmm_pipeline.effects.estimation import MARGINAL_STEP, EffectSpec, Estimator, GComputationSpec, gcomputation_specs
+from cmmm_pipeline.effects.feedback import FEEDBACK_COLUMNS, feedback_table
 from cmmm_pipeline.effects.experiments import experiments_table, reconcile, window_mask
 from cmmm_pipeline.effects.null_test import null_tests, with_null_tests
 from cmmm_pipeline.effects.periods import PERIOD_COLUMNS, effects_by_period
@@ -46,6 +47,8 @@ from cmmm_pipeline.media.selection import SelectionSettings
 NULL_TEST_STREAM = 1
 """The null test's random stream, apart from the bootstrap's (seeded by `seed` alone), so adding
 or removing the test leaves the bootstrap's draws as they were."""
+FEEDBACK_STREAM = 2
+"""G-estimation's resamples (channels whose budget follows sales), apart from the others."""
 
 
 def window_draws(problem: EffectProblem, draws: BootstrapDraws, channel: str, ate: float,
@@ -88,6 +91,8 @@ class Assessment:
     """Effects by year, quarter, campaign and condition (`effects.periods`), from the same draws."""
     synergies: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=SYNERGY_COLUMNS))
     """The declared pairs' synergies (`effects.synergies`), from the same resamples."""
+    feedback: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=FEEDBACK_COLUMNS))
+    """Channels whose budget follows sales, g-estimated (`effects.feedback`); withheld from `intervals`."""
 
 
 def in_table_order(point: pd.DataFrame, specs: Sequence[EffectSpec]) -> tuple[EffectSpec, ...]:
@@ -133,12 +138,15 @@ def assess(raw: pd.DataFrame, features: pd.DataFrame, config: PipelineConfig, po
     estimated = point[np.isfinite(point["ate"].to_numpy(dtype=float))]
     ates = {(r.channel, EffectType(r.effect)): float(r.ate) for r in estimated.itertuples(index=False)}
     reconciled = []
+    applied = {c: candidates[c][selected[c]] for c in config.channel_names}
+    feedback = feedback_table(raw, features, config, g_expanded, applied,
+                              np.random.default_rng([est.seed, FEEDBACK_STREAM]))
     if not specs:
         empty = intervals_table([])
         for e in config.experiments:
             reconciled.append(reconcile(e, int(window_mask(raw["week"], e.start, e.end).sum()), float("nan"),
                                         None, est.ci_level))
-        return Assessment(empty, refutations_table([]), experiments_table(reconciled), {}, 0)
+        return Assessment(empty, refutations_table([]), experiments_table(reconciled), {}, 0, feedback=feedback)
     spends = spend_totals(raw, config)
     problem = effect_problem(raw, config, dict(candidates), dict(selected), specs, spends,
                              published_gcomputation(point, features, g_expanded, specs, config))
@@ -186,4 +194,4 @@ def assess(raw: pd.DataFrame, features: pd.DataFrame, config: PipelineConfig, po
     synergies = synergies_table(problem, draws, g_expanded, specs, config.interactions, config.kpi, settings,
                                 config.checks.overlap_min_residual_share, totals)
     return Assessment(table, refutations_table(refutations), experiments_table(reconciled), robustness,
-                      draws.block_length, periods, synergies)
+                      draws.block_length, periods, synergies, feedback)

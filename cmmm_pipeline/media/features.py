@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from cmmm_pipeline.core.config import SEASONALITY, TREND, AdstockType, ChannelConfig, PipelineConfig
+from cmmm_pipeline.dag.feedback import from_name, generated_history
 from cmmm_pipeline.media.transforms import (
     fourier_terms,
     geometric_adstock,
@@ -118,7 +119,8 @@ def node_columns(raw: pd.DataFrame, config: PipelineConfig) -> dict[str, list[st
 
 
 def control_features(raw: pd.DataFrame, config: PipelineConfig) -> pd.DataFrame:
-    """Controls as model columns: observed ones copied, seasonality and trend generated if asked."""
+    """Controls as model columns: observed ones copied; seasonality, trend and the KPI's past
+    (`kpi_lag52`, `kpi_mean_last4`, ...) generated when the data lacks them."""
     n = len(raw)
     out = pd.DataFrame(index=raw.index)
     for control in config.controls:
@@ -128,6 +130,8 @@ def control_features(raw: pd.DataFrame, config: PipelineConfig) -> pd.DataFrame:
                 out[name] = terms[:, j]
         elif control == TREND and TREND not in raw.columns:
             out[TREND] = linear_trend(n)
+        elif control not in raw.columns and (history := from_name(control, config.kpi)) is not None:
+            out[control] = generated_history(raw[config.kpi].to_numpy(dtype=float), history)
         else:
             out[control] = raw[control].astype(float)
     return out

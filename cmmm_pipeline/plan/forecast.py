@@ -32,6 +32,7 @@ from cmmm_pipeline.core.config import SEASONALITY, TREND
 from cmmm_pipeline.plan.spec import PlanError
 from cmmm_pipeline.effects.bootstrap import DrawSummary, IntervalKind, summarise_draws
 from cmmm_pipeline.effects.estimation import batched_ols
+from cmmm_pipeline.dag.feedback import LagKind, LaggedKpi, from_name, generated_history
 from cmmm_pipeline.media.features import WEEK, control_features
 from cmmm_pipeline.media.transforms import fourier_terms
 from cmmm_pipeline.plan.model import ChannelCurve, FittedModel, control_matrix, in_sample_media, kpi_series
@@ -61,6 +62,10 @@ def future_controls(model: FittedModel, weeks: int, given: Mapping[str, np.ndarr
                 out[name] = terms[:, j]
         elif control == TREND and generated:
             out[TREND] = np.arange(n, n + weeks, dtype=float) / max(n - 1, 1)
+        elif control not in raw.columns and (history := from_name(control, config.kpi)) is not None:
+            out[control], unknown = future_history(raw[config.kpi].to_numpy(dtype=float), history, weeks)
+            if unknown:
+                projected.append(control)
         elif control in given:
             out[control] = np.asarray(given[control], dtype=float)
         else:
@@ -75,6 +80,16 @@ def future_controls(model: FittedModel, weeks: int, given: Mapping[str, np.ndarr
             projected.append(control)
     columns = list(control_features(raw.head(2), config).columns)
     return out[columns], projected
+
+
+def future_history(kpi: np.ndarray, history: LaggedKpi, weeks: int) -> tuple[np.ndarray, bool]:
+    """A generated lagged-KPI control over the plan's weeks: read from the observed KPI where it
+    reaches; the weeks it does not hold the mean of the last `RECENT_WEEKS` (and True says so)."""
+    n = kpi.size
+    extended = np.concatenate([kpi, np.full(weeks, float(np.mean(kpi[-RECENT_WEEKS:])))])
+    values = generated_history(extended, history)[n:]
+    reaches = history.weeks >= weeks if history.kind is LagKind.LAG else weeks <= 1
+    return values, not reaches
 
 
 def plan_weeks(model: FittedModel, weeks: int) -> pd.DatetimeIndex:

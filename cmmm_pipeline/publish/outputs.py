@@ -76,6 +76,7 @@ CSV_EXPORTS = {
     "transform_selection": "transform_selection.csv",
     "effects_by_period": "effects_by_period.csv",
     "synergies": "synergies.csv",
+    "feedback": "feedback.csv",
     "budget_plan": "plan.csv",
     "budget_plan_weeks": "plan_weeks.csv",
 }
@@ -87,7 +88,7 @@ no plan.csv (no plan_weeks.csv)."""
 # Published tables the report reads when the run produced them.
 REPORT_TABLES = ("estimates", "raw_spend", "transform_parameters", "transformed_media", "dag_edges", "dag_tests",
                  "overlap", "identification", "refutations", "experiments", "transform_selection",
-                 "effects_by_period", "synergies", "budget_plan", CHECK_RESULTS)
+                 "effects_by_period", "synergies", "feedback", "budget_plan", CHECK_RESULTS)
 CHANGES_FILE = "estimate_changes.csv"
 REPORT_FILE = "report.html"
 MANIFEST_FILE = "publication.json"

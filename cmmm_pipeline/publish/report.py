@@ -122,6 +122,8 @@ class ReportInputs:
     roi_history: pd.DataFrame | None = None
     effects_by_period: pd.DataFrame | None = None
     synergies: pd.DataFrame | None = None
+    feedback: pd.DataFrame | None = None
+    """Channels whose budget follows sales, g-estimated; None when the run did not record them."""
     checks: pd.DataFrame | None = None
     """The run's asset-check results (`check_results`: asset, check, severity, passed, failed_rules,
     description), recorded by the publishing step; None when the run did not record them."""
@@ -140,7 +142,7 @@ class ReportInputs:
             experiments=tables.get("experiments"), transform_selection=tables.get("transform_selection"),
             missing_drivers=tables.get("missing_drivers"), changes=changes, roi_history=roi_history,
             effects_by_period=tables.get("effects_by_period"), synergies=tables.get("synergies"),
-            budget_plan=tables.get("budget_plan"), checks=tables.get(CHECK_RESULTS))
+            feedback=tables.get("feedback"), budget_plan=tables.get("budget_plan"), checks=tables.get(CHECK_RESULTS))
 
     @property
     def alpha(self) -> float:
@@ -1173,6 +1175,7 @@ def sections(inputs: ReportInputs) -> list[Section]:
         _contributions_section(inputs),
         _response_section(inputs),
         *period_sections(inputs),
+        *feedback_sections(inputs),
         plan_section(inputs),
         _refuters_section(inputs),
         _independence_section(inputs),
@@ -1255,6 +1258,28 @@ def period_sections(inputs: ReportInputs) -> list[Section]:
                            "adjustment set valid for both. Each channel's own ROI (that channel off, everything else "
                            "as run) already holds the whole synergy; see docs/estimation.md."))
     return out
+
+
+def feedback_sections(inputs: ReportInputs) -> list[Section]:
+    """Channels whose budget follows sales: withheld from the estimates, g-estimated here (none: no section)."""
+    frame = inputs.feedback
+    if frame is None or not len(frame):
+        return []
+    kpi = inputs.run.kpi
+    shown = pd.DataFrame({
+        "channel": frame["channel"], "effect": frame["effect"], "status": frame["status"],
+        "ROI (interval)": _with_interval(frame, "roi", "roi_ci_low", "roi_ci_high", 2), "p_value": frame["p_value"],
+        "weeks": frame["weeks"], "first_stage_f": frame["first_stage_f"], "planning_r2": frame["planning_r2"],
+        "planned_from": frame["planned_from"]}).reset_index(drop=True)
+    intro = (f"The DAG says these channels' spend is planned from {kpi}'s past (a lagged-{kpi} node drives them), so "
+             f"no adjustment of the weekly columns is valid and the estimates table withholds them. Read in time: past "
+             f"spend → past {kpi} → planned spend → {kpi}. G-estimation is valid under that feedback: the planning rule "
+             f"is fitted, and the part of spend it did not set (its residual, adstocked) identifies the channel; the "
+             f"lagged {kpi} is never adjusted for. It assumes " + str(frame["assumptions"].iloc[0]) + ". A first-stage "
+             "F below 10 means spend barely varies around the plan; the channel then has no estimate. Intervals are "
+             "block-bootstrap with the planning rules refitted; they are wider than a regression's, because only the "
+             "spend the plan did not set informs them. See docs/estimation.md.")
+    return [Section("feedback", "Budgets that follow sales", (table_block(shown),), intro)]
 
 
 # --- the budget plan (cmmm_pipeline/plan, the budget_plan asset) --------------------------------------

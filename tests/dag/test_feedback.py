@@ -46,7 +46,7 @@ def test_a_channel_planned_from_past_kpi_is_withheld_and_the_others_estimated() 
     specs, failures = identify_channels(features, expanded, g, channels, "sales")
     assert [(f.channel, f.effect) for f in failures] == [("digital", EffectType.TOTAL)]
     assert "planned from the KPI's past ('budget_base', the KPI 52 weeks before)" in failures[0].reason
-    assert "g-computation" in failures[0].reason
+    assert "g-estimate" in failures[0].reason and "feedback.csv" in failures[0].reason
     assert {s.channel for s in specs} == {"tv", "search", "email"}
     rows = {(r.channel, r.effect): r for r in dag_identify_channels(features, g, expanded, channels, "sales", [])}
     assert not rows[("digital", EffectType.TOTAL)].identifiable
