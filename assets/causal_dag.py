@@ -50,6 +50,8 @@ def causal_dag(settings: CmmmSettings, raw_spend: pd.DataFrame,
         "dag": markdown_image(audit.png(), "causal DAG with rejected implications dashed in red"),
         "dag_mermaid": MetadataValue.md(_mermaid(tables["dag_edges"])),
         "dag_tests": markdown_table(tests[["implication", "test", "statistic", "p_value", "p_adjusted", "rejected"]]),
+        "dag_suggestions": markdown_table(tables["dag_suggestions"][["rank", "edit", "resolves", "evidence"]])
+        if len(tables["dag_suggestions"]) else MetadataValue.text("no edit proposed"),
         "identification": markdown_table(identification),
         "overlap": markdown_table(overlap[["channel", "stratum", "weeks", "spend_min", "spend_max", "spread", "ok"]]),
     })

@@ -180,7 +180,8 @@ def suggest(config_path: Path, permutations: int, structure_search: bool = True,
                                     columns, deterministic, settings, trend)
     result = suggest_edits(g, report, features, columns, node_roles(config), deterministic, settings, config.kpi,
                            permutations=max(0, permutations), trend_node=trend,
-                           structure_search=structure_search)
+                           structure_search=structure_search,
+                           spend={c.name: raw[c.spend_column].to_numpy(dtype=float) for c in config.channels})
     print(f"{config.source}: tests at {settings.correction.value.upper()}-adjusted p < {settings.alpha:g}, on the "
           "configured transforms (defaults where a run would select them).")
     print(suggestions_text(result))

@@ -55,10 +55,12 @@ def join_value(con: Any, schema: str, step: str, value_type: str, document: str)
         raise TypeError(f"refusing to rebuild {value_type!r}: not a class of this project")
     cls = getattr(importlib.import_module(module), name)
     fields = codec.loads(document)
+    stored = set(warehouse.table_names(con, schema))
     for f in dataclasses.fields(cls):
-        if f.name not in fields:
+        has_default = f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
+        if f.name not in fields and (f.name in stored or not has_default):
             fields[f.name] = warehouse.read_table(con, f.name, schema)
-    return cls(**fields)
+    return cls(**fields)  # a field added since the value was stored (published by an older run) takes its default
 
 
 class StagingIOManager(ConfigurableIOManager):

@@ -49,6 +49,8 @@ class CausalDag:
     """One readable line: the fixes, or that nothing is missing."""
     implications_not_tested: int = 0
     """Implied independences left untested by `checks.max_implications`."""
+    dag_suggestions: pd.DataFrame | None = None
+    """The edits `cmmm suggest` would propose for the rejected implications (none: no rows)."""
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from cmmm_pipeline.dag.independence import (
     with_edges_to_add,
 )
 from cmmm_pipeline.dag.overlap import OverlapStratum, OverlapThresholds, overlap_strata, overlap_table
+from cmmm_pipeline.dag.suggest import SUGGESTION_COLUMNS, Suggestions, suggest, suggestions_table
 from cmmm_pipeline.media.features import node_columns
 
 
@@ -36,16 +37,20 @@ class DagAudit:
     overlap: tuple[OverlapStratum, ...]
     generated: frozenset[str] = frozenset()
     """Nodes the pipeline generates (seasonality, trend): no edge can point into them."""
+    suggestions: Suggestions | None = None
+    """The edits `cmmm suggest` would propose (without DoWhy's falsification and PC)."""
 
     def dag_tests(self) -> pd.DataFrame:
         """The `dag_tests` table, each rejected implication with the edge that would account for it."""
         return with_edges_to_add(self.independence.table(), self.graph, self.roles, self.generated)
 
     def tables(self) -> dict[str, pd.DataFrame]:
-        """The warehouse tables: dag_edges, dag_tests, identification, overlap."""
+        """The warehouse tables: dag_edges, dag_tests, identification, overlap, dag_suggestions."""
         return {"dag_edges": edges_table(self.graph, self.roles), "dag_tests": self.dag_tests(),
                 "identification": identification_table(self.identification),
-                "overlap": overlap_table(self.overlap)}
+                "overlap": overlap_table(self.overlap),
+                "dag_suggestions": suggestions_table(self.suggestions) if self.suggestions else
+                pd.DataFrame(columns=SUGGESTION_COLUMNS)}
 
     def png(self) -> bytes:
         return draw_dag_png(self.graph, self.dag_tests(), self.roles)
@@ -74,11 +79,16 @@ def audit_dag(config: PipelineConfig, raw: pd.DataFrame, features: pd.DataFrame)
     deterministic = generated_nodes(raw, config)
     widths = {node: len(cols) for node, cols in columns.items()}
     implications = implied_independences(g, columns, widths, deterministic)
-    report = run_independence_tests(features, implications, columns, deterministic, independence_settings(config),
-                                    TREND if TREND in config.controls else None, first=config.channel_names)
+    settings = independence_settings(config)
+    trend = TREND if TREND in config.controls else None
+    report = run_independence_tests(features, implications, columns, deterministic, settings, trend,
+                                    first=config.channel_names)
     identification = identify_channels(features, g, expanded, list(config.channel_names), config.kpi, config.latent)
     adjustments = total_adjustments(identification)
     spend = {c.name: raw[c.spend_column].to_numpy(dtype=float) for c in config.channels}
     strata = overlap_strata(features, spend, adjustments, overlap_thresholds(config), expanded)
-    return DagAudit(g, expanded, node_roles(config), report, tuple(identification), tuple(strata),
-                    frozenset(deterministic))
+    roles = node_roles(config)
+    suggestions = suggest(g, report, features, columns, roles, deterministic, settings, config.kpi, trend_node=trend,
+                          spend=spend)
+    return DagAudit(g, expanded, roles, report, tuple(identification), tuple(strata), frozenset(deterministic),
+                    suggestions)

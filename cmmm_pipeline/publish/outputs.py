@@ -70,6 +70,7 @@ ESTIMATE_COLUMNS = ["channel", "effect", "roi", "roi_ci_low", "roi_ci_high", "mr
 CSV_EXPORTS = {
     "estimates": "estimates.csv",
     "dag_tests": "dag_tests.csv",
+    "dag_suggestions": "dag_suggestions.csv",
     "overlap": "overlap.csv",
     "refutations": "refutations.csv",
     "experiments": "experiments.csv",
@@ -87,6 +88,7 @@ no plan.csv (no plan_weeks.csv)."""
 
 # Published tables the report reads when the run produced them.
 REPORT_TABLES = ("estimates", "raw_spend", "transform_parameters", "transformed_media", "dag_edges", "dag_tests",
+                 "dag_suggestions",
                  "overlap", "identification", "refutations", "experiments", "transform_selection",
                  "effects_by_period", "synergies", "feedback", "budget_plan", CHECK_RESULTS)
 CHANGES_FILE = "estimate_changes.csv"

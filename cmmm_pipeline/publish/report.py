@@ -112,6 +112,8 @@ class ReportInputs:
     transformed: pd.DataFrame | None = None
     dag_edges: pd.DataFrame | None = None
     dag_tests: pd.DataFrame | None = None
+    dag_suggestions: pd.DataFrame | None = None
+    """The edits `cmmm suggest` would propose; None when the run did not record them."""
     overlap: pd.DataFrame | None = None
     identification: pd.DataFrame | None = None
     refutations: pd.DataFrame | None = None
@@ -137,7 +139,8 @@ class ReportInputs:
         return ReportInputs(
             run=run, estimates=tables["estimates"], raw=tables["raw_spend"], transforms=tables["transform_parameters"],
             transformed=tables.get("transformed_media"), dag_edges=tables.get("dag_edges"),
-            dag_tests=tables.get("dag_tests"), overlap=tables.get("overlap"),
+            dag_tests=tables.get("dag_tests"), dag_suggestions=tables.get("dag_suggestions"),
+            overlap=tables.get("overlap"),
             identification=tables.get("identification"), refutations=tables.get("refutations"),
             experiments=tables.get("experiments"), transform_selection=tables.get("transform_selection"),
             missing_drivers=tables.get("missing_drivers"), changes=changes, roi_history=roi_history,
@@ -1036,6 +1039,23 @@ def _independence_section(inputs: ReportInputs) -> Section:
                           ["implication", "x", "y", "given", "test", "rejected"])
 
 
+def _suggestions_section(inputs: ReportInputs) -> Section:
+    frame = inputs.dag_suggestions
+    title = "Questioning the DAG: proposed edits"
+    intro = ("The single added edges that would make the DAG consistent with the implications the data reject "
+             "at adjusted p < 0.01, best first, within background knowledge (the KPI is a sink, nothing causes "
+             "seasonality or trend, channels cannot cause controls). The implications naming a channel are also "
+             "tested on its log spend over its active weeks (found_on_spend). The DAG is never changed: edit the "
+             "config if the evidence convinces you. `cmmm suggest --config FILE` prints the same with DoWhy's "
+             "graph falsification and a PC search beside it; see docs/dag.md.")
+    if frame is None:
+        return Section("suggestions", title, (_na("The dag_suggestions table"),), intro)
+    if not len(frame):
+        return Section("suggestions", title, (Paragraph(
+            "No edit proposed: no implication of the DAG is rejected at adjusted p < 0.01.", "pass banner"),), intro)
+    return Section("suggestions", title, (table_block(frame.reset_index(drop=True)),), intro)
+
+
 def _adjustment_text(value: object, nodes: Sequence[str]) -> str:
     """An adjustment set by node (`seasonality_sin1|seasonality_cos1` → `seasonality (2 terms)`)."""
     counts: dict[str, int] = {}
@@ -1179,6 +1199,7 @@ def sections(inputs: ReportInputs) -> list[Section]:
         plan_section(inputs),
         _refuters_section(inputs),
         _independence_section(inputs),
+        _suggestions_section(inputs),
         _overlap_section(inputs),
         _identification_section(inputs),
         _experiments_section(inputs),

@@ -78,6 +78,42 @@ def test_the_correct_dag_gets_no_edit_and_beats_its_permutations() -> None:
     assert "No edit proposed" in S.suggestions_text(result)
 
 
+def _spend(world: dict) -> dict:
+    return {c.name: world["raw"][c.spend_column].to_numpy(dtype=float) for c in world["config"].channels}
+
+
+def test_a_missing_edge_into_flighted_tv_is_found_on_its_spend() -> None:
+    """TV runs in flights: its transformed media hide what the season moves (how much is spent when on
+    air), so the media tests do not reject `tv ⟂ seasonality`; its log spend over active weeks does,
+    and the missing edge is proposed first, with its p-value doubled for the two families of tests."""
+    world = sample_world()
+    g = world["g"].copy()
+    g.remove_edge("seasonality", "tv")
+    report, deterministic, settings = _audit(g, world)
+    roles = node_roles(world["config"])
+    media_only = S.suggest(g, report, world["features"], world["columns"], roles, deterministic, settings, "sales")
+    assert media_only.edits == () and "tv ⟂ seasonality" not in dict(media_only.rejected)
+    result = S.suggest(g, report, world["features"], world["columns"], roles, deterministic, settings, "sales",
+                       spend=_spend(world))
+    assert result.edits[0].text() == "seasonality -> tv" and result.edits[0].evidence < 1e-6
+    assert "tv ⟂ seasonality" in result.on_spend
+    tested = S.spend_results(report, world["features"], world["columns"], _spend(world), deterministic, settings)
+    raw = min(r.p_adjusted for r in tested if r.implication.text() == "tv ⟂ seasonality")
+    assert dict(result.rejected)["tv ⟂ seasonality"] == pytest.approx(2 * raw)
+    weeks = {r.weeks + r.ar_order for r in tested if r.implication.text() == "tv ⟂ seasonality"}
+    assert weeks == {int((_spend(world)["tv"] > 0).sum())}  # active weeks only (less the AR filter's start)
+    assert "on log spend over active weeks" in S.suggestions_text(result)
+
+
+def test_the_correct_dag_gets_no_edit_with_the_spend_tests() -> None:
+    world = sample_world()
+    report, deterministic, settings = _audit(world["g"], world)
+    result = S.suggest(world["g"], report, world["features"], world["columns"], node_roles(world["config"]),
+                       deterministic, settings, "sales", spend=_spend(world))
+    assert result.edits == ()
+    assert all(p >= S.PROPOSE_BELOW for _, p in result.rejected)  # email ⟂ trend at 0.049: listed, not acted on
+
+
 def test_cmmm_suggest_prints_the_edit_and_leaves_the_config(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     from cmmm_pipeline.cli import SAMPLE_CONFIG, main
 
@@ -87,7 +123,7 @@ def test_cmmm_suggest_prints_the_edit_and_leaves_the_config(tmp_path: Path, caps
     config.write_text(text, encoding="utf-8")
     assert main(["suggest", "--config", str(config), "--permutations", "0"]) == 0
     out = capsys.readouterr().out
-    assert "the data reject 1." in out and "1. add seasonality -> digital" in out
+    assert "rejected: digital ⟂ seasonality (adjusted p = " in out and "1. add seasonality -> digital" in out
     assert config.read_text(encoding="utf-8") == text
 
 

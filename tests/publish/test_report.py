@@ -40,7 +40,7 @@ from cmmm_pipeline.publish.report import (
 )
 
 SECTIONS = ["attention", "summary", "dag", "forest", "contributions", "response", "periods", "plan", "refuters",
-            "independence", "overlap", "identification", "experiments", "history", "inputs"]
+            "independence", "suggestions", "overlap", "identification", "experiments", "history", "inputs"]
 OPTIONAL = ["dag_tests", "overlap", "identification", "refutations", "experiments", "transform_selection"]
 WEEKS = 60
 
@@ -747,3 +747,27 @@ def test_a_recorded_check_speaks_for_the_table_it_judges_once() -> None:
     assert ("causal_dag.dag_independence (dag-implication-holds (price ⟂ tv [fisher_z])): The data reject 1 of 3 "
             "implications of the DAG (HOLM-adjusted p < 0.05): price ⟂ tv.") in [i.text for i in items]
     assert "search (direct): not estimated: the direct effect is not identified." in [i.text for i in items]
+
+
+def test_the_proposed_edits_and_the_g_estimates_have_their_sections() -> None:
+    from cmmm_pipeline.dag.suggest import SUGGESTION_COLUMNS
+    from cmmm_pipeline.effects.feedback import ASSUMPTIONS, FEEDBACK_COLUMNS
+
+    tables = _tables()
+    none = render_report(ReportInputs.from_tables(_run(), {**tables, "dag_suggestions": pd.DataFrame(
+        columns=SUGGESTION_COLUMNS)}))
+    assert "No edit proposed" in _text(_section(none, "suggestions"))
+    assert 'id="feedback"' not in none  # no channel follows sales: no section
+    edits = pd.DataFrame([{"rank": 1, "edit": "seasonality -> tv", "resolves": "tv ⟂ seasonality",
+                           "evidence": 1e-9, "new_rejections": "", "checked": True, "found_on_spend": True}],
+                         columns=SUGGESTION_COLUMNS)
+    feedback = pd.DataFrame([{"channel": "tv", "effect": "total", "estimator": "g_estimation", "status": "estimated",
+                              "roi": 0.31, "roi_ci_low": 0.12, "roi_ci_high": 0.52, "incremental_kpi": 6200.0,
+                              "spend": 20000.0, "p_value": 0.004, "weeks": 100, "first_stage_f": 340.0,
+                              "planning_r2": 0.5, "planned_from": "sales_lag52", "held_fixed": "",
+                              "assumptions": ASSUMPTIONS}], columns=FEEDBACK_COLUMNS)
+    page = render_report(ReportInputs.from_tables(_run(), {**tables, "dag_suggestions": edits,
+                                                           "feedback": feedback}))
+    assert "seasonality -> tv" in _text(_section(page, "suggestions"))
+    text = _text(_section(page, "feedback"))
+    assert "0.31 (0.12–0.52)" in text and "sales_lag52" in text and "sequential exchangeability" in text
