@@ -45,9 +45,11 @@ import statsmodels.api as sm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
+from cmmm_pipeline.core.loading import parse_config  # noqa: E402
 from cmmm_pipeline.dag.feedback import LagKind, LaggedKpi, kpi_history  # noqa: E402
-from cmmm_pipeline.effects.estimation import newey_west_lags  # noqa: E402
-from cmmm_pipeline.effects.feedback import FeedbackChannel, g_estimates  # noqa: E402
+from cmmm_pipeline.effects.estimation import MARGINAL_STEP, newey_west_lags  # noqa: E402
+from cmmm_pipeline.effects.feedback import TIME_KNOT_WEEKS, FeedbackChannel, g_estimates  # noqa: E402
+from cmmm_pipeline.media.selection import SelectionSettings, select_transforms  # noqa: E402
 from cmmm_pipeline.media.transforms import (  # noqa: E402
     fourier_terms,
     geometric_adstock,
@@ -76,6 +78,9 @@ class FeedbackWorld:
     reference: dict[str, float]
     """The spend the saturation's argument is scaled by (adstocked spend / reference)."""
     adstocked: dict[str, np.ndarray]
+    stepped: dict[str, np.ndarray]
+    """The true transformed media of every week's spend +1%."""
+    true_mroi: dict[str, float]
 
     @property
     def weeks(self) -> int:
@@ -127,59 +132,104 @@ def simulate_feedback(family: str, seed: int, weeks: int = WEEKS) -> FeedbackWor
         media_t = {c: curve[c](adstock[c](spend[c][:t + 1])[t:t + 1] / reference[c])[0] for c in spend}
         kpi[t] = base[t] + demand[t] + sum(beta[c] * media_t[c] for c in spend) + noise[t]
     media = {c: curve[c](adstock[c](spend[c]) / reference[c]) for c in spend}
+    stepped = {c: curve[c](adstock[c](spend[c] * (1 + MARGINAL_STEP)) / reference[c]) for c in spend}
     impulse = {c: _impulse(adstock[c]) for c in spend}
     true_roi = {c: beta[c] * float(media[c].sum()) / float(spend[c].sum()) for c in spend}
+    true_mroi = {c: beta[c] * float((stepped[c] - media[c]).sum()) / (MARGINAL_STEP * float(spend[c].sum()))
+                 for c in spend}
     return FeedbackWorld(family, seed, spend, media, impulse, demand, season, kpi, true_roi, reference,
-                         {c: adstock[c](spend[c]) for c in spend})
+                         {c: adstock[c](spend[c]) for c in spend}, stepped, true_mroi)
 
 
-def _regression(world: FeedbackWorld, extra: np.ndarray | None, rows: np.ndarray) -> dict[str, tuple[float, ...]]:
-    """ROI and its 90% HAC interval per channel from OLS of the KPI on media, seasonality and `extra`."""
+Interval = tuple[float, float, float]
+"""A coefficient on the transformed media and its 90% interval."""
+
+
+def _regression(world: FeedbackWorld, extra: np.ndarray | None, rows: np.ndarray) -> dict[str, Interval]:
+    """Each channel's coefficient and 90% HAC interval from OLS of the KPI on media, seasonality and `extra`."""
     columns = [np.ones(world.weeks), world.media["tv"], world.media["digital"], world.season]
     x = np.column_stack(columns + ([extra] if extra is not None else []))
     fit = sm.OLS(world.kpi[rows], x[rows]).fit(cov_type="HAC", cov_kwds={"maxlags": newey_west_lags(rows.size)})
     low, high = fit.conf_int(0.10).T
+    return {c: (fit.params[j], low[j], high[j]) for j, c in enumerate(("tv", "digital"), start=1)}
+
+
+def _by_coefficient(world: FeedbackWorld, found: dict[str, Interval]) -> dict[str, tuple[Interval, Interval]]:
+    """(ROI, mROI) with intervals from a coefficient on the true transformed media."""
     out = {}
-    for j, c in enumerate(("tv", "digital"), start=1):
-        scale = float(world.media[c].sum()) / float(world.spend[c].sum())
-        out[c] = (fit.params[j] * scale, low[j] * scale, high[j] * scale)
+    for c, (b, low, high) in found.items():
+        roi = float(world.media[c].sum()) / float(world.spend[c].sum())
+        mroi = float((world.stepped[c] - world.media[c]).sum()) / (MARGINAL_STEP * float(world.spend[c].sum()))
+        out[c] = ((b * roi, low * roi, high * roi), (b * mroi, low * mroi, high * mroi))
     return out
 
 
-def study_world(world: FeedbackWorld, samples: int) -> list[dict[str, object]]:
+def _g(world: FeedbackWorld, channels: list[FeedbackChannel], samples: int,
+       knot_weeks: int | None = TIME_KNOT_WEEKS) -> dict[str, tuple[Interval, Interval]]:
+    found = g_estimates(channels, np.empty((world.weeks, 0)), world.season[:, None], world.kpi, samples, 0.90, 8,
+                        np.random.default_rng(world.seed), knot_weeks=knot_weeks)
+    return {e.channel: ((e.roi, e.roi_ci_low, e.roi_ci_high), (e.mroi, e.mroi_ci_low, e.mroi_ci_high))
+            for e in found}
+
+
+def selected_channels(world: FeedbackWorld) -> list[FeedbackChannel]:
+    """The channels with the transforms the pipeline selects from this world's data (its config lists
+    seasonality and the two lagged-KPI controls, generated; every transform left to selection)."""
+    n = world.weeks
+    raw = pd.DataFrame({"week": pd.date_range("2022-01-03", periods=n, freq="W-MON"),
+                        "tv_spend": world.spend["tv"], "digital_spend": world.spend["digital"], "sales": world.kpi})
+    edges = [["seasonality", "tv"], ["seasonality", "digital"], ["seasonality", "sales"], [TV_DRIVER.node, "tv"],
+             [DIGITAL_DRIVER.node, "digital"], ["tv", "sales"], ["digital", "sales"]]
+    config = parse_config({"data": {"path": "weekly.csv", "date_column": "week", "kpi": "sales"},
+                           "channels": {"tv": {"spend_column": "tv_spend"}, "digital": {"spend_column": "digital_spend"}},
+                           "controls": ["seasonality", TV_DRIVER.node, DIGITAL_DRIVER.node],
+                           "graph": {"edges": edges}}, Path("feedback.yaml").resolve())
+    chosen = select_transforms(raw, config, SelectionSettings.from_config(config.estimation)).transforms
+    out = []
+    for c, driver in (("tv", TV_DRIVER), ("digital", DIGITAL_DRIVER)):
+        t, spend = chosen[c], world.spend[c]
+        unit = np.zeros(52)
+        unit[0] = 1.0
+        out.append(FeedbackChannel(c, spend, t.apply(spend, t.reference(spend)), t.adstocked(unit), (driver,),
+                                   t.apply(spend * (1 + MARGINAL_STEP), t.reference(spend))))
+    return out
+
+
+def study_world(world: FeedbackWorld, samples: int, selected: bool = True) -> list[dict[str, object]]:
     lagged = np.column_stack([kpi_history(world.kpi, TV_DRIVER), kpi_history(world.kpi, DIGITAL_DRIVER)])
     rows = np.flatnonzero(np.isfinite(lagged).all(axis=1))
-    results = {"oracle": _regression(world, world.demand, rows),
-               "adjust_lagged": _regression(world, lagged, rows),
-               "no_adjustment": _regression(world, None, rows)}
-    channels = [FeedbackChannel("tv", world.spend["tv"], world.media["tv"], world.impulse["tv"], (TV_DRIVER,)),
-                FeedbackChannel("digital", world.spend["digital"], world.media["digital"], world.impulse["digital"],
-                                (DIGITAL_DRIVER,))]
-    estimated = g_estimates(channels, np.empty((world.weeks, 0)), world.season[:, None], world.kpi, samples, 0.90, 8,
-                        np.random.default_rng(world.seed))
-    results["g_estimation"] = {e.channel: (e.roi, e.roi_ci_low, e.roi_ci_high) for e in estimated}
-    untimed = g_estimates(channels, np.empty((world.weeks, 0)), world.season[:, None], world.kpi, samples, 0.90, 8,
-                          np.random.default_rng(world.seed), knot_weeks=None)
-    results["g_estimation_no_time"] = {e.channel: (e.roi, e.roi_ci_low, e.roi_ci_high) for e in untimed}
-    strength = {("g_estimation", e.channel): e.first_stage_f for e in estimated}
+    results = {"oracle": _by_coefficient(world, _regression(world, world.demand, rows)),
+               "adjust_lagged": _by_coefficient(world, _regression(world, lagged, rows)),
+               "no_adjustment": _by_coefficient(world, _regression(world, None, rows))}
+    channels = [FeedbackChannel(c, world.spend[c], world.media[c], world.impulse[c], (d,), world.stepped[c])
+                for c, d in (("tv", TV_DRIVER), ("digital", DIGITAL_DRIVER))]
+    results["g_estimation"] = _g(world, channels, samples)
+    results["g_estimation_no_time"] = _g(world, channels, samples, knot_weeks=None)
+    if selected:
+        results["g_estimation_selected"] = _g(world, selected_channels(world), samples)
     out = []
     for method, by_channel in results.items():
-        for channel, (roi, low, high) in by_channel.items():
-            truth = world.true_roi[channel]
+        for channel, ((roi, low, high), (mroi, mlow, mhigh)) in by_channel.items():
+            truth, mtruth = world.true_roi[channel], world.true_mroi[channel]
             out.append({"family": world.family, "seed": world.seed, "channel": channel, "method": method,
                         "truth": truth, "roi": roi, "low": low, "high": high, "error": roi - truth,
-                        "covered": bool(low <= truth <= high), "first_stage_f": strength.get((method, channel))})
+                        "covered": bool(low <= truth <= high), "mroi_truth": mtruth, "mroi": mroi,
+                        "mroi_error": mroi - mtruth, "mroi_covered": bool(mlow <= mtruth <= mhigh)})
     return out
 
 
 def summarize(table: pd.DataFrame) -> pd.DataFrame:
     grouped = table.groupby(["family", "channel", "method"], sort=False)
     out = grouped.agg(worlds=("seed", "size"), withheld=("roi", lambda r: int(r.isna().sum())),
-                      median_truth=("truth", "median"), median_error=("error", "median"),
-                      median_abs_error=("error", lambda e: float(np.median(np.abs(e)))),
-                      coverage=("covered", "mean")).reset_index()
-    oracle = out[out["method"] == "oracle"].set_index(["family", "channel"])["median_abs_error"]
-    out["oracle_ratio"] = [r.median_abs_error / oracle[(r.family, r.channel)] for r in out.itertuples()]
+                      roi_truth=("truth", "median"), roi_error=("error", "median"),
+                      roi_abs_error=("error", lambda e: float(np.median(np.abs(e)))),
+                      roi_coverage=("covered", "mean"), mroi_truth=("mroi_truth", "median"),
+                      mroi_abs_error=("mroi_error", lambda e: float(np.median(np.abs(e)))),
+                      mroi_coverage=("mroi_covered", "mean")).reset_index()
+    oracle = out[out["method"] == "oracle"].set_index(["family", "channel"])
+    out["roi_ratio"] = [r.roi_abs_error / oracle.loc[(r.family, r.channel), "roi_abs_error"] for r in out.itertuples()]
+    out["mroi_ratio"] = [r.mroi_abs_error / oracle.loc[(r.family, r.channel), "mroi_abs_error"]
+                         for r in out.itertuples()]
     return out
 
 

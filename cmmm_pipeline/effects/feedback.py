@@ -19,8 +19,9 @@ The assumptions, stated with every estimate:
 - the planning rule's mean is linear in those inputs (no distribution is assumed);
 - positivity: spend varies around the plan (a planning residual strong enough to be a relevant
   instrument, checked by its first-stage F statistic);
-- the KPI is linear in the transformed media given the covariates, and the transforms are the ones
-  selected for the channel.
+- the KPI is linear in the transformed media given the covariates, and the configured transforms are
+  the true ones (a transform left to the data is selected by a regression the feedback confounds:
+  no estimate then).
 The interval is a block bootstrap that refits the planning rules in every resample.
 """
 
@@ -36,9 +37,10 @@ import pandas as pd
 
 from cmmm_pipeline.core.config import EffectType, PipelineConfig
 from cmmm_pipeline.dag.feedback import LaggedKpi, feedback_reason, from_name, kpi_history, lagged_kpi_nodes
+from cmmm_pipeline.dag.overlap import OverlapThresholds, media_support
 from cmmm_pipeline.effects.bootstrap import NON_OVERLAPPING, politis_white_block_length
-from cmmm_pipeline.effects.estimation import Estimator
-from cmmm_pipeline.media.features import ChannelTransform, node_columns
+from cmmm_pipeline.effects.estimation import MARGINAL_STEP, Estimator
+from cmmm_pipeline.media.features import ChannelTransform, ParameterSource, node_columns
 
 ADSTOCK_SHARE = 0.9
 """An estimate uses the weeks whose adstock window (this share of a unit spend's effect) has a
@@ -55,13 +57,17 @@ drift (the persistent demand the plan follows), which otherwise stays in the res
 Measured in benchmarks/feedback_study.py (`g_estimation_no_time` is the equation without it)."""
 ASSUMPTIONS = ("sequential exchangeability given the lagged KPI, the spend before and the planning covariates "
                "(the plan reads only the KPI's past); a planning rule linear in them; positivity (spend varies "
-               "around the plan); a KPI linear in the transformed media; the selected transforms")
+               "around the plan); a KPI linear in the transformed media; the configured transforms")
 
 
 class FeedbackStatus(Enum):
     ESTIMATED = "estimated"
     WEAK_PLANNING_RESIDUAL = "weak_planning_residual"
     TOO_FEW_WEEKS = "too_few_weeks"
+    TRANSFORM_NOT_CONFIGURED = "transform_not_configured"
+    """A planned channel's adstock or saturation was left to the data: the selection fits a regression
+    that the feedback confounds, and on the benchmark's worlds g-estimation on selected transforms
+    covers the truth in 15-35% of worlds (benchmarks/feedback_study.py). No estimate then."""
 
 
 @dataclass(frozen=True)
@@ -74,6 +80,9 @@ class FeedbackChannel:
     impulse: np.ndarray
     """The adstock of a unit spend in week 0 over the following weeks (adstocks the residual)."""
     drivers: tuple[LaggedKpi, ...]
+    media_step: np.ndarray | None = None
+    """The transformed media of every week's spend × (1 + `MARGINAL_STEP`), on the same scale, for the
+    marginal ROI (None: no marginal ROI)."""
 
 
 @dataclass(frozen=True)
@@ -86,6 +95,10 @@ class FeedbackEstimate:
     incremental_kpi: float
     spend: float
     p_value: float
+    mroi: float
+    """The KPI of the next unit of spend: every week's spend +1% (needs no curve below the data)."""
+    mroi_ci_low: float
+    mroi_ci_high: float
     weeks: int
     """Weeks in the estimating equation (those whose adstock window the KPI's history reaches)."""
     first_stage_f: float
@@ -208,7 +221,7 @@ def g_estimates(channels: Sequence[FeedbackChannel], other_media: np.ndarray, co
     nan = float("nan")
     if usable.size < design.shape[1] + 10:
         return [FeedbackEstimate(c.channel, FeedbackStatus.TOO_FEW_WEEKS, nan, nan, nan, nan, float(c.spend.sum()),
-                                 nan, int(usable.size), nan, nan) for c in channels]
+                                 nan, nan, nan, nan, int(usable.size), nan, nan) for c in channels]
     every = np.arange(n)
     z, r2 = _instruments(channels, inputs, every)
     beta = _solve(design, np.column_stack([z, exogenous]), kpi, usable)
@@ -230,24 +243,27 @@ def g_estimates(channels: Sequence[FeedbackChannel], other_media: np.ndarray, co
     for j, ch in enumerate(channels):
         media_sum, spend = float(ch.media.sum()), float(ch.spend.sum())
         scale = media_sum / spend if spend else nan
+        step = (float((ch.media_step - ch.media).sum()) / (MARGINAL_STEP * spend)
+                if ch.media_step is not None and spend else nan)
         good = draws[:, j][np.isfinite(draws[:, j])]
-        enough = good.size >= MIN_RESAMPLES
+        enough = good.size >= MIN_RESAMPLES and not strength[j] < MIN_FIRST_STAGE_F
         low, high = np.quantile(good, [alpha, 1 - alpha]) if enough else (nan, nan)
         weak = not strength[j] >= MIN_FIRST_STAGE_F
         status = FeedbackStatus.WEAK_PLANNING_RESIDUAL if weak else FeedbackStatus.ESTIMATED
         coefficient = nan if weak else float(beta[j])
         out.append(FeedbackEstimate(
-            channel=ch.channel, status=status, roi=coefficient * scale,
-            roi_ci_low=nan if weak else float(low) * scale, roi_ci_high=nan if weak else float(high) * scale,
-            incremental_kpi=coefficient * media_sum, spend=spend,
-            p_value=_bootstrap_p_value(good) if enough and not weak else nan, weeks=int(usable.size),
-            first_stage_f=float(strength[j]), planning_r2=r2[ch.channel]))
+            channel=ch.channel, status=status, roi=coefficient * scale, roi_ci_low=low * scale,
+            roi_ci_high=high * scale, incremental_kpi=coefficient * media_sum, spend=spend,
+            p_value=_bootstrap_p_value(good) if enough else nan, mroi=coefficient * step,
+            mroi_ci_low=min(low * step, high * step), mroi_ci_high=max(low * step, high * step),
+            weeks=int(usable.size), first_stage_f=float(strength[j]), planning_r2=r2[ch.channel]))
     return out
 
 
-FEEDBACK_COLUMNS = ["channel", "effect", "estimator", "status", "roi", "roi_ci_low", "roi_ci_high",
-                    "incremental_kpi", "spend", "p_value", "weeks", "first_stage_f", "planning_r2", "planned_from",
-                    "held_fixed", "assumptions"]
+FEEDBACK_COLUMNS = ["channel", "effect", "estimator", "status", "roi", "roi_ci_low", "roi_ci_high", "mroi",
+                    "mroi_ci_low", "mroi_ci_high", "roi_support", "extrapolated_share", "incremental_kpi", "spend",
+                    "p_value", "weeks", "first_stage_f", "planning_r2", "planned_from", "held_fixed", "reason",
+                    "assumptions"]
 
 
 def planned_channels(g: nx.DiGraph, features: pd.DataFrame, channels: Sequence[str], outcome: str,
@@ -272,12 +288,17 @@ def feedback_table(raw: pd.DataFrame, features: pd.DataFrame, config: PipelineCo
     planned = planned_channels(g_expanded, features, config.channel_names, kpi, control_columns)
     if not planned:
         return pd.DataFrame(columns=FEEDBACK_COLUMNS)
+    unconfigured = [c for c in planned if transforms[c].source is not ParameterSource.CONFIG]
+    if unconfigured:
+        return _not_estimated(planned, raw, config, FeedbackStatus.TRANSFORM_NOT_CONFIGURED, unconfigured)
     lagged = {d.node for drivers in planned.values() for d in drivers}
     covariates = features[[c for c in control_columns if c not in lagged and from_name(c, kpi) is None]]
     others = [c for c in config.channel_names if c not in planned]
-    feedback = [FeedbackChannel(c, raw[config.channel(c).spend_column].to_numpy(dtype=float),
-                                features[c].to_numpy(dtype=float), _impulse(transforms[c]), planned[c])
+    spends = {c: raw[config.channel(c).spend_column].to_numpy(dtype=float) for c in planned}
+    feedback = [FeedbackChannel(c, spends[c], features[c].to_numpy(dtype=float), _impulse(transforms[c]), planned[c],
+                                transforms[c].apply(spends[c] * (1 + MARGINAL_STEP), transforms[c].reference(spends[c])))
                 for c in planned]
+    supports = media_support(features, spends, {c: () for c in planned}, OverlapThresholds.from_checks(config.checks))
     est = config.estimation
     y = features[kpi].to_numpy(dtype=float)
     exogenous = np.column_stack([np.ones(len(y)), covariates.to_numpy(dtype=float)])
@@ -290,10 +311,38 @@ def feedback_table(raw: pd.DataFrame, features: pd.DataFrame, config: PipelineCo
         held = [c for c in planned if c != e.channel and nx.has_path(g_expanded, e.channel, c)]
         rows.append({"channel": e.channel, "effect": (EffectType.DIRECT if held else EffectType.TOTAL).value,
                      "estimator": Estimator.G_ESTIMATION.value, "status": e.status.value, "roi": e.roi,
-                     "roi_ci_low": e.roi_ci_low, "roi_ci_high": e.roi_ci_high, "incremental_kpi": e.incremental_kpi,
+                     "roi_ci_low": e.roi_ci_low, "roi_ci_high": e.roi_ci_high, "mroi": e.mroi,
+                     "mroi_ci_low": e.mroi_ci_low, "mroi_ci_high": e.mroi_ci_high,
+                     "roi_support": supports[e.channel].roi_support.value,
+                     "extrapolated_share": supports[e.channel].extrapolated_share, "incremental_kpi": e.incremental_kpi,
                      "spend": e.spend, "p_value": e.p_value, "weeks": e.weeks, "first_stage_f": e.first_stage_f,
                      "planning_r2": e.planning_r2, "planned_from": "|".join(d.node for d in ch.drivers),
-                     "held_fixed": "|".join(held), "assumptions": ASSUMPTIONS})
+                     "held_fixed": "|".join(held), "reason": _reason(e), "assumptions": ASSUMPTIONS})
+    return pd.DataFrame(rows, columns=FEEDBACK_COLUMNS)
+
+
+def _reason(e: FeedbackEstimate) -> str:
+    if e.status is FeedbackStatus.WEAK_PLANNING_RESIDUAL:
+        return (f"spend barely varies around the plan: the planning residual's first-stage F is "
+                f"{e.first_stage_f:.1f} (< {MIN_FIRST_STAGE_F:g}), a weak instrument.")
+    if e.status is FeedbackStatus.TOO_FEW_WEEKS:
+        return f"only {e.weeks} weeks have the KPI history the planning rule reads."
+    return ""
+
+
+def _not_estimated(planned: Mapping[str, tuple[LaggedKpi, ...]], raw: pd.DataFrame, config: PipelineConfig,
+                   status: FeedbackStatus, unconfigured: Sequence[str]) -> pd.DataFrame:
+    """Every planned channel without numbers: they are solved jointly, so one channel's transform left
+    to the data leaves them all without a valid equation."""
+    names = ", ".join(unconfigured)
+    reason = (f"the transform of {names} was selected from the data by a regression that the feedback confounds; "
+              f"configure the adstock and saturation of every channel planned from the KPI's past (from a lift "
+              f"test or an earlier model) to get their g-estimates.")
+    rows = [{"channel": c, "effect": EffectType.TOTAL.value, "estimator": Estimator.G_ESTIMATION.value,
+             "status": status.value, "spend": float(raw[config.channel(c).spend_column].sum()),
+             "planned_from": "|".join(d.node for d in drivers), "held_fixed": "", "reason": reason,
+             "assumptions": ASSUMPTIONS}
+            for c, drivers in planned.items()]
     return pd.DataFrame(rows, columns=FEEDBACK_COLUMNS)
 
 

@@ -1289,15 +1289,20 @@ def feedback_sections(inputs: ReportInputs) -> list[Section]:
     kpi = inputs.run.kpi
     shown = pd.DataFrame({
         "channel": frame["channel"], "effect": frame["effect"], "status": frame["status"],
-        "ROI (interval)": _with_interval(frame, "roi", "roi_ci_low", "roi_ci_high", 2), "p_value": frame["p_value"],
+        "ROI (interval)": _with_interval(frame, "roi", "roi_ci_low", "roi_ci_high", 2),
+        "mROI (interval)": _with_interval(frame, "mroi", "mroi_ci_low", "mroi_ci_high", 2),
+        "roi_support": frame["roi_support"].fillna(""), "p_value": frame["p_value"],
         "weeks": frame["weeks"], "first_stage_f": frame["first_stage_f"], "planning_r2": frame["planning_r2"],
-        "planned_from": frame["planned_from"]}).reset_index(drop=True)
+        "planned_from": frame["planned_from"],
+        "reason": frame["reason"].fillna("") if "reason" in frame.columns else ""}).reset_index(drop=True)
     intro = (f"The DAG says these channels' spend is planned from {kpi}'s past (a lagged-{kpi} node drives them), so "
              f"no adjustment of the weekly columns is valid and the estimates table withholds them. Read in time: past "
              f"spend → past {kpi} → planned spend → {kpi}. G-estimation is valid under that feedback: the planning rule "
              f"is fitted, and the part of spend it did not set (its residual, adstocked) identifies the channel; the "
              f"lagged {kpi} is never adjusted for. It assumes " + str(frame["assumptions"].iloc[0]) + ". A first-stage "
-             "F below 10 means spend barely varies around the plan; the channel then has no estimate. Intervals are "
+             "F below 10 means spend barely varies around the plan; the channel then has no estimate, nor has any "
+             "planned channel whose adstock and saturation were left to the data (the selection's regression is "
+             "confounded by the feedback: configure them). Intervals are "
              "block-bootstrap with the planning rules refitted; they are wider than a regression's, because only the "
              "spend the plan did not set informs them. See docs/estimation.md.")
     return [Section("feedback", "Budgets that follow sales", (table_block(shown),), intro)]

@@ -99,6 +99,51 @@ def test_spend_fixed_by_the_plan_is_withheld_as_a_weak_instrument() -> None:
     assert weak.first_stage_f < 10 and weak.planning_r2 > 0.999
 
 
+def _feedback_inputs(world):  # noqa: ANN202 - (raw, features, config, expanded graph, transforms)
+    from cmmm_pipeline.core.graph import build_graph
+    from cmmm_pipeline.core.loading import parse_config
+    from cmmm_pipeline.dag.graph import expand_graph
+    from cmmm_pipeline.media.features import build_features, configured_transform, node_columns
+
+    raw = pd.DataFrame({"week": pd.date_range("2022-01-03", periods=WEEKS, freq="W-MON"),
+                        "tv_spend": world.spend["tv"], "digital_spend": world.spend["digital"], "sales": world.kpi})
+    half = {c: world.reference[c] / float(np.mean(world.adstocked[c])) for c in ("tv", "digital")}
+    config = parse_config({
+        "data": {"path": "weekly.csv", "date_column": "week", "kpi": "sales"},
+        "channels": {"tv": {"spend_column": "tv_spend", "adstock": {"type": "geometric", "decay": 0.6},
+                            "saturation": {"type": "hill", "half_saturation": half["tv"], "slope": 1.2}},
+                     "digital": {"spend_column": "digital_spend", "adstock": {"type": "geometric", "decay": 0.3},
+                                 "saturation": {"type": "hill", "half_saturation": 0.8 * half["digital"],
+                                                "slope": 1.0}}},
+        "controls": ["seasonality", "sales_lag52", "sales_mean_last4"],
+        "graph": {"edges": [["seasonality", "tv"], ["seasonality", "digital"], ["seasonality", "sales"],
+                            ["sales_lag52", "tv"], ["sales_mean_last4", "digital"], ["tv", "sales"],
+                            ["digital", "sales"]]}}, Path("feedback.yaml").resolve())
+    transforms = {c.name: configured_transform(c) for c in config.channels}
+    features = build_features(raw, config, transforms)
+    return raw, features, config, expand_graph(build_graph(config), node_columns(raw, config)), transforms
+
+
+def test_the_feedback_table_estimates_configured_transforms_and_withholds_selected_ones() -> None:
+    from dataclasses import replace
+
+    from cmmm_pipeline.effects.feedback import feedback_table
+    from cmmm_pipeline.media.features import ParameterSource
+
+    world = simulate_feedback("linear", 2)
+    raw, features, config, expanded, transforms = _feedback_inputs(world)
+    table = feedback_table(raw, features, config, expanded, transforms, np.random.default_rng(0)).set_index("channel")
+    assert list(table.index) == ["tv", "digital"] and set(table["status"]) == {"estimated"}
+    for c in ("tv", "digital"):
+        assert table.loc[c, "roi_ci_low"] <= world.true_roi[c] <= table.loc[c, "roi_ci_high"]
+        assert table.loc[c, "mroi_ci_low"] <= world.true_mroi[c] <= table.loc[c, "mroi_ci_high"]
+    assert table.loc["tv", "roi_support"] == "extrapolated"  # always on: zero spend is far below the data
+    selected = {**transforms, "digital": replace(transforms["digital"], source=ParameterSource.SELECTED)}
+    withheld = feedback_table(raw, features, config, expanded, selected, np.random.default_rng(0))
+    assert set(withheld["status"]) == {"transform_not_configured"} and withheld["roi"].isna().all()
+    assert withheld["reason"].str.contains("the transform of digital was selected from the data").all()
+
+
 @pytest.mark.slow
 def test_the_pipeline_generates_the_lagged_kpi_withholds_the_planned_channels_and_publishes_g_estimates(
         tmp_path: Path) -> None:
@@ -127,6 +172,7 @@ def test_the_pipeline_generates_the_lagged_kpi_withholds_the_planned_channels_an
                       "saturation": {"type": "hill", "half_saturation": 1.0, "slope": 1.0}}},
         "controls": ["seasonality", "sales_lag52", "sales_mean_last4"],
         "graph": {"latent": ["demand"], "edges": [["seasonality", "tv"], ["seasonality", "digital"], ["seasonality", "sales"],
+                            ["seasonality", "sales_lag52"], ["seasonality", "sales_mean_last4"],
                             ["sales_lag52", "tv"], ["sales_mean_last4", "digital"], ["demand", "sales_lag52"],
                             ["demand", "sales_mean_last4"], ["demand", "sales"], ["tv", "sales"],
                             ["digital", "sales"], ["email", "sales"]]},
