@@ -246,9 +246,9 @@ def g_estimates(channels: Sequence[FeedbackChannel], other_media: np.ndarray, co
         step = (float((ch.media_step - ch.media).sum()) / (MARGINAL_STEP * spend)
                 if ch.media_step is not None and spend else nan)
         good = draws[:, j][np.isfinite(draws[:, j])]
-        enough = good.size >= MIN_RESAMPLES and not strength[j] < MIN_FIRST_STAGE_F
-        low, high = np.quantile(good, [alpha, 1 - alpha]) if enough else (nan, nan)
         weak = not strength[j] >= MIN_FIRST_STAGE_F
+        enough = good.size >= MIN_RESAMPLES and not weak
+        low, high = np.quantile(good, [alpha, 1 - alpha]) if enough else (nan, nan)
         status = FeedbackStatus.WEAK_PLANNING_RESIDUAL if weak else FeedbackStatus.ESTIMATED
         coefficient = nan if weak else float(beta[j])
         out.append(FeedbackEstimate(
@@ -266,10 +266,9 @@ FEEDBACK_COLUMNS = ["channel", "effect", "estimator", "status", "roi", "roi_ci_l
                     "assumptions"]
 
 
-def planned_channels(g: nx.DiGraph, features: pd.DataFrame, channels: Sequence[str], outcome: str,
-                     controls: Sequence[str]) -> dict[str, tuple[LaggedKpi, ...]]:
+def planned_channels(g: nx.DiGraph, channels: Sequence[str], outcome: str,
+                     lagged: Mapping[str, LaggedKpi]) -> dict[str, tuple[LaggedKpi, ...]]:
     """Channel → the lagged-KPI nodes its spend is planned from (those with a path to it in the DAG)."""
-    lagged = lagged_kpi_nodes(features, outcome, [c for c in controls if c in g])
     out = {}
     for channel in channels:
         if feedback_reason(g, channel, outcome, lagged) is not None:
@@ -280,19 +279,21 @@ def planned_channels(g: nx.DiGraph, features: pd.DataFrame, channels: Sequence[s
 def feedback_table(raw: pd.DataFrame, features: pd.DataFrame, config: PipelineConfig, g_expanded: nx.DiGraph,
                    transforms: Mapping[str, ChannelTransform], rng: np.random.Generator) -> pd.DataFrame:
     """One row per channel whose budget follows sales: its g-estimate with the assumptions, or the
-    reason it has none. The other channels and the covariates (every control that is not the
-    KPI's past) enter the estimating equation; the lagged-KPI columns never do."""
+    reason it has none. The other channels and the covariates (every control that is neither the
+    KPI's past nor a result of spend) enter the estimating equation; the lagged-KPI columns never do."""
     kpi = config.kpi
     columns = node_columns(raw, config)
     control_columns = [c for node in config.controls for c in columns[node]]
-    planned = planned_channels(g_expanded, features, config.channel_names, kpi, control_columns)
+    lagged = lagged_kpi_nodes(features, kpi, [c for c in control_columns if c in g_expanded])
+    planned = planned_channels(g_expanded, config.channel_names, kpi, lagged)
     if not planned:
         return pd.DataFrame(columns=FEEDBACK_COLUMNS)
     unconfigured = [c for c in planned if transforms[c].source is not ParameterSource.CONFIG]
     if unconfigured:
         return _not_estimated(planned, raw, config, FeedbackStatus.TRANSFORM_NOT_CONFIGURED, unconfigured)
-    lagged = {d.node for drivers in planned.values() for d in drivers}
-    covariates = features[[c for c in control_columns if c not in lagged and from_name(c, kpi) is None]]
+    covariates = features[[c for c in control_columns if c not in lagged and from_name(c, kpi) is None
+                           and not any(c in g_expanded and nx.has_path(g_expanded, ch, c)
+                                       for ch in config.channel_names if ch in g_expanded)]]
     others = [c for c in config.channel_names if c not in planned]
     spends = {c: raw[config.channel(c).spend_column].to_numpy(dtype=float) for c in planned}
     feedback = [FeedbackChannel(c, spends[c], features[c].to_numpy(dtype=float), _impulse(transforms[c]), planned[c],
