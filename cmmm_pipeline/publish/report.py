@@ -1047,7 +1047,7 @@ def _suggestions_section(inputs: ReportInputs) -> Section:
              "seasonality or trend, channels cannot cause controls). The implications naming a channel are also "
              "tested on its log spend over its active weeks (found_on_spend). The DAG is never changed: edit the "
              "config if the evidence convinces you. `cmmm suggest --config FILE` prints the same with DoWhy's "
-             "graph falsification and a PC search beside it; see docs/dag.md.")
+             "graph falsification and causal-learn's PC algorithm beside it; see docs/dag.md.")
     if frame is None:
         return Section("suggestions", title, (_na("The dag_suggestions table"),), intro)
     if not len(frame):

@@ -36,7 +36,7 @@ SECTIONS = {"attention": "What needs attention", "summary": "Summary",
             "dag": "Causal DAG and its tested implications", "forest": "ROI by channel: causal vs naive",
             "contributions": "Contributions over time", "response": "Response curves",
             "refuters": "Refutation tests", "independence": "Independence tests implied by the DAG",
-            "overlap": "Overlap (positivity)", "identification": "Identification",
+            "suggestions": "Questioning the DAG: proposed edits", "overlap": "Overlap (positivity)", "identification": "Identification",
             "experiments": "Lift experiments vs the model", "history": "Change since the previous run",
             "inputs": "Run inputs", "periods": "Effects by period", "plan": "Budget plan"}
 SAMPLE_SECTIONS = {"campaigns": "Campaigns", "conditions": "Effects by condition", "synergies": "Synergies"}
