@@ -23,7 +23,7 @@ from cmmm_pipeline.dag.independence import (
     with_edges_to_add,
 )
 from cmmm_pipeline.dag.overlap import OverlapStratum, OverlapThresholds, overlap_strata, overlap_table
-from cmmm_pipeline.dag.suggest import SUGGESTION_COLUMNS, Suggestions, suggest, suggestions_table
+from cmmm_pipeline.dag.suggest import RUN_SPEND_TESTS, SUGGESTION_COLUMNS, Suggestions, suggest, suggestions_table
 from cmmm_pipeline.media.features import node_columns
 
 
@@ -89,6 +89,6 @@ def audit_dag(config: PipelineConfig, raw: pd.DataFrame, features: pd.DataFrame)
     strata = overlap_strata(features, spend, adjustments, overlap_thresholds(config), expanded)
     roles = node_roles(config)
     suggestions = suggest(g, report, features, columns, roles, deterministic, settings, config.kpi, trend_node=trend,
-                          spend=spend)
+                          spend=spend, spend_limit=RUN_SPEND_TESTS)
     return DagAudit(g, expanded, roles, report, tuple(identification), tuple(strata), frozenset(deterministic),
                     suggestions)

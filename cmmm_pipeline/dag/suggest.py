@@ -129,9 +129,15 @@ def forbidden(source: str, target: str, roles: Mapping[str, str], generated: Col
     return None
 
 
+RUN_SPEND_TESTS = 60
+"""A run tests at most this many implications on spend (those pairing a channel with a non-channel
+first): on a DAG with 60 controls the spend tests would otherwise add a quarter to the run's DAG step.
+`cmmm suggest` tests them all."""
+
+
 def spend_results(report: IndependenceReport, data: pd.DataFrame, columns: Mapping[str, Sequence[str]],
                   spend: Mapping[str, np.ndarray], deterministic: Collection[str], settings: IndependenceSettings,
-                  trend_node: str | None = "trend") -> list[IndependenceTestResult]:
+                  trend_node: str | None = "trend", limit: int | None = None) -> list[IndependenceTestResult]:
     """Every tested implication with a channel on one side, tested again with that channel as the log of
     its spend over the weeks it is active, adjusted together (Holm).
 
@@ -139,12 +145,13 @@ def spend_results(report: IndependenceReport, data: pd.DataFrame, columns: Mappi
     *whether* it is on air (flights) and its carryover; what a confounder moves is mostly *how much*
     is spent when it is. On the simulator's flighted TV, the test of `tv ⟂ seasonality` on media rejects
     in a third of the worlds at 0.01, on log spend in almost all (benchmarks/dag_suggest.py). Restricting
-    to active weeks conditions on a function of the channel, which keeps an independence that holds."""
+    to active weeks conditions on a function of the channel, which keeps an independence that holds.
+    `limit` bounds how many implications are tested (channel–control pairs first; None: all)."""
     results: list[IndependenceTestResult] = []
-    for imp in dict.fromkeys(r.implication for r in report.results):
-        channel = next((n for n in (imp.x, imp.y) if n in spend and len(columns.get(n, ())) == 1), None)
-        if channel is None:
-            continue
+    named = [(imp, next((n for n in (imp.x, imp.y) if n in spend and len(columns.get(n, ())) == 1), None))
+             for imp in dict.fromkeys(r.implication for r in report.results)]
+    named = sorted([(imp, c) for imp, c in named if c is not None], key=lambda ic: ic[0].x in spend and ic[0].y in spend)
+    for imp, channel in named[:limit]:
         values = np.asarray(spend[channel], dtype=float)
         active = values > 0
         if int(active.sum()) < MIN_WEEKS:
@@ -309,13 +316,15 @@ def suggest(g: nx.DiGraph, report: IndependenceReport, data: pd.DataFrame, colum
             roles: Mapping[str, str], deterministic: Collection[str], settings: IndependenceSettings,
             outcome: str, checked: int = 3, permutations: int = 0,
             trend_node: str | None = "trend", propose_below: float = PROPOSE_BELOW,
-            structure_search: bool = False, spend: Mapping[str, np.ndarray] | None = None) -> Suggestions:
+            structure_search: bool = False, spend: Mapping[str, np.ndarray] | None = None,
+            spend_limit: int | None = None) -> Suggestions:
     """The ranked edits for the implications of `report` rejected at adjusted p < `propose_below`
     (the best `checked` edits tested for new rejections) and, with `permutations` > 0, DoWhy's
     falsification of the DAG. Every rejected implication is listed, with or without an edit. With
     `spend` (channel → weekly spend), the implications naming a channel are also tested on its log
     spend over its active weeks (`spend_results`)."""
-    on_spend = spend_results(report, data, columns, spend, deterministic, settings, trend_node) if spend else []
+    on_spend = (spend_results(report, data, columns, spend, deterministic, settings, trend_node, spend_limit)
+                if spend else [])
     factor = float(FAMILIES) if on_spend else 1.0
     from_media = _rejections(report.results, 1.0, factor)
     from_spend = _rejections(on_spend, 1.0, factor)

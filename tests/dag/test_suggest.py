@@ -103,6 +103,10 @@ def test_a_missing_edge_into_flighted_tv_is_found_on_its_spend() -> None:
     weeks = {r.weeks + r.ar_order for r in tested if r.implication.text() == "tv ⟂ seasonality"}
     assert weeks == {int((_spend(world)["tv"] > 0).sum())}  # active weeks only (less the AR filter's start)
     assert "on log spend over active weeks" in S.suggestions_text(result)
+    one = S.spend_results(report, world["features"], world["columns"], _spend(world), deterministic, settings,
+                          limit=1)
+    pairs = {(r.implication.x, r.implication.y) for r in one}
+    assert len(pairs) == 1 and not all(node in _spend(world) for node in pairs.pop())  # a channel-control pair first
 
 
 def test_the_correct_dag_gets_no_edit_with_the_spend_tests() -> None:
