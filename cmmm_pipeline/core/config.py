@@ -21,7 +21,6 @@ MAX_KPI_HISTORY_WEEKS = 104
 """The longest KPI history a generated lagged-KPI control may read (two years of weeks)."""
 
 
-
 def lagged_kpi_name(name: str, kpi: str) -> tuple[str, int] | None:
     """('lag' or 'mean_last', weeks) when `name` names the KPI's past: `kpi_lag52` / `<kpi>_lag52`
     (the KPI 52 weeks before), `kpi_mean_last4` / `<kpi>_mean_last4` (the mean of the 4 weeks before)."""

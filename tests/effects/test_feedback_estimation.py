@@ -202,3 +202,18 @@ def test_the_pipeline_generates_the_lagged_kpi_withholds_the_planned_channels_an
     assert lagged["sales_lag52"][52:] == pytest.approx(frame["sales"].to_numpy()[:-52], rel=1e-12)
     report = (out / "report.html").read_text(encoding="utf-8")
     assert "Budgets that follow sales" in report and "sales_mean_last4" in report
+
+
+def test_a_forecast_reads_the_lagged_kpi_from_history_and_says_when_it_projects() -> None:
+    from cmmm_pipeline.plan.forecast import RECENT_WEEKS, future_history
+
+    kpi = np.arange(100.0)
+    lag = LaggedKpi("sales_lag52", LagKind.LAG, 52)
+    values, projected = future_history(kpi, lag, 8)
+    assert values.tolist() == kpi[48:56].tolist() and not projected  # 52 weeks back is still observed
+    values, projected = future_history(kpi, lag, 60)
+    recent = float(kpi[-RECENT_WEEKS:].mean())
+    assert values[:52].tolist() == kpi[48:].tolist() and values[52:].tolist() == [recent] * 8 and projected
+    mean4, projected = future_history(kpi, LaggedKpi("sales_mean_last4", LagKind.MEAN, 4), 2)
+    assert mean4[0] == pytest.approx(kpi[-4:].mean()) and mean4[1] == pytest.approx((kpi[-3:].sum() + recent) / 4)
+    assert projected
