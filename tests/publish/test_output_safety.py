@@ -71,6 +71,21 @@ def test_a_symlinked_entry_it_did_not_create_is_refused_and_nothing_is_touched(w
         assert warehouse.published_run(con).run_id != "run-b"
 
 
+@pytest.mark.parametrize("name", outputs.USER_FILES)
+def test_every_published_name_refuses_a_link_it_did_not_create(tmp_path: Path, name: str) -> None:
+    """Every name a publication can replace or remove (feedback.csv and dag_suggestions.csv included):
+    a link of someone else's there, to a stand-in folder's file, is refused before anything is touched."""
+    target = stand_in(tmp_path)
+    before = digest(target)
+    out = tmp_path / "out"
+    out.mkdir()
+    os.symlink(target / "passwd", out / name)
+    with pytest.raises(outputs.PublicationError) as refused:
+        outputs.check_output_folder(out)
+    assert refused.value.rule == "output-not-ours" and "symbolic link" in str(refused.value)
+    assert digest(target) == before and os.readlink(out / name) == str(target / "passwd")
+
+
 @pytest.mark.slow
 def test_the_reported_attack_a_symlinked_runs_folder_leaves_its_target_whole(tmp_path: Path,
                                                                             capsys: pytest.CaptureFixture) -> None:
