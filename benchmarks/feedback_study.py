@@ -48,7 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script 
 from cmmm_pipeline.core.loading import parse_config  # noqa: E402
 from cmmm_pipeline.dag.feedback import LagKind, LaggedKpi, kpi_history  # noqa: E402
 from cmmm_pipeline.effects.estimation import MARGINAL_STEP, newey_west_lags  # noqa: E402
-from cmmm_pipeline.effects.feedback import TIME_KNOT_WEEKS, FeedbackChannel, g_estimates  # noqa: E402
+from cmmm_pipeline.effects.feedback import TIME_KNOT_WEEKS, FeedbackChannel, g_estimates, unit_impulse  # noqa: E402
 from cmmm_pipeline.media.selection import SelectionSettings, select_transforms  # noqa: E402
 from cmmm_pipeline.media.transforms import (  # noqa: E402
     fourier_terms,
@@ -188,9 +188,7 @@ def selected_channels(world: FeedbackWorld) -> list[FeedbackChannel]:
     out = []
     for c, driver in (("tv", TV_DRIVER), ("digital", DIGITAL_DRIVER)):
         t, spend = chosen[c], world.spend[c]
-        unit = np.zeros(52)
-        unit[0] = 1.0
-        out.append(FeedbackChannel(c, spend, t.apply(spend, t.reference(spend)), t.adstocked(unit), (driver,),
+        out.append(FeedbackChannel(c, spend, t.apply(spend, t.reference(spend)), unit_impulse(t), (driver,),
                                    t.apply(spend * (1 + MARGINAL_STEP), t.reference(spend))))
     return out
 

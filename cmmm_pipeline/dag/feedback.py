@@ -95,7 +95,7 @@ def _matches(values: np.ndarray, reference: np.ndarray) -> bool:
 def lagged_kpi_nodes(data: pd.DataFrame, outcome: str, candidates: Collection[str],
                      max_lag: int = MAX_LAG) -> dict[str, LaggedKpi]:
     """The candidate columns that hold the KPI's past (by name, else by value)."""
-    y = data[outcome].astype(float)
+    y = data[outcome].to_numpy(dtype=float)
     out: dict[str, LaggedKpi] = {}
     for name in candidates:
         if name == outcome or name not in data.columns:
@@ -106,11 +106,11 @@ def lagged_kpi_nodes(data: pd.DataFrame, outcome: str, candidates: Collection[st
             continue
         values = pd.to_numeric(data[name], errors="coerce").to_numpy(dtype=float)
         for k in range(1, min(max_lag, len(y) // 3) + 1):
-            if _matches(values, y.shift(k).to_numpy()):
-                out[name] = LaggedKpi(name, LagKind.LAG, k)
-                break
-            if k > 1 and _matches(values, y.shift(1).rolling(k).mean().to_numpy()):
-                out[name] = LaggedKpi(name, LagKind.MEAN, k)
+            kinds = (LagKind.LAG, LagKind.MEAN) if k > 1 else (LagKind.LAG,)
+            found = next((LaggedKpi(name, kind, k) for kind in kinds
+                          if _matches(values, kpi_history(y, LaggedKpi(name, kind, k)))), None)
+            if found is not None:
+                out[name] = found
                 break
     return out
 

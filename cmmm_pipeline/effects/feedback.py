@@ -36,9 +36,9 @@ import numpy as np
 import pandas as pd
 
 from cmmm_pipeline.core.config import EffectType, PipelineConfig
-from cmmm_pipeline.dag.feedback import LaggedKpi, feedback_reason, from_name, kpi_history, lagged_kpi_nodes
+from cmmm_pipeline.dag.feedback import LaggedKpi, feedback_reason, kpi_history, lagged_kpi_nodes
 from cmmm_pipeline.dag.overlap import OverlapThresholds, media_support
-from cmmm_pipeline.effects.bootstrap import NON_OVERLAPPING, politis_white_block_length
+from cmmm_pipeline.effects.bootstrap import NON_OVERLAPPING, IntervalKind, interval, politis_white_block_length
 from cmmm_pipeline.effects.estimation import MARGINAL_STEP, Estimator
 from cmmm_pipeline.media.features import ChannelTransform, ParameterSource, node_columns
 
@@ -238,7 +238,6 @@ def g_estimates(channels: Sequence[FeedbackChannel], other_media: np.ndarray, co
         kept = rows[usable_mask[rows]]
         if kept.size > design.shape[1] + 5:
             draws[b] = _solve(design, np.column_stack([zb, exogenous]), kpi, kept)[:k]
-    alpha = (1 - level) / 2
     out = []
     for j, ch in enumerate(channels):
         media_sum, spend = float(ch.media.sum()), float(ch.spend.sum())
@@ -248,7 +247,7 @@ def g_estimates(channels: Sequence[FeedbackChannel], other_media: np.ndarray, co
         good = draws[:, j][np.isfinite(draws[:, j])]
         weak = not strength[j] >= MIN_FIRST_STAGE_F
         enough = good.size >= MIN_RESAMPLES and not weak
-        low, high = np.quantile(good, [alpha, 1 - alpha]) if enough else (nan, nan)
+        low, high = interval(beta[j], good, level, IntervalKind.PERCENTILE) if enough else (nan, nan)
         status = FeedbackStatus.WEAK_PLANNING_RESIDUAL if weak else FeedbackStatus.ESTIMATED
         coefficient = nan if weak else float(beta[j])
         out.append(FeedbackEstimate(
@@ -290,13 +289,12 @@ def feedback_table(raw: pd.DataFrame, features: pd.DataFrame, config: PipelineCo
         return pd.DataFrame(columns=FEEDBACK_COLUMNS)
     unconfigured = [c for c in planned if transforms[c].source is not ParameterSource.CONFIG]
     if unconfigured:
-        return _not_estimated(planned, raw, config, FeedbackStatus.TRANSFORM_NOT_CONFIGURED, unconfigured)
-    covariates = features[[c for c in control_columns if c not in lagged and from_name(c, kpi) is None
-                           and not any(c in g_expanded and nx.has_path(g_expanded, ch, c)
-                                       for ch in config.channel_names if ch in g_expanded)]]
+        return _not_configured(planned, raw, config, unconfigured)
+    moved_by_spend = set().union(*(nx.descendants(g_expanded, c) for c in config.channel_names if c in g_expanded))
+    covariates = features[[c for c in control_columns if c not in lagged and c not in moved_by_spend]]
     others = [c for c in config.channel_names if c not in planned]
     spends = {c: raw[config.channel(c).spend_column].to_numpy(dtype=float) for c in planned}
-    feedback = [FeedbackChannel(c, spends[c], features[c].to_numpy(dtype=float), _impulse(transforms[c]), planned[c],
+    feedback = [FeedbackChannel(c, spends[c], features[c].to_numpy(dtype=float), unit_impulse(transforms[c]), planned[c],
                                 transforms[c].apply(spends[c] * (1 + MARGINAL_STEP), transforms[c].reference(spends[c])))
                 for c in planned]
     supports = media_support(features, spends, {c: () for c in planned}, OverlapThresholds.from_checks(config.checks))
@@ -331,8 +329,8 @@ def _reason(e: FeedbackEstimate) -> str:
     return ""
 
 
-def _not_estimated(planned: Mapping[str, tuple[LaggedKpi, ...]], raw: pd.DataFrame, config: PipelineConfig,
-                   status: FeedbackStatus, unconfigured: Sequence[str]) -> pd.DataFrame:
+def _not_configured(planned: Mapping[str, tuple[LaggedKpi, ...]], raw: pd.DataFrame, config: PipelineConfig,
+                    unconfigured: Sequence[str]) -> pd.DataFrame:
     """Every planned channel without numbers: they are solved jointly, so one channel's transform left
     to the data leaves them all without a valid equation."""
     names = ", ".join(unconfigured)
@@ -340,14 +338,15 @@ def _not_estimated(planned: Mapping[str, tuple[LaggedKpi, ...]], raw: pd.DataFra
               f"configure the adstock and saturation of every channel planned from the KPI's past (from a lift "
               f"test or an earlier model) to get their g-estimates.")
     rows = [{"channel": c, "effect": EffectType.TOTAL.value, "estimator": Estimator.G_ESTIMATION.value,
-             "status": status.value, "spend": float(raw[config.channel(c).spend_column].sum()),
+             "status": FeedbackStatus.TRANSFORM_NOT_CONFIGURED.value, "spend": float(raw[config.channel(c).spend_column].sum()),
              "planned_from": "|".join(d.node for d in drivers), "held_fixed": "", "reason": reason,
              "assumptions": ASSUMPTIONS}
             for c, drivers in planned.items()]
     return pd.DataFrame(rows, columns=FEEDBACK_COLUMNS)
 
 
-def _impulse(transform: ChannelTransform) -> np.ndarray:
+def unit_impulse(transform: ChannelTransform) -> np.ndarray:
+    """The adstock of a unit spend in week 0, over `4 · MAX_WINDOW` weeks."""
     unit = np.zeros(MAX_WINDOW * 4)
     unit[0] = 1.0
     return transform.adstocked(unit)
