@@ -1,17 +1,14 @@
 """Step 4: per-channel causal effects with DoWhy."""
 
-
-import pandas as pd
 from dagster import Output, asset
 
-from cmmm_pipeline.effects.estimation import estimate_channels
 from resources.metadata import OWNERS, point_estimates_table, rule_failures
 from resources.settings import CmmmSettings
-from resources.values import AteEstimates, CausalDag, TransformedMedia
+from resources.values import AteEstimates, CausalDag, DataFrame, TransformedMedia
 
 
 @asset(group_name="cmmm", kinds={"duckdb", "dowhy"}, owners=OWNERS)
-def ate_estimates(settings: CmmmSettings, raw_spend: pd.DataFrame, transformed_media: TransformedMedia,
+def ate_estimates(settings: CmmmSettings, raw_spend: DataFrame, transformed_media: TransformedMedia,
                   causal_dag: CausalDag) -> Output[AteEstimates]:
     """Per channel: the adjustment set under the DAG (DoWhy's default set, computed by d-separation)
     and DoWhy's estimate of the effect by backdoor linear regression; total, and direct/indirect where the DAG has mediators (a total that
@@ -19,6 +16,8 @@ def ate_estimates(settings: CmmmSettings, raw_spend: pd.DataFrame, transformed_m
     incremental KPI and ROI, with a naive all-channels OLS ROI beside it. A channel whose effect the
     DAG does not identify from the observed columns is kept as a row with its reason and no
     numbers, while the other channels go on."""
+    from cmmm_pipeline.effects.estimation import estimate_channels
+
     config = settings.config
     with rule_failures():
         result = estimate_channels(raw_spend, transformed_media.transformed_media, config, causal_dag.graph,

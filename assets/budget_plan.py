@@ -2,19 +2,17 @@
 
 import math
 
-import pandas as pd
 from dagster import MetadataValue, Output, asset
 
-from cmmm_pipeline.plan.model import model_from_estimates
-from cmmm_pipeline.plan.planner import TOTAL
-from cmmm_pipeline.plan.weekly import PlanStatus, empty_plan_table, weekly_plan
 from resources.metadata import OWNERS, markdown_table, rule_failures
 from resources.settings import CmmmSettings
-from resources.values import AteEstimates, BudgetPlan, TransformedMedia
+from resources.values import AteEstimates, BudgetPlan, DataFrame, TransformedMedia
 
 
-def _plan_markdown(table: pd.DataFrame, kpi: str, weeks: int, ci_level: float) -> MetadataValue:
+def _plan_markdown(table: DataFrame, kpi: str, weeks: int, ci_level: float) -> MetadataValue:
     """The plan with headers that say which estimand each number is."""
+    import pandas as pd
+
     level = f"{ci_level * 100:g}%"
     def interval(low: float, high: float) -> str:
         return f"[{low:,.0f}, {high:,.0f}]" if math.isfinite(low) and math.isfinite(high) else "—"
@@ -35,7 +33,7 @@ def _plan_markdown(table: pd.DataFrame, kpi: str, weeks: int, ci_level: float) -
 
 
 @asset(group_name="cmmm", kinds={"duckdb", "scipy"}, owners=OWNERS)
-def budget_plan(settings: CmmmSettings, raw_spend: pd.DataFrame, transformed_media: TransformedMedia,
+def budget_plan(settings: CmmmSettings, raw_spend: DataFrame, transformed_media: TransformedMedia,
                 ate_estimates: AteEstimates) -> Output[BudgetPlan]:
     """The plan file the config names (`planning: {plan: plan.yaml}`), evaluated or optimised on this
     run's response curves and bootstrap draws, each channel bounded by the spend its comparable weeks
@@ -44,6 +42,10 @@ def budget_plan(settings: CmmmSettings, raw_spend: pd.DataFrame, transformed_med
     (the flighting `allocate_weeks: true` optimises) as `plan_weeks.csv`. A plan outside support is
     refused with its rule and the supported ranges (the `plan_within_support` check warns); the
     estimates publish all the same. Without a plan in the config the tables are empty."""
+    from cmmm_pipeline.plan.model import model_from_estimates
+    from cmmm_pipeline.plan.planner import TOTAL
+    from cmmm_pipeline.plan.weekly import PlanStatus, empty_plan_table, weekly_plan
+
     config = settings.config
     planning = config.planning
     if planning is None:

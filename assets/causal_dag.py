@@ -1,23 +1,19 @@
 """Step 3: the user's causal DAG, validated, checked against the data and stored."""
 
-
-import pandas as pd
 from dagster import MetadataValue, Output, asset
 
-from cmmm_pipeline.dag.audit import audit_dag
-from cmmm_pipeline.dag.diagnostics import DiagnosticSettings, diagnose_missing_drivers
 from resources.metadata import OWNERS, markdown_image, markdown_table, rule_failures
 from resources.settings import CmmmSettings
-from resources.values import CausalDag, TransformedMedia
+from resources.values import CausalDag, DataFrame, TransformedMedia
 
 
-def _mermaid(edges: pd.DataFrame) -> str:
+def _mermaid(edges: DataFrame) -> str:
     lines = ["graph LR", *(f"    {a} --> {b}" for a, b in zip(edges["source"], edges["target"]))]
     return "```mermaid\n" + "\n".join(lines) + "\n```"
 
 
 @asset(group_name="cmmm", kinds={"duckdb", "networkx", "dowhy"}, owners=OWNERS)
-def causal_dag(settings: CmmmSettings, raw_spend: pd.DataFrame,
+def causal_dag(settings: CmmmSettings, raw_spend: DataFrame,
                transformed_media: TransformedMedia) -> Output[CausalDag]:
     """The causal assumptions written down and audited: a DAG over channels, controls, latent causes
     and the KPI (acyclic, known nodes, the KPI a sink, every channel with a path to it); each
@@ -26,6 +22,9 @@ def causal_dag(settings: CmmmSettings, raw_spend: pd.DataFrame,
     channel's adjustment set (`overlap`); and drivers the DAG leaves out, as a trend, seasonality or
     autocorrelation in the KPI's residual given its parents (`missing_drivers`). The checks
     `dag_overlap`, `dag_independence`, `dag_identification` and `missing_drivers` judge these tables."""
+    from cmmm_pipeline.dag.audit import audit_dag
+    from cmmm_pipeline.dag.diagnostics import DiagnosticSettings, diagnose_missing_drivers
+
     config = settings.config
     with rule_failures():
         audit = audit_dag(config, raw_spend, transformed_media.transformed_media)

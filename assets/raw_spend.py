@@ -1,20 +1,22 @@
 """Step 1: ingest the weekly spend and KPI table."""
 
-
-import pandas as pd
 from dagster import MetadataValue, Output, asset
 
 from assets.sensors import data_hash
-from cmmm_pipeline.data.ingest import load_raw
 from resources.metadata import OWNERS, markdown_table, rule_failures
 from resources.settings import CmmmSettings
+from resources.values import DataFrame
 
 
 @asset(group_name="cmmm", kinds={"duckdb", "pandas"}, owners=OWNERS)
-def raw_spend(settings: CmmmSettings) -> Output[pd.DataFrame]:
+def raw_spend(settings: CmmmSettings) -> Output[DataFrame]:
     """Weekly media spend and KPI, read from the configured file or DuckDB table, names and types
     normalised (date → `week`, numbers as floats). Stored as the run's `raw_spend` table; gated by
     the blocking data-quality check."""
+    import pandas as pd
+
+    from cmmm_pipeline.data.ingest import load_raw
+
     config = settings.config
     with rule_failures():
         raw = load_raw(config, settings.market)

@@ -3,14 +3,8 @@
 
 import datetime as dt
 
-import pandas as pd
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
-from cmmm_pipeline.data import warehouse
-from cmmm_pipeline.data.markets import with_market
-from cmmm_pipeline.effects.robustness import assess
-from cmmm_pipeline.publish import outputs
-from cmmm_pipeline.publish.report import CHECK_RESULTS, attention_lines
 from resources.check_results import run_check_results
 from resources.metadata import (
     ATTENTION_KEY,
@@ -26,12 +20,12 @@ from resources.metadata import (
     rule_failures,
 )
 from resources.settings import CmmmSettings, WarehouseResource
-from resources.values import AteEstimates, TransformedMedia
+from resources.values import AteEstimates, DataFrame, TransformedMedia
 
 
 @asset(group_name="cmmm", kinds={"duckdb", "html"}, owners=OWNERS, deps=["budget_plan"])
 def robustness_report(context: AssetExecutionContext, settings: CmmmSettings, duckdb: WarehouseResource,
-                      raw_spend: pd.DataFrame, transformed_media: TransformedMedia,
+                      raw_spend: DataFrame, transformed_media: TransformedMedia,
                       ate_estimates: AteEstimates) -> MaterializeResult:
     """Trust in every estimate: intervals from a block bootstrap that re-selects the transforms in
     every resample, p-values, DoWhy refuters with a PASS / REVIEW / FAIL status per channel, and
@@ -40,6 +34,12 @@ def robustness_report(context: AssetExecutionContext, settings: CmmmSettings, du
     output files (estimates.csv, refutations.csv, experiments.csv, report.html) replaced, all only
     after every gate passed. The `budget_plan` step runs first, so its staged table (plan.csv)
     publishes with the run."""
+    from cmmm_pipeline.data import warehouse
+    from cmmm_pipeline.data.markets import with_market
+    from cmmm_pipeline.effects.robustness import assess
+    from cmmm_pipeline.publish import outputs
+    from cmmm_pipeline.publish.report import CHECK_RESULTS, attention_lines
+
     config = settings.config
     run_id = context.run.run_id
     staging = warehouse.staging_schema(run_id)

@@ -1,23 +1,22 @@
 """Step 2: adstock, saturation, seasonality and trend features per week."""
 
-
-import pandas as pd
 from dagster import Output, asset
 
-from cmmm_pipeline.media.features import build_features, transforms_table
-from cmmm_pipeline.media.selection import SelectionSettings, select_transforms
 from resources.metadata import OWNERS, markdown_table, rule_failures
 from resources.settings import CmmmSettings
-from resources.values import TransformedMedia
+from resources.values import DataFrame, TransformedMedia
 
 
 @asset(group_name="cmmm", kinds={"duckdb", "pandas"}, owners=OWNERS)
-def transformed_media(settings: CmmmSettings, raw_spend: pd.DataFrame) -> Output[TransformedMedia]:
+def transformed_media(settings: CmmmSettings, raw_spend: DataFrame) -> Output[TransformedMedia]:
     """Per channel: carryover (adstock) then diminishing returns (Hill) on spend scaled by its
     mean; plus the controls (Fourier seasonality, trend, observed columns) and the KPI. Transform
     parameters the config leaves out are selected from the data by one objective, the
     out-of-sample error of the KPI regression under forward-chaining time-series cross validation;
     the grid and its CV errors are stored as `transform_selection`."""
+    from cmmm_pipeline.media.features import build_features, transforms_table
+    from cmmm_pipeline.media.selection import SelectionSettings, select_transforms
+
     config = settings.config
     with rule_failures():
         selection = select_transforms(raw_spend, config, SelectionSettings.from_config(config.estimation))

@@ -4,17 +4,16 @@ downstream asset, so nothing is estimated or published from data that broke a ru
 Each result carries, as metadata, the failed rules with their column, failing week dates, values
 and fix, so the Dagster UI and the CLI show the same refusal."""
 
+from __future__ import annotations
 
 from collections.abc import Iterator
 
-import pandas as pd
 from dagster import AssetCheckResult, AssetCheckSeverity, Failure, MetadataValue, asset_check
 
 from data_checks.gx_runner import SuiteResult
-from data_checks.suites import validate_raw_spend, validate_transformed_media
 from resources.metadata import markdown_table
 from resources.settings import CmmmSettings
-from resources.values import TransformedMedia
+from resources.values import DataFrame, TransformedMedia
 
 
 def check_result(result: SuiteResult) -> AssetCheckResult:
@@ -47,11 +46,13 @@ def gated(check: str, result: AssetCheckResult) -> Iterator[AssetCheckResult]:
 
 
 @asset_check(asset="raw_spend", blocking=True)
-def raw_spend_quality(settings: CmmmSettings, raw_spend: pd.DataFrame) -> Iterator[AssetCheckResult]:
+def raw_spend_quality(settings: CmmmSettings, raw_spend: DataFrame) -> Iterator[AssetCheckResult]:
     """Great Expectations suite on the raw weekly table: columns present and numeric, no empty cells
     or infinities, spend >= 0, no all-zero or constant channel, KPI finite (and > 0 if configured),
     no wild KPI or spend week beyond its robust bound, one row per week, no gaps in the weekly
     calendar, at least `checks.min_weeks` weeks."""
+    from data_checks.suites import validate_raw_spend
+
     yield from gated("raw_spend.raw_spend_quality", check_result(validate_raw_spend(raw_spend, settings.config)))
 
 
@@ -59,6 +60,8 @@ def raw_spend_quality(settings: CmmmSettings, raw_spend: pd.DataFrame) -> Iterat
 def transformed_media_quality(settings: CmmmSettings, transformed_media: TransformedMedia) -> Iterator[AssetCheckResult]:
     """Great Expectations suite on the model table: a column for every graph node, numeric and
     finite, transformed media >= 0, no constant channel or control, one row per week, enough weeks."""
+    from data_checks.suites import validate_transformed_media
+
     yield from gated("transformed_media.transformed_media_quality",
                      check_result(validate_transformed_media(transformed_media.transformed_media, settings.config)))
 

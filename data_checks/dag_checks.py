@@ -12,22 +12,25 @@ asset wrote:
   estimate, and the other channels go on.
 """
 
+from __future__ import annotations
 
 from collections.abc import Iterator
 from enum import Enum
+from typing import TYPE_CHECKING
 
-import pandas as pd
 from dagster import AssetCheckResult, AssetCheckSeverity, MetadataValue, asset_check
 
-from cmmm_pipeline.dag.audit import overlap_thresholds
-from cmmm_pipeline.dag.independence import rejection_advice, rejection_message
-from cmmm_pipeline.dag.overlap import OverlapThresholds, overlap_message, withheld_channels
 from data_checks.checks import check_result, gated
 from data_checks.gx_runner import Rule, SuiteResult, run_suite
 from resources.check_results import BEFORE_PUBLICATION
 from resources.metadata import markdown_table
 from resources.settings import CmmmSettings
 from resources.values import CausalDag
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from cmmm_pipeline.dag.overlap import OverlapThresholds
 
 
 class DagRule(Enum):
@@ -125,6 +128,9 @@ def dag_overlap(settings: CmmmSettings, causal_dag: CausalDag) -> Iterator[Asset
     upper 95% bounds are compared, so the last digit of a noisy ratio decides nothing). A channel
     that fails is withheld and the check WARNs; only when no channel is left to estimate is it an
     ERROR, which stops the run."""
+    from cmmm_pipeline.dag.audit import overlap_thresholds
+    from cmmm_pipeline.dag.overlap import overlap_message, withheld_channels
+
     config = settings.config
     table = causal_dag.overlap
     suite = validate_overlap(table, overlap_thresholds(config))
@@ -149,6 +155,10 @@ def implication_failures(rejected: pd.DataFrame) -> str:
     """The one-line summary the CLI prints: each rejected implication once, with the edge to add
     (`dag-implication-holds (digital ⟂ seasonality: add the edge seasonality → digital or a common
     cause of digital and seasonality)`)."""
+    import pandas as pd
+
+    from cmmm_pipeline.dag.independence import rejection_advice
+
     first = rejected.sort_values("p_adjusted", kind="stable").drop_duplicates("implication")
     edges = first["edge_to_add"] if "edge_to_add" in first.columns else pd.Series("", index=first.index)
     parts = [f"{str(i).split(' | ')[0]}: {rejection_advice(str(i), e if isinstance(e, str) else '')}"
@@ -161,6 +171,8 @@ def dag_independence(settings: CmmmSettings, causal_dag: CausalDag) -> Iterator[
     """The conditional independences the DAG implies, tested on the data (Fisher z and chi-squared
     on prewhitened residuals, Holm-adjusted). WARN by default; ERROR, which blocks the estimates,
     with `checks.independence_blocking: true`."""
+    from cmmm_pipeline.dag.independence import rejection_message
+
     config = settings.config
     table = causal_dag.dag_tests
     suite = validate_independence(table, config.checks.independence_alpha)

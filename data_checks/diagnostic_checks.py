@@ -8,7 +8,6 @@
 from dagster import AssetCheckResult, AssetCheckSeverity, MetadataValue, asset_check
 
 from cmmm_pipeline.core.status import Status
-from cmmm_pipeline.dag.diagnostics import Driver
 from resources.check_results import BEFORE_PUBLICATION
 from resources.metadata import markdown_table
 from resources.values import CausalDag
@@ -25,6 +24,8 @@ def missing_drivers(causal_dag: CausalDag) -> AssetCheckResult:
     residual (F tests on AR-prewhitened columns, Bonferroni-adjusted, level 0.01) or a lag-1
     autocorrelation above 0.5 is a driver the DAG leaves out. WARN: it names the fix and blocks
     nothing. The `causal_dag` step runs the diagnosis and publishes its table; this check judges it."""
+    from cmmm_pipeline.dag.diagnostics import Driver
+
     table = causal_dag.missing_drivers
     warned = table[table["status"] != Status.PASS.value]
     by_driver = table.set_index("driver")

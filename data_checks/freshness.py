@@ -13,9 +13,9 @@ import datetime as dt
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import duckdb
-import pandas as pd
 from dagster import (
     AssetCheckResult,
     AssetChecksDefinition,
@@ -29,9 +29,12 @@ from dagster import (
 )
 
 from cmmm_pipeline.core.errors import CmmmError
-from cmmm_pipeline.data import warehouse
 from resources.check_results import BEFORE_PUBLICATION
 from resources.settings import CmmmSettings, WarehouseResource
+from resources.values import DataFrame
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 WEEK_COLUMN = "week"
 PUBLISHED_ASSETS = ("raw_spend", "transformed_media", "causal_dag", "ate_estimates", "robustness_report")
@@ -100,12 +103,18 @@ class FreshnessVerdict:
 def assess_freshness(weeks: pd.Series, published_newest_week: dt.date | None, today: dt.date,
                      max_age_days: int) -> FreshnessVerdict:
     """The verdict for a run whose data hold `weeks` (any date-like values; at least one)."""
+    import pandas as pd
+
     newest = pd.Timestamp(pd.to_datetime(weeks).max()).date()
     return FreshnessVerdict(newest, published_newest_week, today, max_age_days)
 
 
 def published_newest_week(con: duckdb.DuckDBPyConnection) -> dt.date | None:
     """The newest week of the last published run's raw table, or None before the first publication."""
+    import pandas as pd
+
+    from cmmm_pipeline.data import warehouse
+
     if "raw_spend" not in warehouse.table_names(con, warehouse.PUBLISHED):
         return None
     value = con.execute(f'SELECT max("{WEEK_COLUMN}") FROM "{warehouse.PUBLISHED}"."raw_spend"').fetchall()[0][0]
@@ -118,7 +127,7 @@ def _today() -> dt.date:
 
 @asset_check(asset="raw_spend", op_tags=BEFORE_PUBLICATION, description="Warns when the data hold no week newer than the last published run's "
              "newest week, or when the newest week is older than `checks.max_data_age_days`.")
-def raw_spend_newest_week(settings: CmmmSettings, duckdb: WarehouseResource, raw_spend: pd.DataFrame) -> AssetCheckResult:
+def raw_spend_newest_week(settings: CmmmSettings, duckdb: WarehouseResource, raw_spend: DataFrame) -> AssetCheckResult:
     """WARN (never blocks): a stale export is published with a warning the UI, the CLI and the alert show."""
     config = settings.config
     with duckdb.get_connection() as con:

@@ -13,11 +13,12 @@ import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from cmmm_pipeline.core.errors import DataError, format_rows
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
 
@@ -106,6 +107,8 @@ class SuiteResult:
         return ", ".join(f"{f.rule} ({f.column})" if f.column else f.rule for f in self.failures)
 
     def failures_table(self) -> pd.DataFrame:
+        import pandas as pd
+
         columns = ["rule", "column", "expectation", "failing", "observed", "example_rows", "example_values", "fix"]
         return pd.DataFrame([{"rule": f.rule, "column": f.column or "", "expectation": f.expectation,
                               "failing": f.unexpected_count if f.unexpected_count is not None else "",
@@ -222,6 +225,8 @@ def _label(labels: pd.Series | None, index: Any) -> str:
 
 def _value(value: Any) -> str:
     """Readable values: dates without a time, floats without noise."""
+    import pandas as pd
+
     if isinstance(value, pd.Timestamp):
         return str(value.date()) if value == value.normalize() else str(value)
     if isinstance(value, float):

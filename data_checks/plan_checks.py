@@ -3,7 +3,6 @@ problem, not the run's, so the estimates still publish and the refusal is said w
 
 from dagster import AssetCheckResult, AssetCheckSeverity, MetadataValue, asset_check
 
-from cmmm_pipeline.plan.planner import TOTAL
 from resources.check_results import BEFORE_PUBLICATION
 from resources.values import BudgetPlan
 
@@ -13,6 +12,8 @@ def plan_within_support(budget_plan: BudgetPlan) -> AssetCheckResult:
     """Passes when no plan is configured or every channel of the plan lies within the spend its
     comparable weeks show. WARN when the plan was refused (the rules and supported ranges in the
     description) or computed outside support because it allows extrapolation."""
+    from cmmm_pipeline.plan.planner import TOTAL
+
     table = budget_plan.budget_plan
     channels = table[table["channel"] != TOTAL]
     outside = channels[~channels["within_support"].astype(bool)]

@@ -1,11 +1,14 @@
 """The asset-check results of the current run, as the table the publication records (`check_results`),
 so the report and the console list every check that did not pass, from the same published run."""
 
+from __future__ import annotations
 
-import pandas as pd
+from typing import TYPE_CHECKING
+
 from dagster import DagsterEventType, DagsterInstance
 
-from cmmm_pipeline.publish.report import CHECK_RESULT_COLUMNS
+if TYPE_CHECKING:
+    import pandas as pd
 
 BEFORE_PUBLICATION = {"dagster/priority": "1"}
 """Op tags of the checks that block nothing: the in-process executor runs a ready step of higher
@@ -15,6 +18,10 @@ its result reaches the published `check_results`."""
 
 def run_check_results(instance: DagsterInstance, run_id: str) -> pd.DataFrame:
     """One row per asset-check evaluation recorded so far in run `run_id` (the last one per check)."""
+    import pandas as pd
+
+    from cmmm_pipeline.publish.report import CHECK_RESULT_COLUMNS
+
     rows: dict[tuple[str, str], dict[str, object]] = {}
     records = instance.get_records_for_run(run_id, of_type=DagsterEventType.ASSET_CHECK_EVALUATION).records
     for record in records:

@@ -15,17 +15,15 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import duckdb
-import pandas as pd
 from dagster import ConfigurableIOManager, DagsterInvariantViolationError, InputContext, OutputContext
 
 from cmmm_pipeline.core.errors import CmmmError
-from cmmm_pipeline.data import warehouse
-from resources import codec
-from cmmm_pipeline.data.markets import market_warehouse
 from resources.settings import PARTITION_TAG, connect
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 DATAFRAME = "pandas.DataFrame"
 
@@ -36,6 +34,10 @@ def _type_name(cls: type) -> str:
 
 def split_value(step: str, value: Any) -> tuple[dict[str, pd.DataFrame], str, str]:
     """(tables, value type, document) for a step's value."""
+    import pandas as pd
+
+    from resources import codec
+
     if isinstance(value, pd.DataFrame):
         return {step: value}, DATAFRAME, ""
     if not (dataclasses.is_dataclass(value) and not isinstance(value, type)):
@@ -48,6 +50,9 @@ def split_value(step: str, value: Any) -> tuple[dict[str, pd.DataFrame], str, st
 
 def join_value(con: Any, schema: str, step: str, value_type: str, document: str) -> Any:
     """Inverse of `split_value`, reading the tables from `schema`."""
+    from cmmm_pipeline.data import warehouse
+    from resources import codec
+
     if value_type == DATAFRAME:
         return warehouse.read_table(con, step, schema)
     module, _, name = value_type.partition(":")
@@ -70,6 +75,8 @@ class StagingIOManager(ConfigurableIOManager):
 
     def _path(self, context: InputContext | OutputContext) -> str:
         """The run's warehouse file: the market's own in a partitioned run (as WarehouseResource.path)."""
+        from cmmm_pipeline.data.markets import market_warehouse
+
         try:
             market = context.step_context.dagster_run.tags.get(PARTITION_TAG)
         except DagsterInvariantViolationError:  # a context built outside a run (a direct call)
@@ -77,6 +84,8 @@ class StagingIOManager(ConfigurableIOManager):
         return str(market_warehouse(self.database, market)) if market else self.database
 
     def handle_output(self, context: OutputContext, obj: Any) -> None:
+        from cmmm_pipeline.data import warehouse
+
         if obj is None:  # an asset that only reports (MaterializeResult) stores nothing
             return
         step = context.asset_key.path[-1]
@@ -85,6 +94,10 @@ class StagingIOManager(ConfigurableIOManager):
             warehouse.write_step(con, warehouse.staging_schema(context.run_id), step, tables, value_type, document)
 
     def load_input(self, context: InputContext) -> Any:
+        import duckdb
+
+        from cmmm_pipeline.data import warehouse
+
         step = context.asset_key.path[-1]
         upstream = context.upstream_output
         schemas = [warehouse.staging_schema(upstream.run_id)] if upstream is not None and _has_run(upstream) else []

@@ -1,6 +1,8 @@
 """Metadata an engineer reads in the Dagster UI: owners, markdown tables, inline PNG plots, and
-numbers as top-level floats so Dagster plots them across runs."""
+numbers as top-level floats so Dagster plots them across runs. pandas and numpy are imported where
+they are used: the code location loads this module without them."""
 
+from __future__ import annotations
 
 import base64
 import datetime as dt
@@ -8,12 +10,14 @@ import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
-import pandas as pd
 from dagster import Failure, MetadataValue
 
 from cmmm_pipeline.core.errors import CmmmError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 OWNERS = ["team:marketing-science"]
 ATTENTION_KEY = "attention_items"
@@ -22,6 +26,9 @@ P_VALUE_COLUMNS = frozenset({"p_value", "p_adjusted"})
 
 
 def _markdown_cell(value: object, digits: int, p_value: bool = False) -> str:
+    import numpy as np
+    import pandas as pd
+
     if value is None or value is pd.NaT or (isinstance(value, float) and pd.isna(value)):
         return "—"
     if isinstance(value, (bool, np.bool_)):
@@ -116,6 +123,8 @@ def _estimate_name(row: dict) -> str:
 
 
 def _roi_heading(estimates: pd.DataFrame) -> str:
+    import pandas as pd
+
     smoothed = bool((estimates.get("interval_method", pd.Series(dtype=str)) == "smoothed").any())
     return "ROI, published (smoothed over selection)" if smoothed else "ROI, published"
 
@@ -126,6 +135,8 @@ def estimates_table(estimates: pd.DataFrame, level: str = "95%") -> MetadataValu
     what its interval supports, and the robustness status in view. Where a channel's transforms were
     selected from the data, the published ROI is smoothed over the near-equivalent transforms (the
     heading says so); `ate_estimates` shows the ROI at the applied transforms."""
+    import pandas as pd
+
     rows = [{"estimate": _estimate_name(r),
              f"{_roi_heading(estimates)} [{level}]": with_interval(_float(r, "roi"), _float(r, "roi_ci_low"),
                                                                   _float(r, "roi_ci_high")),
@@ -138,6 +149,8 @@ def estimates_table(estimates: pd.DataFrame, level: str = "95%") -> MetadataValu
 def marginal_table(estimates: pd.DataFrame, level: str = "95%") -> MetadataValue:
     """The published marginal ROI (the next unit of spend, within the data) beside whether the ROI
     against zero spend rests on comparable weeks (`observed`) or the response curve (`extrapolated`)."""
+    import pandas as pd
+
     rows = [{"estimate": _estimate_name(r),
              f"mROI, next unit [{level}]": with_interval(_float(r, "mroi"), _float(r, "mroi_ci_low"),
                                                         _float(r, "mroi_ci_high")),
@@ -149,6 +162,8 @@ def point_estimates_table(table: pd.DataFrame) -> MetadataValue:
     """The `ate_estimates` step's estimates, before any interval: headers name them as what they are
     (at the applied transforms; the naive all-channel regression beside), POINT_DIGITS significant
     digits. The published, possibly selection-smoothed ROI with its interval is on `robustness_report`."""
+    import pandas as pd
+
     rows = [{"estimate": _estimate_name(r), "ROI at applied transforms": significant(_float(r, "roi")),
              "naive ROI (one OLS, no DAG)": significant(_float(r, "naive_roi")),
              "incremental KPI at applied transforms": significant(_float(r, "incremental_kpi"))}
@@ -161,6 +176,8 @@ def point_estimates_table(table: pd.DataFrame) -> MetadataValue:
 def changes_table(changes: pd.DataFrame, estimates: pd.DataFrame, level: str = "95%") -> MetadataValue:
     """This run's published ROI beside the previous run's (with its interval) and the change, rounded
     to what this run's interval supports; `outside` marks a ROI outside the previous interval."""
+    import pandas as pd
+
     bounds = estimates.set_index(["channel", "effect"])[["roi_ci_low", "roi_ci_high"]]
     rows = []
     for r in changes.to_dict("records"):

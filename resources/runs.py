@@ -7,9 +7,10 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 @dataclass(frozen=True)
@@ -88,6 +89,8 @@ def market_outcomes(instance: Any, markets_run_id: str) -> list[MarketOutcome]:
 
 def pooled_summary_table(pooled: pd.DataFrame) -> str:
     """Per channel, effect and metric: the pooled mean across markets with its interval and I²."""
+    import pandas as pd
+
     if pooled.empty:
         return "no market published: nothing to pool."
     rows = [f"{'channel':<10} {'effect':<9} {'metric':<5} {'markets':>7} {'pooled':>7} {'95% interval':>17} "
@@ -199,6 +202,8 @@ def summary_table(estimates: pd.DataFrame) -> str:
     whether the data support it (`observed`) or the response curve extrapolates it, the marginal
     ROI (the next unit of spend, always within the data) with its interval, the p-value and the
     naive ROI. A withheld channel shows its reason instead of numbers."""
+    import pandas as pd
+
     rows = [f"{'channel':<10} {'effect':<9} {'ROI':>6} {'95% interval':>16} {'support':<12} "
             f"{'mROI':>6} {'95% interval':>16} {'p-value':>8} {'naive ROI':>9}"]
     for r in estimates.to_dict("records"):

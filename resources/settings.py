@@ -18,10 +18,7 @@ from pydantic import PrivateAttr
 
 from cmmm_pipeline.core.config import PipelineConfig
 from cmmm_pipeline.core.errors import CmmmError
-from cmmm_pipeline.core.loading import load_config
-from cmmm_pipeline.data import warehouse
 from cmmm_pipeline.data.markets import check_market_folders, market_folder, market_warehouse
-from cmmm_pipeline.publish.outputs import RepairAction, repair_publication
 from cmmm_pipeline.publish.preflight import (OutputError, check_disk_space, check_output_folder_usable,
                                              check_warehouse_file)
 from resources.lock import WarehouseLock
@@ -77,6 +74,8 @@ class CmmmSettings(ConfigurableResource):
     _market: str | None = PrivateAttr(default=None)
 
     def setup_for_execution(self, context: InitResourceContext) -> None:
+        from cmmm_pipeline.core.loading import load_config
+
         self._market = run_market(context)
         # A bad config is kept, not raised: the first step that needs it fails with the rule
         # paragraph as its headline instead of a resource-initialisation stack trace.
@@ -88,6 +87,8 @@ class CmmmSettings(ConfigurableResource):
     @property
     def config(self) -> PipelineConfig:
         """The parsed config (parsed on first use outside a run, e.g. a direct call in a test)."""
+        from cmmm_pipeline.core.loading import load_config
+
         if self._config_error is not None:
             raise Failure(description=str(self._config_error), metadata={"rule": self._config_error.rule}) from self._config_error
         if self._parsed is None:
@@ -145,6 +146,9 @@ class WarehouseResource(DuckDBResource):
         return market_folder(self.output_dir, self._market) if self._market else Path(self.output_dir)
 
     def setup_for_execution(self, context: InitResourceContext) -> None:
+        from cmmm_pipeline.data import warehouse
+        from cmmm_pipeline.publish.outputs import RepairAction, repair_publication
+
         run_id = context.run.run_id if context.run is not None else None
         if not run_id or not _is_file(self.database):
             return
@@ -176,6 +180,8 @@ class WarehouseResource(DuckDBResource):
             raise
 
     def teardown_after_execution(self, context: InitResourceContext) -> None:
+        from cmmm_pipeline.data import warehouse
+
         try:
             if self._run_schema is not None and not self.keep_staging:
                 with connect(self.path) as con:

@@ -5,13 +5,25 @@ field is stored as typed JSON and comes back as the same type."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
-import networkx as nx
-import pandas as pd
+if TYPE_CHECKING:
+    import networkx as nx
+    import pandas as pd
+    from pandas import DataFrame
 
-from cmmm_pipeline.effects.estimation import EffectSpec, NotEstimated
-from cmmm_pipeline.media.features import ChannelTransform
-from cmmm_pipeline.plan.weekly import empty_plan_weeks
+    from cmmm_pipeline.effects.estimation import EffectSpec, NotEstimated
+    from cmmm_pipeline.media.features import ChannelTransform
+else:
+    DataFrame = Any
+    """A step's DataFrame input or output: `pandas.DataFrame` to a type checker, `Any` to Dagster, which
+    resolves the annotations of every asset when the code location loads, before any step needs pandas."""
+
+
+def _no_plan_weeks() -> pd.DataFrame:
+    from cmmm_pipeline.plan.weekly import empty_plan_weeks
+
+    return empty_plan_weeks()
 
 
 @dataclass(frozen=True)
@@ -77,5 +89,5 @@ class BudgetPlan:
     notes: tuple[str, ...]
     refusals: tuple[str, ...]
     """Each refusal as `[rule] place: detail Fix: fix`."""
-    budget_plan_weeks: pd.DataFrame = field(default_factory=empty_plan_weeks)
+    budget_plan_weeks: pd.DataFrame = field(default_factory=_no_plan_weeks)
     """plan_weeks.csv: per plan week and channel, the spend and the KPI it adds (no rows without a computed plan)."""

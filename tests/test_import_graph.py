@@ -85,8 +85,9 @@ def test_assets_and_checks_share_code_only_through_resources() -> None:
 
 def test_the_code_location_loads_without_the_heavy_libraries() -> None:
     """Loading the code location (and so `dagster dev` and every run worker) must not pay for the
-    statistics libraries: they are imported inside the steps that use them."""
-    heavy = ("dowhy", "great_expectations", "statsmodels", "matplotlib", "scipy.stats", "scipy.signal", "jinja2")
+    data and statistics libraries: they are imported inside the steps that use them."""
+    heavy = ("dowhy", "great_expectations", "statsmodels", "matplotlib", "scipy", "jinja2", "pandas", "numpy",
+             "pyarrow", "sklearn")
     probe = ("import sys, cmmm_pipeline.definitions as d; "
              f"print(repr(sorted(m for m in {heavy!r} if m in sys.modules)), "
              "len(d.defs.resolve_asset_graph().get_all_asset_keys()))")

@@ -10,10 +10,12 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from cmmm_pipeline.core.errors import DataError, clip
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 MARKETS_DIR = "markets"
 MARKET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
@@ -56,6 +58,8 @@ def check_market_folders(output_dir: str | Path, database: str | Path, market: s
 
 def markets_in(values: Iterable[object], where: str) -> list[str]:
     """The distinct markets of an export's market column, in first-seen order, each a valid name."""
+    import pandas as pd
+
     names = pd.unique(pd.Series(list(values), dtype="object").dropna().astype(str).str.strip())
     bad = [n for n in names if not is_market_name(n)]
     if bad:
@@ -110,6 +114,8 @@ def with_market(table: pd.DataFrame, market: str | None) -> pd.DataFrame:
 def published_estimates(database: str | Path, markets: Iterable[str]) -> tuple[pd.DataFrame, list[str]]:
     """Every market's published estimates, gathered (read-only, each warehouse in turn), and the
     markets that have no publication yet."""
+    import pandas as pd
+
     import duckdb
 
     from cmmm_pipeline.data import warehouse

@@ -296,13 +296,13 @@ def test_the_wild_kpi_week_of_issue_18_publishes_nothing(tmp_path: Path, capsys:
 def test_an_unexpected_error_is_one_line_naming_the_step(good_output: tuple[Path, dict[str, str]],
                                                         monkeypatch: pytest.MonkeyPatch,
                                                         capsys: pytest.CaptureFixture) -> None:
-    import assets.raw_spend
+    from cmmm_pipeline.data import ingest
 
     def broken(config: object, market: str | None = None) -> pd.DataFrame:
         raise RuntimeError("disk on fire")
 
     output, before = good_output
-    monkeypatch.setattr(assets.raw_spend, "load_raw", broken)
+    monkeypatch.setattr(ingest, "load_raw", broken)  # the step imports it when it runs
     assert main(["run", "--output", str(output)]) == RUN_FAILED
     out, err = capsys.readouterr()
     assert err.splitlines() == ["cmmm: run failed; nothing was published and earlier results are intact.",
