@@ -29,7 +29,7 @@ the simulator). So each test is a regression with autoregressive errors (feasibl
 
 A node carried by several columns (Fourier seasonality) is tested column by column given the
 others, and the smallest p-value is Bonferroni-corrected for the number of columns. The p-values
-of all tests are then adjusted together (statsmodels' `multipletests`; Holm by default: the DAG
+of all tests are then adjusted together (Holm by default: the DAG
 passes or fails as a whole).
 """
 
@@ -71,9 +71,6 @@ class CorrectionMethod(Enum):
 
     HOLM = "holm"
     BH = "bh"
-
-
-_STATSMODELS_METHOD = {CorrectionMethod.HOLM: "holm", CorrectionMethod.BH: "fdr_bh"}
 
 
 @dataclass(frozen=True)
@@ -501,13 +498,22 @@ def check_implication(data: pd.DataFrame, implication: Implication, columns: Map
 
 
 def adjust_pvalues(p_values: Sequence[float], method: CorrectionMethod) -> np.ndarray:
-    """Holm (step-down, family-wise error) or Benjamini–Hochberg (step-up, false discovery rate),
-    by statsmodels' `multipletests`."""
-    from statsmodels.stats.multitest import multipletests
+    """Holm (step-down, family-wise error) or Benjamini–Hochberg (step-up, false discovery rate).
+    Written out rather than called from statsmodels' `multipletests` (tested equal to it), whose Holm
+    branch runs a full garbage collection: 0.3 s per call in a run's heap, for a dozen numbers."""
     p = np.asarray(p_values, dtype=float)
-    if len(p) == 0:
+    m = len(p)
+    if m == 0:
         return p
-    return multipletests(p, method=_STATSMODELS_METHOD[method])[1]
+    order = np.argsort(p, kind="stable")
+    ranked = p[order]
+    if method is CorrectionMethod.HOLM:
+        adjusted = np.maximum.accumulate((m - np.arange(m)) * ranked)
+    else:
+        adjusted = np.minimum.accumulate((m / np.arange(1, m + 1) * ranked)[::-1])[::-1]
+    out = np.empty(m)
+    out[order] = np.minimum(adjusted, 1.0)
+    return out
 
 
 def adjust_results(results: Sequence[IndependenceTestResult],
