@@ -37,6 +37,7 @@ from dagster import (
     op,
 )
 
+from cmmm_pipeline.core.heap import STEP_LIBRARIES
 from resources.metadata import OWNERS
 from resources.runs import MARKET_TAG, PARENT_TAG, QUIET_RUN_CONFIG, market_outcome, market_outcomes
 from resources.settings import CmmmSettings
@@ -45,8 +46,7 @@ MARKETS_JOB = "cmmm_markets"
 SUMMARY_ASSET = "markets_summary"
 EXECUTOR_ENV = "CMMM_EXECUTOR"
 DASK_SCHEDULER_ENV = "CMMM_DASK_SCHEDULER"
-PRELOADED_MODULES = ("cmmm_pipeline.definitions", "dowhy", "great_expectations",
-                     "statsmodels.api", "scipy.optimize", "matplotlib.pyplot")
+PRELOADED_MODULES = ("cmmm_pipeline.definitions", *STEP_LIBRARIES)
 STEP_IO = "markets_io"
 """The op job's values (market names, outcomes) are small and pickled to the instance's storage,
 which every worker of a cluster shares; the per-market tables stay in each market's warehouse."""

@@ -24,10 +24,12 @@ from resources.runs import (  # noqa: F401 - the outcome types and tables are th
 def run_pipeline(config_path: str, output_dir: str, warehouse_path: str) -> RunOutcome:
     from dagster import DagsterInstance
 
+    from cmmm_pipeline.core.heap import freeze_step_libraries
     from cmmm_pipeline.definitions import JOB_NAME, build_definitions
 
     defs = build_definitions(config_path=config_path, output_dir=output_dir, warehouse_path=warehouse_path)
     job = defs.resolve_job_def(JOB_NAME)
+    freeze_step_libraries()
     # With DAGSTER_HOME set, the run is recorded in that instance: the UI's run history shows it.
     with (DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else
           DagsterInstance.ephemeral(settings={"telemetry": {"enabled": False}})) as instance:
@@ -39,11 +41,13 @@ def run_market(config_path: str, output_dir: str, warehouse_path: str, market: s
                tags: dict[str, str] | None = None) -> RunOutcome:
     """One market's partition of the weekly job, in process, recorded in `instance`; its outcome
     names the market's own folder and warehouse."""
+    from cmmm_pipeline.core.heap import freeze_step_libraries
     from cmmm_pipeline.data.markets import market_folder, market_warehouse
     from cmmm_pipeline.definitions import JOB_NAME, build_definitions
 
     job = build_definitions(config_path=config_path, output_dir=output_dir,
                             warehouse_path=warehouse_path).resolve_job_def(JOB_NAME)
+    freeze_step_libraries()  # preloaded by the process server: this only freezes them
     result = job.execute_in_process(instance=instance, partition_key=market, raise_on_error=False,
                                     run_config=QUIET_RUN_CONFIG, tags=tags)
     return outcome_of(result, str(market_folder(output_dir, market)), str(market_warehouse(warehouse_path, market)))
