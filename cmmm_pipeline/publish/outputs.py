@@ -56,7 +56,6 @@ from cmmm_pipeline.publish.report import (
     ReportInputs,
     RunInfo,
     attention_items,
-    forest_plot_png,
     render_report,
 )
 
@@ -369,8 +368,7 @@ def _write_run_folder(con: duckdb.DuckDBPyConnection, folder: Path, config: Pipe
     manifest = {"run_id": run_id, "run_time": None if when is None else when.isoformat(),
                 "files": {name: hashlib.sha256(data).hexdigest() for name, data in contents.items()}}
     _write_file(folder / MANIFEST_FILE, (json.dumps(manifest, indent=2) + "\n").encode("utf-8"))
-    return ((*contents, MANIFEST_FILE), changes, forest_plot_png(estimates, config.estimation.ci_level),
-            tuple(attention_items(inputs)))
+    return (*contents, MANIFEST_FILE), changes, inputs.forest_png, tuple(attention_items(inputs))
 
 
 def _write_file(path: Path, data: bytes) -> None:

@@ -19,7 +19,7 @@ import datetime as dt
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from importlib import resources
 from typing import Any, ClassVar
 
@@ -150,6 +150,11 @@ class ReportInputs:
     @property
     def alpha(self) -> float:
         return 1.0 - self.run.ci_level
+
+    @cached_property
+    def forest_png(self) -> bytes:
+        """The ROI forest plot, drawn once for the report and for the run's metadata in the UI."""
+        return forest_plot_png(self.estimates, self.run.ci_level)
 
     @property
     def level_label(self) -> str:
@@ -867,8 +872,7 @@ def _forest_section(inputs: ReportInputs) -> Section:
              "the KPI on every channel and control without the DAG. Below, per channel, what makes them differ: a "
              "mediator the naive regression holds fixed, a different adjustment set, or a selected transform's "
              "smoothing (its ROI is averaged over bootstrap resamples that each repeat the selection).")
-    blocks: list[Block] = [_image(forest_plot_png(inputs.estimates, inputs.run.ci_level),
-                                  "forest plot of ROI intervals")]
+    blocks: list[Block] = [_image(inputs.forest_png, "forest plot of ROI intervals")]
     comparisons = naive_comparisons(inputs)
     if comparisons:
         blocks += [Heading("Why causal and naive differ"), Reasons(tuple((c.channel, c.sentence) for c in comparisons))]
