@@ -17,7 +17,9 @@ Prints, each measured in fresh child processes (wall seconds, CPU seconds = user
 (e) BLAS threads: one SVD of a 156 × 72 matrix and the sample's in-process compute with the
     libraries' default threads (`CMMM_BLAS_THREADS=0`) and with the pipeline's one thread;
 (f) the resampling refuters side by side with DoWhy's on the sample (TV's total and direct effect,
-    the config's simulations, the same seed): new effect, p-value and CPU milliseconds of each.
+    the config's simulations, the same seed): new effect, p-value and CPU milliseconds of each;
+(g) where a warm refresh's CPU goes: three in-process refreshes of the sample after a warm-up, each
+    with the CPU of the report's figures (matplotlib) and of the Great Expectations suites.
 
 `--before DIR` runs (b), (c) and (d)'s sample point with another checkout's code (e.g. /work/main)
 beside this one's. The load average is printed with every section: on a shared machine it says how
@@ -293,9 +295,57 @@ def refuters_side_by_side(repeats: int = 3) -> None:
                   f"{float(d.new_effect):16.6f} {float(d.refutation_result['p_value']):8.4f} {dms:8.1f}", flush=True)
 
 
+def refresh_parts(repeats: int = 3) -> None:
+    """(g): one warm refresh of the sample in this process (libraries frozen, as `cmmm run` does), with the
+    CPU of the report's figures (matplotlib's PNG rendering) and of the Great Expectations suites."""
+    import logging
+
+    sys.path.insert(0, str(ROOT))
+    from dagster import DagsterInstance
+
+    import data_checks.dag_checks
+    import data_checks.gx_runner
+    import data_checks.suites
+    from cmmm_pipeline.core.heap import freeze_step_libraries
+    from cmmm_pipeline.definitions import JOB_NAME, build_definitions
+    from cmmm_pipeline.publish import plots
+
+    logging.disable(logging.WARNING)
+    spent = {"figures": 0.0, "gx suites": 0.0}
+
+    def timed(fn, key):  # noqa: ANN001, ANN202
+        def wrapper(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+            start = time.process_time()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                spent[key] += time.process_time() - start
+        return wrapper
+
+    plots._png = timed(plots._png, "figures")
+    suite = timed(data_checks.gx_runner.run_suite, "gx suites")
+    data_checks.suites.run_suite = data_checks.dag_checks.run_suite = suite
+    quiet = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+    freeze_step_libraries()
+    with tempfile.TemporaryDirectory(prefix="cmmm-parts-") as tmp:
+        for i in range(repeats + 1):
+            out = Path(tmp) / str(i)
+            defs = build_definitions(config_path=str(_sample_config()), output_dir=str(out),
+                                     warehouse_path=str(out / "cmmm.duckdb"))
+            spent.update({k: 0.0 for k in spent})
+            start = time.process_time()
+            with DagsterInstance.ephemeral(settings={"telemetry": {"enabled": False}}) as instance:
+                ok = defs.resolve_job_def(JOB_NAME).execute_in_process(instance=instance, raise_on_error=False,
+                                                                        run_config=quiet).success
+            cpu = time.process_time() - start
+            if i:  # the first is the warm-up
+                parts = "  ".join(f"{k} {v:5.2f} s" for k, v in spent.items())
+                print(f"  refresh {i}: {'published' if ok else 'FAILED'}  CPU {cpu:5.2f} s   {parts}", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", nargs="+", choices=list("abcdef"), default=list("abcdef"))
+    parser.add_argument("--only", nargs="+", choices=list("abcdefg"), default=list("abcdefg"))
     parser.add_argument("--repeats", type=int, default=3, help="child runs of (a) and (b), median printed")
     parser.add_argument("--run-repeats", type=int, default=1, help="child runs of (c)")
     parser.add_argument("--before", type=Path, help="another checkout to measure (b), (c) and the sample in (d) on")
@@ -355,6 +405,9 @@ def main(argv: list[str] | None = None) -> int:
     if "f" in args.only:
         print(f"(f) resampling refuters, vectorised and DoWhy's, same draws ({load()})")
         refuters_side_by_side()
+    if "g" in args.only:
+        print(f"(g) where a warm refresh's CPU goes, in process, libraries frozen ({load()})")
+        refresh_parts()
     return 0
 
 
