@@ -7,10 +7,12 @@ working defaults: the bundled sample config and `./cmmm_output/`.
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 from dagster import (
     AssetSelection,
+    BetaWarning,
     Definitions,
     DynamicPartitionsDefinition,
     EnvVar,
@@ -38,6 +40,11 @@ from data_checks.freshness import FRESHNESS_CHECKS, freshness_checks_sensor, pub
 from data_checks.plan_checks import PLAN_CHECKS
 from resources.io_manager import StagingIOManager
 from resources.settings import CmmmSettings, WarehouseResource
+
+# Dagster rebuilds a sensor with `owners=[]` when it attaches resources to the op job the sensor targets
+# (the markets job) and then warns about its own beta parameter on every resolution, in every step process.
+warnings.filterwarnings("ignore", message=r"Parameter `owners` of initializer `SensorDefinition\.__init__`",
+                        category=BetaWarning)
 
 SAMPLE_CONFIG = Path(__file__).resolve().parent / "sample" / "config.yaml"
 DEFAULT_OUTPUT = "cmmm_output"

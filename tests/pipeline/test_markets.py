@@ -84,6 +84,24 @@ def test_every_step_is_partitioned_by_market(tmp_path: Path) -> None:
     assert single.resolve_job_def(JOB_NAME).partitions_def is None
 
 
+def test_resolving_the_markets_jobs_prints_no_library_notice(tmp_path: Path) -> None:
+    """Every step process of the markets job resolves the definitions: Dagster's notice about its own
+    `owners` parameter would be printed once per step. Other warnings still show (`-W default`)."""
+    import subprocess
+    import sys
+
+    config = _export(tmp_path, 2)
+    probe = ("import warnings; from cmmm_pipeline.definitions import build_definitions; "
+             f"d = build_definitions(config_path={str(config)!r}, output_dir={str(tmp_path / 'out')!r}); "
+             "print(sorted(j.name for j in d.resolve_all_job_defs())); "
+             "warnings.warn('a real warning still shows', UserWarning)")
+    done = subprocess.run([sys.executable, "-W", "default", "-c", probe], capture_output=True, text=True,
+                          timeout=300, check=True, cwd=Path(__file__).resolve().parents[2])
+    assert "cmmm_markets" in done.stdout
+    assert "BetaWarning" not in done.stderr and "owners" not in done.stderr
+    assert "a real warning still shows" in done.stderr
+
+
 def test_markets_that_differ_only_in_punctuation_get_distinct_steps() -> None:
     from assets.markets import step_names
 
