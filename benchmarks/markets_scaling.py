@@ -2,8 +2,9 @@
 its own true ROIs) through `cmmm_markets`, on the multiprocess executor or a local Dask cluster.
 
 Prints, per market count: wall time, wall time per market, the marginal wall time of one more market
-(against the 1-market row), the peak memory of one market's process, the markets published, and the
-pooled TV ROI against the markets' mean true ROI. Wall time on this machine is the figure that counts:
+(against the 1-market row), the peak memory of one market's process, the markets published, the
+pooled TV ROI against the markets' mean true ROI, and per channel the median relative error and the
+coverage of the published per-market ROIs (the estimand `benchmarks/external/pymc_markets.py` prints). Wall time on this machine is the figure that counts:
 the markets' CPU is spent in forked and cluster processes that are not this process's children.
 
     python benchmarks/markets_scaling.py --markets 1 5 20                 # multiprocess, default settings
@@ -72,7 +73,29 @@ def run(n_markets: int, executor: str, fast: bool, folder: Path) -> dict[str, fl
     tv = pooled[(pooled["channel"] == "tv") & (pooled["effect"] == "total") & (pooled["metric"] == "roi")] \
         if not pooled.empty else pooled
     return {"markets": n_markets, "published": sum(m.success for m in outcome.markets), "wall": wall,
-            "pooled_tv": float(tv["pooled"].iloc[0]) if len(tv) else float("nan"), "true_tv": true_tv}
+            "pooled_tv": float(tv["pooled"].iloc[0]) if len(tv) else float("nan"), "true_tv": true_tv,
+            "accuracy": direct_accuracy(output, truth)}
+
+
+def direct_accuracy(output: Path, truth: "pd.DataFrame") -> dict[str, tuple[float, float]]:
+    """Per channel, over the published markets: median relative error of the ROI against the simulator's
+    and the share of intervals that cover it, for the direct effect where the simulator splits it (TV,
+    through search) and the total otherwise: the estimand `benchmarks/external/pymc_markets.py` prints."""
+    import numpy as np
+
+    from cmmm_pipeline.data.markets import published_estimates
+
+    estimates, _ = published_estimates(output / "cmmm.duckdb", sorted(truth["market"].unique()))
+    true = (truth[truth["effect"].isin(["direct", "total"])].sort_values("effect")
+            .drop_duplicates(["market", "channel"]))
+    rows = estimates.merge(true[["market", "channel", "effect", "roi"]], on=["market", "channel", "effect"],
+                           suffixes=("", "_true"))
+    out = {}
+    for channel, r in rows.groupby("channel", sort=False):
+        error = np.abs(r["roi"] / r["roi_true"] - 1.0)
+        covered = (r["roi_ci_low"] <= r["roi_true"]) & (r["roi_true"] <= r["roi_ci_high"])
+        out[channel] = (float(error.median()), float(covered.mean()))
+    return out
 
 
 def main() -> None:
@@ -96,6 +119,8 @@ def main() -> None:
             marginal = (row["wall"] - first_wall) / (n - 1) if first_wall is not None and n > 1 else float("nan")
             print(f"{n:>7} {row['published']:>9} {row['wall']:>8.1f} {row['wall'] / n:>11.1f} "
                   f"{marginal:>10.1f} {row['pooled_tv']:>13.3f} {row['true_tv']:>9.3f}", flush=True)
+            print("        ROI per channel (direct where split), median relative error / coverage: "
+                  + "  ".join(f"{c} {e:.3f} / {v:.2f}" for c, (e, v) in row["accuracy"].items()), flush=True)
     print(f"load average after: {os.getloadavg()[0]:.1f}")
 
 

@@ -114,9 +114,8 @@ def with_market(table: pd.DataFrame, market: str | None) -> pd.DataFrame:
 def published_estimates(database: str | Path, markets: Iterable[str]) -> tuple[pd.DataFrame, list[str]]:
     """Every market's published estimates, gathered (read-only, each warehouse in turn), and the
     markets that have no publication yet."""
-    import pandas as pd
-
     import duckdb
+    import pandas as pd
 
     from cmmm_pipeline.data import warehouse
 
