@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from dagster import ConfigurableIOManager, DagsterInvariantViolationError, InputContext, OutputContext
 
 from cmmm_pipeline.core.errors import CmmmError
+from cmmm_pipeline.data.markets import market_warehouse
 from resources.settings import PARTITION_TAG, connect
 
 if TYPE_CHECKING:
@@ -75,8 +76,6 @@ class StagingIOManager(ConfigurableIOManager):
 
     def _path(self, context: InputContext | OutputContext) -> str:
         """The run's warehouse file: the market's own in a partitioned run (as WarehouseResource.path)."""
-        from cmmm_pipeline.data.markets import market_warehouse
-
         try:
             market = context.step_context.dagster_run.tags.get(PARTITION_TAG)
         except DagsterInvariantViolationError:  # a context built outside a run (a direct call)

@@ -87,11 +87,11 @@ class CmmmSettings(ConfigurableResource):
     @property
     def config(self) -> PipelineConfig:
         """The parsed config (parsed on first use outside a run, e.g. a direct call in a test)."""
-        from cmmm_pipeline.core.loading import load_config
-
         if self._config_error is not None:
             raise Failure(description=str(self._config_error), metadata={"rule": self._config_error.rule}) from self._config_error
         if self._parsed is None:
+            from cmmm_pipeline.core.loading import load_config
+
             self._parsed = load_config(self.config_path)
         return self._parsed
 
