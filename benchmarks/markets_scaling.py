@@ -77,25 +77,32 @@ def run(n_markets: int, executor: str, fast: bool, folder: Path) -> dict[str, fl
             "accuracy": direct_accuracy(output, truth)}
 
 
-def direct_accuracy(output: Path, truth: "pd.DataFrame") -> dict[str, tuple[float, float]]:
-    """Per channel, over the published markets: median relative error of the ROI against the simulator's
-    and the share of intervals that cover it, for the direct effect where the simulator splits it (TV,
-    through search) and the total otherwise: the estimand `benchmarks/external/pymc_markets.py` prints."""
-    import numpy as np
+def direct_truth(truth: "pd.DataFrame") -> "pd.DataFrame":
+    """Per market and channel, the simulator's ROI of the direct effect where it splits one (TV, through
+    search), else of the total: what a model holding the other channels fixed estimates."""
+    return (truth[truth["effect"].isin(["direct", "total"])].sort_values("effect")
+            .drop_duplicates(["market", "channel"])[["market", "channel", "effect", "roi"]])
 
+
+def channel_accuracy(rows: "pd.DataFrame") -> dict[str, tuple[float, float]]:
+    """Channel → (median relative error of `roi` against `roi_true`, share of [`roi_ci_low`,
+    `roi_ci_high`] that cover it)."""
+    out = {}
+    for channel, r in rows.groupby("channel", sort=False):
+        error = (r["roi"] / r["roi_true"] - 1.0).abs()
+        covered = (r["roi_ci_low"] <= r["roi_true"]) & (r["roi_true"] <= r["roi_ci_high"])
+        out[str(channel)] = (float(error.median()), float(covered.mean()))
+    return out
+
+
+def direct_accuracy(output: Path, truth: "pd.DataFrame") -> dict[str, tuple[float, float]]:
+    """`channel_accuracy` of the published per-market ROIs against `direct_truth`: the estimand
+    `benchmarks/external/pymc_markets.py` prints."""
     from cmmm_pipeline.data.markets import published_estimates
 
     estimates, _ = published_estimates(output / "cmmm.duckdb", sorted(truth["market"].unique()))
-    true = (truth[truth["effect"].isin(["direct", "total"])].sort_values("effect")
-            .drop_duplicates(["market", "channel"]))
-    rows = estimates.merge(true[["market", "channel", "effect", "roi"]], on=["market", "channel", "effect"],
-                           suffixes=("", "_true"))
-    out = {}
-    for channel, r in rows.groupby("channel", sort=False):
-        error = np.abs(r["roi"] / r["roi_true"] - 1.0)
-        covered = (r["roi_ci_low"] <= r["roi_true"]) & (r["roi_true"] <= r["roi_ci_high"])
-        out[channel] = (float(error.median()), float(covered.mean()))
-    return out
+    return channel_accuracy(estimates.merge(direct_truth(truth), on=["market", "channel", "effect"],
+                                            suffixes=("", "_true")))
 
 
 def main() -> None:

@@ -163,9 +163,8 @@ def _rss_mb() -> float:
     return float("nan")
 
 
-def growth_worker(points: list[tuple[int, int]], warmups: int) -> None:
-    """In this process: import, warm up on the sample, then one in-process refresh per point; one
-    JSON line per point on stdout."""
+def refresh(config: Path, out: Path) -> bool:
+    """One refresh of `config` into `out`, in this process, logging silenced; True when it published."""
     import logging
 
     from dagster import DagsterInstance
@@ -174,13 +173,15 @@ def growth_worker(points: list[tuple[int, int]], warmups: int) -> None:
 
     logging.disable(logging.WARNING)
     quiet = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+    defs = build_definitions(config_path=str(config), output_dir=str(out), warehouse_path=str(out / "cmmm.duckdb"))
+    with DagsterInstance.ephemeral(settings={"telemetry": {"enabled": False}}) as instance:
+        return defs.resolve_job_def(JOB_NAME).execute_in_process(instance=instance, raise_on_error=False,
+                                                                  run_config=quiet).success
 
-    def refresh(config: Path, out: Path) -> bool:
-        defs = build_definitions(config_path=str(config), output_dir=str(out), warehouse_path=str(out / "cmmm.duckdb"))
-        with DagsterInstance.ephemeral(settings={"telemetry": {"enabled": False}}) as instance:
-            return defs.resolve_job_def(JOB_NAME).execute_in_process(instance=instance, raise_on_error=False,
-                                                                      run_config=quiet).success
 
+def growth_worker(points: list[tuple[int, int]], warmups: int) -> None:
+    """In this process: import, warm up on the sample, then one in-process refresh per point; one
+    JSON line per point on stdout."""
     sample = _sample_config()
     with tempfile.TemporaryDirectory(prefix="cmmm-growth-") as tmp:
         for i in range(warmups):
@@ -298,19 +299,13 @@ def refuters_side_by_side(repeats: int = 3) -> None:
 def refresh_parts(repeats: int = 3) -> None:
     """(g): one warm refresh of the sample in this process (libraries frozen, as `cmmm run` does), with the
     CPU of the report's figures (matplotlib's PNG rendering) and of the Great Expectations suites."""
-    import logging
-
     sys.path.insert(0, str(ROOT))
-    from dagster import DagsterInstance
-
     import data_checks.dag_checks
     import data_checks.gx_runner
     import data_checks.suites
     from cmmm_pipeline.core.heap import freeze_step_libraries
-    from cmmm_pipeline.definitions import JOB_NAME, build_definitions
     from cmmm_pipeline.publish import plots
 
-    logging.disable(logging.WARNING)
     spent = {"figures": 0.0, "gx suites": 0.0}
 
     def timed(fn, key):  # noqa: ANN001, ANN202
@@ -325,18 +320,12 @@ def refresh_parts(repeats: int = 3) -> None:
     plots._png = timed(plots._png, "figures")
     suite = timed(data_checks.gx_runner.run_suite, "gx suites")
     data_checks.suites.run_suite = data_checks.dag_checks.run_suite = suite
-    quiet = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
     freeze_step_libraries()
     with tempfile.TemporaryDirectory(prefix="cmmm-parts-") as tmp:
         for i in range(repeats + 1):
-            out = Path(tmp) / str(i)
-            defs = build_definitions(config_path=str(_sample_config()), output_dir=str(out),
-                                     warehouse_path=str(out / "cmmm.duckdb"))
             spent.update({k: 0.0 for k in spent})
             start = time.process_time()
-            with DagsterInstance.ephemeral(settings={"telemetry": {"enabled": False}}) as instance:
-                ok = defs.resolve_job_def(JOB_NAME).execute_in_process(instance=instance, raise_on_error=False,
-                                                                        run_config=quiet).success
+            ok = refresh(_sample_config(), Path(tmp) / str(i))
             cpu = time.process_time() - start
             if i:  # the first is the warm-up
                 parts = "  ".join(f"{k} {v:5.2f} s" for k, v in spent.items())

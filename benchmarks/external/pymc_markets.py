@@ -22,12 +22,17 @@ the other channels fixed, so the direct effect is its estimand (for every channe
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from benchmarks.markets_scaling import channel_accuracy, direct_truth  # noqa: E402  (numpy and pandas only)
 
 CHANNELS = ("tv", "search", "digital", "email")
 DRAWS = 400
@@ -61,7 +66,7 @@ def fit_markets(data: pd.DataFrame) -> tuple[pd.DataFrame, float]:
         for channel, column in zip(CHANNELS, columns):
             roi = contribution.sel(market=market, channel=column).values.ravel() / float(spend.loc[market, column])
             rows.append({"market": market, "channel": channel, "roi": float(roi.mean()),
-                         "low": float(np.quantile(roi, 0.025)), "high": float(np.quantile(roi, 0.975))})
+                         "roi_ci_low": float(np.quantile(roi, 0.025)), "roi_ci_high": float(np.quantile(roi, 0.975))})
     return pd.DataFrame(rows), seconds
 
 
@@ -74,10 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore")
     weekly = pd.read_csv(args.export / "weekly.csv")
-    truth = pd.read_csv(args.export / "truth.csv")
-    # The direct effect where the simulator splits it (TV, through search), else the total.
-    truth = (truth[truth["effect"].isin(["direct", "total"])].sort_values("effect")
-             .drop_duplicates(["market", "channel"]).set_index(["market", "channel"])["roi"])
+    truth = direct_truth(pd.read_csv(args.export / "truth.csv")).drop(columns="effect")
     markets = list(dict.fromkeys(weekly["market"]))
     ours = dict(zip(args.markets, args.ours))
     print(f"{'markets':>7} {'pymc-marketing s':>16} {'ours s':>7} {'ratio':>6}   "
@@ -86,12 +88,9 @@ def main(argv: list[str] | None = None) -> int:
         if n > len(markets):
             raise SystemExit(f"the export holds {len(markets)} markets, not {n}")
         estimates, seconds = fit_markets(weekly[weekly["market"].isin(markets[:n])])
-        true_roi = truth.loc[list(zip(estimates["market"], estimates["channel"]))].to_numpy()
-        estimates = estimates.assign(truth=true_roi, error=np.abs(estimates["roi"] / true_roi - 1.0),
-                                     covered=(estimates["low"] <= true_roi) & (true_roi <= estimates["high"]))
-        by_channel = estimates.groupby("channel", sort=False).agg(error=("error", "median"), cover=("covered", "mean"))
+        accuracy = channel_accuracy(estimates.merge(truth, on=["market", "channel"], suffixes=("", "_true")))
         mine = ours.get(n, float("nan"))
-        cells = "  ".join(f"{by_channel.loc[c, 'error']:>11.3f} / {by_channel.loc[c, 'cover']:4.2f}" for c in CHANNELS)
+        cells = "  ".join(f"{accuracy[c][0]:>11.3f} / {accuracy[c][1]:4.2f}" for c in CHANNELS)
         print(f"{n:>7} {seconds:>16.1f} {mine:>7.1f} {seconds / mine:>6.1f}   {cells}", flush=True)
     return 0
 
