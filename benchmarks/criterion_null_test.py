@@ -1,4 +1,4 @@
-"""The selection-aware test of no effect under each selection criterion: false alarms, power and the
+"""The selection-aware test of no effect under each selection criterion and CV scheme: false alarms, power and the
 null dispersion on held-out worlds with every transform selected.
 
 A criterion that picks, for a channel without effect, the curve that fits the noise best inflates the
@@ -8,6 +8,7 @@ costs shows as power. Printed per world and seed every channel's p-value and dis
 criterion the rejections at 5% of the channels with an effect and of the null ones.
 
     python -m benchmarks.criterion_null_test --world ten_channels --seeds 8 --criteria cv_min,in_sample
+    python -m benchmarks.criterion_null_test --world ten_channels --seeds 8 --criteria cv_min --schemes forward,blocked
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import numpy as np
 
 from benchmarks.heldout.null_study import problem_for
 from benchmarks.heldout.worlds import WORLDS
-from cmmm_pipeline.core.config import EffectType, SelectionCriterion
+from cmmm_pipeline.core.config import CvScheme, EffectType, SelectionCriterion
 from cmmm_pipeline.effects.null_test import null_test
 from cmmm_pipeline.media.selection import SelectionSettings
 
@@ -31,12 +32,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--world", default="ten_channels")
     parser.add_argument("--seeds", type=int, default=8)
     parser.add_argument("--criteria", default="cv_min,in_sample")
+    parser.add_argument("--schemes", default="forward", help="CV schemes (forward, blocked), each with every criterion")
     parser.add_argument("--samples", type=int, default=99, help="null datasets per test")
     args = parser.parse_args(argv)
     nulls = set(WORLDS[args.world].nulls)
     tally: dict[tuple[str, bool], list[tuple[float, float]]] = {}
-    for name in args.criteria.split(","):
-        selection = SelectionSettings(criterion=SelectionCriterion(name))
+    for criterion, scheme in [(c, s) for s in args.schemes.split(",") for c in args.criteria.split(",")]:
+        selection = SelectionSettings(criterion=SelectionCriterion(criterion), scheme=CvScheme(scheme))
+        name = criterion if scheme == CvScheme.FORWARD.value else f"{criterion}/{scheme}"
         for seed in range(1, args.seeds + 1):
             problem = problem_for(args.world, seed, selection)
             cells = []
@@ -52,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
           f"null channels: {', '.join(sorted(nulls))})")
     for (name, is_null), rows in sorted(tally.items()):
         rejected = sum(p < LEVEL for p, _ in rows)
-        print(f"  {name:10s} {'null  ' if is_null else 'effect'} {rejected:3d}/{len(rows):3d} "
+        print(f"  {name:14s} {'null  ' if is_null else 'effect'} {rejected:3d}/{len(rows):3d} "
               f"median dispersion {statistics.median(d for _, d in rows):.2f}")
     return 0
 

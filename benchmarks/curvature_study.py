@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from benchmarks.heldout.run import Case, oracle_case, relative_error, world_case, write_inputs
-from cmmm_pipeline.core.config import PipelineConfig, SelectionCriterion
+from cmmm_pipeline.core.config import CvScheme, PipelineConfig, SelectionCriterion
 from cmmm_pipeline.core.graph import build_graph
 from cmmm_pipeline.core.loading import load_config
 from cmmm_pipeline.data.ingest import load_raw
@@ -44,6 +44,7 @@ class Variant:
     passes: int = 3
     folds: int = 4
     initial_fraction: float = 0.5
+    scheme: CvScheme = CvScheme.FORWARD
 
 
 BASE = ParameterGrid()
@@ -65,6 +66,10 @@ VARIANTS = {
         SelectionCriterion.IN_SAMPLE),
     "cv_folds8": Variant("cv_folds8", BASE, SelectionCriterion.CV_MIN, folds=8),
     "cv_early": Variant("cv_early", BASE, SelectionCriterion.CV_MIN, folds=6, initial_fraction=0.3),
+    "blocked": Variant("blocked", BASE, SelectionCriterion.CV_MIN, scheme=CvScheme.BLOCKED),
+    "blocked5": Variant("blocked5", BASE, SelectionCriterion.CV_MIN, folds=5, scheme=CvScheme.BLOCKED),
+    "blocked6": Variant("blocked6", BASE, SelectionCriterion.CV_MIN, folds=6, scheme=CvScheme.BLOCKED),
+    "blocked8": Variant("blocked8", BASE, SelectionCriterion.CV_MIN, folds=8, scheme=CvScheme.BLOCKED),
 }
 
 
@@ -85,7 +90,7 @@ def point_estimates(case: Case, variant: Variant | None) -> pd.DataFrame:
         config = load_config(write_inputs(case, Path(tmp)))
         raw = load_raw(config)
     settings = (SelectionSettings(folds=variant.folds, initial_fraction=variant.initial_fraction, grid=variant.grid,
-                                  criterion=variant.criterion, max_passes=variant.passes)
+                                  criterion=variant.criterion, max_passes=variant.passes, scheme=variant.scheme)
                 if variant else SelectionSettings())
     chosen = select_transforms(raw, config, settings)
     features = build_features(raw, config, chosen.transforms)
@@ -139,15 +144,34 @@ def external_cases(seeds: list[int]) -> list[tuple[Case, pd.DataFrame]]:
     return out
 
 
-def study(cases: list[tuple[Case, pd.DataFrame | None]], variants: list[Variant]) -> pd.DataFrame:
+def half_oracle_case(case: Case, given: str) -> Case:
+    """The oracle with only one half of the true transforms given (`given`: "adstock" or
+    "saturation"); the other half is left to selection."""
+    truth = oracle_case(case).transforms or {}
+    return replace(case, transforms={c: {given: t[given]} for c, t in truth.items()})
+
+
+HALF_ORACLES = ("adstock", "saturation")
+"""With --half-oracles: which half of the selection costs (held-out worlds; external ones get no value)."""
+
+
+def study(cases: list[tuple[Case, pd.DataFrame | None]], variants: list[Variant],
+          half_oracles: bool = False) -> pd.DataFrame:
     rows = []
     for case, oracle in cases:
         started = time.perf_counter()
+        halves = {}
         if oracle is None:
             oracle = point_estimates(oracle_case(case), None)
+            if half_oracles:
+                halves = {f"true_{h}": point_estimates(half_oracle_case(case, h), VARIANTS["base"]).set_index("channel")
+                          for h in HALF_ORACLES}
         results = {"oracle": oracle.set_index("channel")}
         for v in variants:
             results[v.name] = point_estimates(case, v).set_index("channel")
+        if half_oracles:
+            results.update(halves or {f"true_{h}": oracle.set_index("channel").assign(roi=math.nan, mroi=math.nan)
+                                      for h in HALF_ORACLES})
         truth = case.truth.set_index("channel")
         for channel in truth.index:
             if bool(truth.loc[channel, "null"]):
@@ -203,6 +227,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--external", default="1-4", help="pysimmmulator seeds ('' for none)")
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--bagged", type=int, default=0, help="bootstrap resamples of the published estimate")
+    parser.add_argument("--half-oracles", action="store_true",
+                        help="also the base variant with only the true adstock, or only the true saturation, given")
     parser.add_argument("--csv", type=Path)
     parser.add_argument("--summarize", type=Path, help="print the summary of a CSV this study wrote, and stop")
     args = parser.parse_args(argv)
@@ -211,14 +237,15 @@ def main(argv: list[str] | None = None) -> int:
     variants = [VARIANTS[v] for v in args.variants.split(",")]
     if args.summarize:
         saved = pd.read_csv(args.summarize)
-        report(saved, [v.name for v in variants if f"{v.name}_roi" in saved.columns])
+        names = [v.name for v in variants] + [f"true_{h}" for h in HALF_ORACLES]
+        report(saved, [n for n in names if f"{n}_roi" in saved.columns])
         return 0
     cases: list[tuple[Case, pd.DataFrame | None]] = [
         (world_case(w, s), None) for w in args.heldout.split(",") if w for s in _seeds(args.seeds)]
     if args.external:
         cases += external_cases(_seeds(args.external))
-    table = study(cases, variants)
-    report(table, [v.name for v in variants])
+    table = study(cases, variants, args.half_oracles)
+    report(table, [v.name for v in variants] + ([f"true_{h}" for h in HALF_ORACLES] if args.half_oracles else []))
     if args.csv:
         table.to_csv(args.csv, index=False)
     return 0

@@ -123,6 +123,20 @@ class SelectionCriterion(Enum):
     IN_SAMPLE = "in_sample"
 
 
+class CvScheme(Enum):
+    """How the selection's cross validation splits the weeks (media/selection.py).
+
+    FORWARD: expanding window; each fold trains on the weeks before its test block, and the first
+    `cv_initial_fraction` of the weeks are never tested. BLOCKED: `cv_folds` contiguous blocks, each
+    predicted from all the others, past and future: every week is tested, so a curve is judged over
+    the whole range of spend (valid for a regression whose errors are serially uncorrelated given its
+    regressors: the media are transformed on the whole series, so no block sees another's KPI).
+    Measured against the oracle in docs/accuracy.md; FORWARD stays the default."""
+
+    FORWARD = "forward"
+    BLOCKED = "blocked"
+
+
 class SelectionBand(Enum):
     """Which intervals reach the estimates of the transforms the data cannot tell from the selected
     one (effects/selection_band.py): ALL (incremental KPI, ROI and mROI, with the p-value to
@@ -323,13 +337,16 @@ def _outlier_columns(raw: Any) -> tuple[tuple[str, float | None], ...]:
     return tuple(out)
 
 
+_KIND_NOUNS = {SelectionCriterion: "criterion", CvScheme: "scheme"}
+
+
 @dataclass(frozen=True)
 class EstimationConfig:
     """Estimation settings. `seed` makes every random step (bootstrap, refuters) reproducible.
     `block_length` None: chosen from the data (Politis–White). `null_test_samples`: null datasets
     of the selection-aware test of no effect (0: skipped). Transform selection: `cv_folds`
-    forward-chaining folds after an initial training window of `cv_initial_fraction` of the weeks,
-    at most `selection_passes` coordinate passes over the channels, points chosen by
+    forward-chaining folds after an initial training window of `cv_initial_fraction` of the weeks
+    (`cv_scheme: blocked`: `cv_folds` blocks, each predicted from the others), at most `selection_passes` coordinate passes over the channels, points chosen by
     `selection_criterion`; `selection_band`: which intervals also reach the near-equivalent
     transforms' estimates."""
 
@@ -343,6 +360,7 @@ class EstimationConfig:
     cv_initial_fraction: float = 0.5
     selection_passes: int = 3
     selection_criterion: SelectionCriterion = SelectionCriterion.CV_MIN
+    cv_scheme: CvScheme = CvScheme.FORWARD
     selection_band: SelectionBand = SelectionBand.MROI
     selection_average: bool = False
     """Ablation (docs/accuracy.md): publish the band's estimates averaged by predictive likelihood
@@ -354,7 +372,8 @@ class EstimationConfig:
     def __post_init__(self) -> None:
         if self.selection_band is False:  # YAML 1.1 reads an unquoted `off` as false
             object.__setattr__(self, "selection_band", SelectionBand.OFF)
-        for name, kind in (("selection_criterion", SelectionCriterion), ("selection_band", SelectionBand)):
+        for name, kind in (("selection_criterion", SelectionCriterion), ("cv_scheme", CvScheme),
+                           ("selection_band", SelectionBand)):
             value = getattr(self, name)
             if isinstance(value, kind):
                 continue
@@ -362,7 +381,7 @@ class EstimationConfig:
                 object.__setattr__(self, name, kind(value))
             except ValueError:
                 raise ConfigError("config-unknown-value", f"estimation.{name}", f"is {brief(value)}, not a known "
-                                  f"{'criterion' if kind is SelectionCriterion else 'setting'}.",
+                                  f"{_KIND_NOUNS.get(kind, 'setting')}.",
                                   f"use one of: {', '.join(m.value for m in kind)}.") from None
         require_field_types(self, "estimation")
         _range_problems(self, "estimation", [
@@ -376,7 +395,7 @@ class EstimationConfig:
             ("null_test_samples", self.null_test_samples != 0 and self.null_test_samples < 20,
              f"is {self.null_test_samples}.", "use at least 20 null datasets, or 0 to skip the test."),
             ("seed", self.seed < 0, f"is {self.seed}.", "use a non-negative integer seed."),
-            ("cv_folds", self.cv_folds < 2, f"is {self.cv_folds}.", "use at least 2 forward-chaining folds, e.g. 4."),
+            ("cv_folds", self.cv_folds < 2, f"is {self.cv_folds}.", "use at least 2 folds, e.g. 4."),
             ("cv_initial_fraction", not 0.2 <= self.cv_initial_fraction <= 0.8, f"is {self.cv_initial_fraction}.",
              "use a share of the weeks in [0.2, 0.8], e.g. 0.5."),
             ("selection_passes", self.selection_passes < 1, f"is {self.selection_passes}.", "use at least 1 pass."),

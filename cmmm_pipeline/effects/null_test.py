@@ -32,7 +32,7 @@ import numpy as np
 from cmmm_pipeline.core.config import EffectType
 from cmmm_pipeline.effects.bootstrap import EffectProblem, IntervalEstimate
 from cmmm_pipeline.effects.estimation import EffectSpec, newey_west_lags, solve_normal_equations
-from cmmm_pipeline.media.selection import SelectionSettings, coordinate_search, fold_bounds
+from cmmm_pipeline.media.selection import Folds, SelectionSettings, coordinate_search
 
 CHUNK = 64
 """Null datasets per batched selection: bounds memory (chunk × weeks × grid)."""
@@ -102,13 +102,13 @@ def null_test(problem: EffectProblem, spec: EffectSpec, selection: SelectionSett
     observed = batched_hac_t(problem.design(spec, np.arange(n)[None, :], problem.selected[None, :]),
                              problem.inputs.y[None, :], lags)[0]
     nulls = null_datasets(problem, spec, block_length, samples, rng)
-    edges = fold_bounds(n, selection.folds, selection.initial_fraction)
+    folds = Folds.of(n, selection)
     start = problem.inputs.start()
     draws = []
     for i in range(0, samples, CHUNK):
         y = nulls[i:i + CHUNK]
         rows = np.tile(np.arange(n), (y.shape[0], 1))
-        chosen = coordinate_search(problem.inputs, rows, start, edges, selection.max_passes, selection.criterion, y)
+        chosen = coordinate_search(problem.inputs, rows, start, folds, selection.max_passes, selection.criterion, y)
         draws.append(batched_hac_t(problem.design(spec, rows, chosen), y, lags))
     t = np.concatenate(draws)
     t = t[np.isfinite(t)]

@@ -40,8 +40,8 @@ from cmmm_pipeline.effects.bootstrap import (
 )
 from cmmm_pipeline.effects.estimation import MARGINAL_STEP
 from cmmm_pipeline.media.selection import (
+    Folds,
     SelectionSettings,
-    fold_bounds,
     near_equivalent_fit,
     predictive_weights,
 )
@@ -72,8 +72,7 @@ def band_range(problem: EffectProblem, selection: SelectionSettings, keys: list[
     """Every key's estimates over the applied and the near-equivalent selections."""
     alternatives, errors, applied = near_equivalent_fit(problem.inputs, problem.selected, selection)
     every = np.vstack([problem.selected[None, :], alternatives])
-    edges = fold_bounds(problem.n, selection.folds, selection.initial_fraction)
-    weights = predictive_weights(np.concatenate([[applied], errors]), int(edges[-1] - edges[1]))
+    weights = predictive_weights(np.concatenate([[applied], errors]), Folds.of(problem.n, selection).test_weeks)
     identity = np.arange(problem.n)
     parts = [estimate_all(problem, np.tile(identity, (len(chunk), 1)), chunk)
              for chunk in (every[i:i + CHUNK] for i in range(0, every.shape[0], CHUNK))]

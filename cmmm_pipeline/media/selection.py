@@ -3,7 +3,8 @@
 Where the config leaves a channel's adstock or saturation parameters out, they are chosen on a
 modest per-channel grid by the out-of-sample error of the KPI regression (all channels + all
 controls) under expanding-window, forward-chaining time-series cross validation: fold j trains on
-weeks [0, m_{j-1}) and predicts weeks [m_{j-1}, m_j). Channels are searched coordinate-wise (each
+weeks [0, m_{j-1}) and predicts weeks [m_{j-1}, m_j) (or, `CvScheme.BLOCKED`, every block of weeks
+is predicted from all the others). Channels are searched coordinate-wise (each
 channel's whole grid with the others held at their current values) until a pass changes nothing.
 Configured values are used as given: they are single points on their axis of the grid.
 
@@ -28,7 +29,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import pandas as pd
 
-from cmmm_pipeline.core.config import (AdstockType, ChannelConfig, EstimationConfig, PipelineConfig,
+from cmmm_pipeline.core.config import (AdstockType, ChannelConfig, CvScheme, EstimationConfig, PipelineConfig,
                                        SelectionCriterion)
 from cmmm_pipeline.core.threads import numeric_step
 from cmmm_pipeline.media.features import (
@@ -98,19 +99,22 @@ class ParameterGrid:
 @dataclass(frozen=True)
 class SelectionSettings:
     """How the cross validation is run: `folds` forward-chaining folds after an initial training
-    window of `initial_fraction` of the weeks; at most `max_passes` coordinate passes."""
+    window of `initial_fraction` of the weeks (`scheme` BLOCKED: `folds` blocks over all the weeks);
+    at most `max_passes` coordinate passes."""
 
     folds: int = 4
     initial_fraction: float = 0.5
     max_passes: int = 3
     grid: ParameterGrid = field(default_factory=ParameterGrid)
     criterion: SelectionCriterion = SelectionCriterion.CV_MIN
+    scheme: CvScheme = CvScheme.FORWARD
 
     @classmethod
     def from_config(cls, estimation: EstimationConfig) -> SelectionSettings:
         """The cross validation the config's `estimation` section asks for, on the default grid."""
         return cls(folds=estimation.cv_folds, initial_fraction=estimation.cv_initial_fraction,
-                   max_passes=estimation.selection_passes, criterion=estimation.selection_criterion)
+                   max_passes=estimation.selection_passes, criterion=estimation.selection_criterion,
+                   scheme=estimation.cv_scheme)
 
     def __post_init__(self) -> None:
         if self.folds < 2:
@@ -228,51 +232,91 @@ def fold_bounds(n: int, folds: int, initial_fraction: float) -> np.ndarray:
     return np.concatenate([[0], np.linspace(first, n, folds + 1).round().astype(int)])
 
 
-def cv_errors(fixed: np.ndarray, candidates: np.ndarray, y: np.ndarray, edges: np.ndarray) -> np.ndarray:
+@dataclass(frozen=True)
+class Folds:
+    """How the cross validation splits n weeks: segment edges [0, e1, ..., n] and their use.
+    FORWARD: fold j trains on the segments before segment j and tests on it; the first segment (the
+    initial training window) is never tested. BLOCKED: every segment is tested once, trained on all
+    the others, past and future: every week is predicted, so a curve is judged over the whole
+    range of spend, not only the later weeks'."""
+
+    edges: np.ndarray
+    scheme: CvScheme = CvScheme.FORWARD
+
+    @classmethod
+    def of(cls, n: int, settings: SelectionSettings) -> Folds:
+        if settings.scheme is CvScheme.BLOCKED:
+            return cls(np.linspace(0, n, settings.folds + 1).round().astype(int), CvScheme.BLOCKED)
+        return cls(fold_bounds(n, settings.folds, settings.initial_fraction))
+
+    @property
+    def test_sizes(self) -> np.ndarray:
+        """(folds,) weeks in each test fold."""
+        sizes = np.diff(self.edges)
+        return sizes if self.scheme is CvScheme.BLOCKED else sizes[1:]
+
+    @property
+    def test_weeks(self) -> int:
+        return int(self.test_sizes.sum())
+
+
+def cv_errors(fixed: np.ndarray, candidates: np.ndarray, y: np.ndarray, folds: Folds) -> np.ndarray:
     """(B, G) out-of-sample RMSE of y ~ fixed + candidate g, for every resample b and grid point g."""
-    sse = cv_fold_sse(fixed, candidates, y, edges).sum(axis=2)
-    return np.sqrt(np.maximum(sse, 0.0) / (edges[-1] - edges[1]))
+    sse = cv_fold_sse(fixed, candidates, y, folds).sum(axis=2)
+    return np.sqrt(np.maximum(sse, 0.0) / folds.test_weeks)
 
 
-def cv_fold_sse(fixed: np.ndarray, candidates: np.ndarray, y: np.ndarray, edges: np.ndarray) -> np.ndarray:
+def cv_fold_sse(fixed: np.ndarray, candidates: np.ndarray, y: np.ndarray, folds: Folds) -> np.ndarray:
     """(B, G, folds) out-of-sample sum of squared errors of y ~ fixed + candidate g per test fold.
 
     fixed (B, n, p) holds the regressors shared by all candidates, candidates (B, n, G) the
     alternative series of one channel, y (B, n). Per segment we accumulate F'F, F'y, F'C, C'y,
-    diag C'C and y'y; the training sums of fold j are the sums of the segments before it. The
-    candidate's coefficient comes from Frisch–Waugh (partial out F), and the test error expands
-    into the same sums, so no per-candidate regression is ever formed.
+    diag C'C and y'y; the training sums of a fold are the sums of the segments before it (forward)
+    or of all segments but its own (blocked). The candidate's coefficient comes from Frisch–Waugh
+    (partial out F), and the test error expands into the same sums, so no per-candidate regression
+    is ever formed.
     """
     b, _, p = fixed.shape
     g = candidates.shape[2]
     ft = fixed.transpose(0, 2, 1)
     seg = []
-    for lo, hi in zip(edges[:-1], edges[1:]):
+    for lo, hi in zip(folds.edges[:-1], folds.edges[1:]):
         f, c, yy = fixed[:, lo:hi], candidates[:, lo:hi], y[:, lo:hi]
         seg.append((ft[:, :, lo:hi] @ f, np.einsum("bnp,bn->bp", f, yy), ft[:, :, lo:hi] @ c,
                     np.einsum("bng,bn->bg", c, yy), np.einsum("bng,bng->bg", c, c), np.einsum("bn,bn->b", yy, yy)))
-    train = [np.zeros_like(s) for s in seg[0]]
-    sse = np.zeros((b, g, len(seg) - 1))
+    sse = np.zeros((b, g, len(folds.test_sizes)))
     ridge = 1e-10 * np.eye(p)
-    for j in range(len(seg)):
-        if j > 0:
-            ff_tr, fy_tr, fc_tr, cy_tr, cc_tr, _ = train
-            scale = np.maximum(np.einsum("bpp->bp", ff_tr), 1e-12)[:, :, None]
-            sol = np.linalg.solve(ff_tr + ridge * scale, np.concatenate([fy_tr[:, :, None], fc_tr], axis=2))
-            a_y, a_c = sol[:, :, 0], sol[:, :, 1:]
-            r_cy = cy_tr - np.einsum("bpg,bp->bg", fc_tr, a_y)
-            r_cc = cc_tr - np.einsum("bpg,bpg->bg", fc_tr, a_c)
-            ok = r_cc > 1e-10 * np.maximum(cc_tr, 1e-300)
-            beta = np.where(ok, r_cy / np.where(ok, r_cc, 1.0), 0.0)
-            ff, fy, fc, cy, cc, yy = seg[j]
-            ffa_c = ff @ a_c
-            uu = yy - 2 * np.einsum("bp,bp->b", a_y, fy) + np.einsum("bp,bpq,bq->b", a_y, ff, a_y)
-            uv = cy - np.einsum("bpg,bp->bg", a_c, fy) - np.einsum("bpg,bp->bg", fc, a_y) \
-                + np.einsum("bpg,bp->bg", ffa_c, a_y)
-            vv = cc - 2 * np.einsum("bpg,bpg->bg", a_c, fc) + np.einsum("bpg,bpg->bg", a_c, ffa_c)
-            sse[:, :, j - 1] = np.where(ok, np.maximum(uu[:, None] - 2 * beta * uv + beta**2 * vv, 0.0), np.inf)
-        train = [t + s for t, s in zip(train, seg[j])]
+    for j, (train, test) in enumerate(_train_test_sums(seg, folds.scheme)):
+        ff_tr, fy_tr, fc_tr, cy_tr, cc_tr, _ = train
+        scale = np.maximum(np.einsum("bpp->bp", ff_tr), 1e-12)[:, :, None]
+        sol = np.linalg.solve(ff_tr + ridge * scale, np.concatenate([fy_tr[:, :, None], fc_tr], axis=2))
+        a_y, a_c = sol[:, :, 0], sol[:, :, 1:]
+        r_cy = cy_tr - np.einsum("bpg,bp->bg", fc_tr, a_y)
+        r_cc = cc_tr - np.einsum("bpg,bpg->bg", fc_tr, a_c)
+        ok = r_cc > 1e-10 * np.maximum(cc_tr, 1e-300)
+        beta = np.where(ok, r_cy / np.where(ok, r_cc, 1.0), 0.0)
+        ff, fy, fc, cy, cc, yy = test
+        ffa_c = ff @ a_c
+        uu = yy - 2 * np.einsum("bp,bp->b", a_y, fy) + np.einsum("bp,bpq,bq->b", a_y, ff, a_y)
+        uv = cy - np.einsum("bpg,bp->bg", a_c, fy) - np.einsum("bpg,bp->bg", fc, a_y) \
+            + np.einsum("bpg,bp->bg", ffa_c, a_y)
+        vv = cc - 2 * np.einsum("bpg,bpg->bg", a_c, fc) + np.einsum("bpg,bpg->bg", a_c, ffa_c)
+        sse[:, :, j] = np.where(ok, np.maximum(uu[:, None] - 2 * beta * uv + beta**2 * vv, 0.0), np.inf)
     return sse
+
+
+def _train_test_sums(seg: list[tuple[np.ndarray, ...]], scheme: CvScheme) -> list[tuple[list[np.ndarray],
+                                                                                       tuple[np.ndarray, ...]]]:
+    """Per test fold, (its training sums, its own sums), from the per-segment sums."""
+    if scheme is CvScheme.BLOCKED:
+        total = [sum(parts) for parts in zip(*seg)]
+        return [([t - s for t, s in zip(total, part)], part) for part in seg]
+    out, train = [], [np.zeros_like(s) for s in seg[0]]
+    for j, part in enumerate(seg):
+        if j > 0:
+            out.append((train, part))
+        train = [t + s for t, s in zip(train, part)]
+    return out
 
 
 def _channel_design(inputs: SelectionInputs, rows: np.ndarray, selected: np.ndarray, k: int,
@@ -283,16 +327,16 @@ def _channel_design(inputs: SelectionInputs, rows: np.ndarray, selected: np.ndar
 
 
 def _channel_fold_sse(inputs: SelectionInputs, rows: np.ndarray, selected: np.ndarray, k: int,
-                      edges: np.ndarray, y: np.ndarray | None = None) -> np.ndarray:
-    return cv_fold_sse(*_channel_design(inputs, rows, selected, k, y), edges)
+                      folds: Folds, y: np.ndarray | None = None) -> np.ndarray:
+    return cv_fold_sse(*_channel_design(inputs, rows, selected, k, y), folds)
 
 
-def _channel_choice(inputs: SelectionInputs, rows: np.ndarray, selected: np.ndarray, k: int, edges: np.ndarray,
+def _channel_choice(inputs: SelectionInputs, rows: np.ndarray, selected: np.ndarray, k: int, folds: Folds,
                     criterion: SelectionCriterion, y: np.ndarray | None = None) -> np.ndarray:
     """(B,) channel k's chosen grid index per row set, the other channels held at `selected`."""
     if criterion is SelectionCriterion.IN_SAMPLE:
         return in_sample_sse(*_channel_design(inputs, rows, selected, k, y)).argmin(axis=1)
-    return pick(_channel_fold_sse(inputs, rows, selected, k, edges, y), edges, inputs.distances(k), criterion)
+    return pick(_channel_fold_sse(inputs, rows, selected, k, folds, y), folds, inputs.distances(k), criterion)
 
 
 def in_sample_sse(fixed: np.ndarray, candidates: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -313,30 +357,30 @@ def in_sample_sse(fixed: np.ndarray, candidates: np.ndarray, y: np.ndarray) -> n
     return np.where(ok, np.maximum(r_yy[:, None] - r_cy**2 / np.where(ok, r_cc, 1.0), 0.0), np.inf)
 
 
-def rmse(fold_sse: np.ndarray, edges: np.ndarray) -> np.ndarray:
+def rmse(fold_sse: np.ndarray, folds: Folds) -> np.ndarray:
     """(B, G) cross-validation RMSE from per-fold sums of squared errors."""
-    return np.sqrt(fold_sse.sum(axis=2) / (edges[-1] - edges[1]))
+    return np.sqrt(fold_sse.sum(axis=2) / folds.test_weeks)
 
 
-def pick(fold_sse: np.ndarray, edges: np.ndarray, distances: np.ndarray, criterion: SelectionCriterion) -> np.ndarray:
+def pick(fold_sse: np.ndarray, folds: Folds, distances: np.ndarray, criterion: SelectionCriterion) -> np.ndarray:
     """(B,) the chosen grid index per resample (see `SelectionCriterion`; the band: `within_one_se`)."""
     if criterion is SelectionCriterion.CV_MIN:
-        return rmse(fold_sse, edges).argmin(axis=1)
-    return np.where(within_one_se(fold_sse, edges), distances[None, :], np.inf).argmin(axis=1)
+        return rmse(fold_sse, folds).argmin(axis=1)
+    return np.where(within_one_se(fold_sse, folds), distances[None, :], np.inf).argmin(axis=1)
 
 
-def within_one_se(fold_sse: np.ndarray, edges: np.ndarray) -> np.ndarray:
+def within_one_se(fold_sse: np.ndarray, folds: Folds) -> np.ndarray:
     """(B, G) the candidates the folds cannot tell from the best one: each candidate's per-fold mean
     squared error minus the best candidate's (paired, so the noise the folds share cancels), whose
     mean is at most its standard error."""
-    best = rmse(fold_sse, edges).argmin(axis=1)
-    fold_mse = fold_sse / np.diff(edges)[1:]
+    best = rmse(fold_sse, folds).argmin(axis=1)
+    fold_mse = fold_sse / folds.test_sizes
     diff = fold_mse - np.take_along_axis(fold_mse, best[:, None, None], axis=1)
     se = diff.std(axis=2, ddof=1) / np.sqrt(diff.shape[2])
     return np.isfinite(diff).all(axis=2) & (diff.mean(axis=2) <= se)
 
 
-def coordinate_search(inputs: SelectionInputs, rows: np.ndarray, start: np.ndarray, edges: np.ndarray,
+def coordinate_search(inputs: SelectionInputs, rows: np.ndarray, start: np.ndarray, folds: Folds,
                       max_passes: int, criterion: SelectionCriterion = SelectionCriterion.CV_MIN,
                       y: np.ndarray | None = None) -> np.ndarray:
     """(B, channels) selected grid indices for each row set in `rows` (B, weeks): each pass
@@ -346,7 +390,7 @@ def coordinate_search(inputs: SelectionInputs, rows: np.ndarray, start: np.ndarr
     for _ in range(max_passes):
         changed = False
         for k in inputs.searchable:
-            best = _channel_choice(inputs, rows, selected, k, edges, criterion, y)
+            best = _channel_choice(inputs, rows, selected, k, folds, criterion, y)
             changed |= bool(np.any(best != selected[:, k]))
             selected[:, k] = best
         if not changed:
@@ -360,10 +404,10 @@ def near_equivalent(inputs: SelectionInputs, selected: np.ndarray, settings: Sel
     channels held at their selection. The applied selection itself is not among them."""
     n = inputs.y.size
     rows = np.arange(n)[None, :]
-    edges = fold_bounds(n, settings.folds, settings.initial_fraction)
+    folds = Folds.of(n, settings)
     out = []
     for k in inputs.searchable:
-        band = np.flatnonzero(within_one_se(_channel_fold_sse(inputs, rows, selected[None, :], k, edges), edges)[0])
+        band = np.flatnonzero(within_one_se(_channel_fold_sse(inputs, rows, selected[None, :], k, folds), folds)[0])
         for g in band[band != selected[k]]:
             alternative = np.array(selected, copy=True)
             alternative[k] = g
@@ -378,14 +422,14 @@ def near_equivalent_fit(inputs: SelectionInputs, selected: np.ndarray,
     their selection), so the errors compare across channels."""
     n = inputs.y.size
     rows = np.arange(n)[None, :]
-    edges = fold_bounds(n, settings.folds, settings.initial_fraction)
+    folds = Folds.of(n, settings)
     out, errors = [], []
     applied = float("nan")
     for k in inputs.searchable:
-        fold_sse = _channel_fold_sse(inputs, rows, selected[None, :], k, edges)
-        mse = fold_sse.sum(axis=2)[0] / (edges[-1] - edges[1])
+        fold_sse = _channel_fold_sse(inputs, rows, selected[None, :], k, folds)
+        mse = fold_sse.sum(axis=2)[0] / folds.test_weeks
         applied = float(mse[selected[k]])
-        band = np.flatnonzero(within_one_se(fold_sse, edges)[0])
+        band = np.flatnonzero(within_one_se(fold_sse, folds)[0])
         for g in band[band != selected[k]]:
             alternative = np.array(selected, copy=True)
             alternative[k] = g
@@ -409,10 +453,10 @@ def predictive_weights(mse: np.ndarray, test_weeks: int) -> np.ndarray:
 def reselect(inputs: SelectionInputs, rows: np.ndarray, start: np.ndarray, settings: SelectionSettings,
              chunk: int = 64) -> np.ndarray:
     """`coordinate_search` over many resamples, in chunks that bound memory (B × weeks × grid)."""
-    edges = fold_bounds(rows.shape[1], settings.folds, settings.initial_fraction)
+    folds = Folds.of(rows.shape[1], settings)
     if not inputs.searchable:
         return np.tile(np.asarray(start), (rows.shape[0], 1))
-    return np.concatenate([coordinate_search(inputs, rows[i:i + chunk], start, edges, settings.max_passes,
+    return np.concatenate([coordinate_search(inputs, rows[i:i + chunk], start, folds, settings.max_passes,
                                              settings.criterion)
                            for i in range(0, rows.shape[0], chunk)])
 
@@ -443,8 +487,8 @@ def select_transforms(raw: pd.DataFrame, config: PipelineConfig, settings: Selec
     candidates = {c.name: channel_candidates(c, settings.grid) for c in config.channels}
     inputs = selection_inputs(raw, config, candidates)
     rows = np.arange(len(raw))[None, :]
-    edges = fold_bounds(len(raw), settings.folds, settings.initial_fraction)
-    chosen = coordinate_search(inputs, rows, inputs.start(), edges, settings.max_passes, settings.criterion)
+    folds = Folds.of(len(raw), settings)
+    chosen = coordinate_search(inputs, rows, inputs.start(), folds, settings.max_passes, settings.criterion)
     transforms, errors, frames, index = {}, {}, [], {}
     for k, name in enumerate(inputs.channels):
         pick = int(chosen[0, k])
@@ -452,7 +496,7 @@ def select_transforms(raw: pd.DataFrame, config: PipelineConfig, settings: Selec
         index[name] = pick
         if k not in inputs.searchable:
             continue
-        cv = rmse(_channel_fold_sse(inputs, rows, chosen, k, edges), edges)[0]
+        cv = rmse(_channel_fold_sse(inputs, rows, chosen, k, folds), folds)[0]
         fit = np.sqrt(in_sample_sse(*_channel_design(inputs, rows, chosen, k, None))[0] / len(raw))
         errors[name] = float(cv[pick])
         frames.append(candidates_table(inputs.candidates[k], cv, pick, settings.grid, fit))

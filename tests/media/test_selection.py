@@ -10,11 +10,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cmmm_pipeline.core.config import (AdstockConfig, ChannelConfig, DataConfig, PipelineConfig, SaturationConfig,
-                                       SelectionCriterion)
+from cmmm_pipeline.core.config import (AdstockConfig, ChannelConfig, CvScheme, DataConfig, EstimationConfig,
+                                       PipelineConfig, SaturationConfig, SelectionCriterion)
 from cmmm_pipeline.data.ingest import load_raw
 from cmmm_pipeline.media.features import ParameterSource, build_features, configured_transform, transforms_table
 from cmmm_pipeline.media.selection import (
+    Folds,
     ParameterGrid,
     SelectionSettings,
     channel_candidates,
@@ -48,7 +49,7 @@ def test_cv_kernel_equals_explicit_forward_chaining_regressions() -> None:
     cand = rng.random((b, n, g))
     y = fixed[:, :, 1] + 2.0 * cand[:, :, 2] + rng.normal(size=(b, n))
     edges = fold_bounds(n, 4, 0.5)
-    fast = cv_errors(fixed, cand, y, edges)
+    fast = cv_errors(fixed, cand, y, Folds(edges))
     slow = np.empty((b, g))
     for i in range(b):
         for j in range(g):
@@ -60,6 +61,42 @@ def test_cv_kernel_equals_explicit_forward_chaining_regressions() -> None:
             slow[i, j] = np.sqrt(np.mean(np.concatenate(errors) ** 2))
     np.testing.assert_allclose(fast, slow, rtol=1e-8)
     assert (fast.argmin(axis=1) == 2).all()  # the series that generated y predicts it best
+
+
+def test_blocked_cv_kernel_equals_explicit_leave_one_block_out_regressions() -> None:
+    rng = np.random.default_rng(5)
+    b, n, p, g = 2, 100, 5, 4
+    fixed = np.concatenate([np.ones((b, n, 1)), rng.normal(size=(b, n, p - 1))], axis=2)
+    cand = rng.random((b, n, g))
+    y = fixed[:, :, 1] - 1.5 * cand[:, :, 1] + rng.normal(size=(b, n))
+    folds = Folds.of(n, SelectionSettings(folds=5, scheme=CvScheme.BLOCKED))
+    assert folds.edges.tolist() == [0, 20, 40, 60, 80, 100] and folds.test_weeks == n
+    fast = cv_errors(fixed, cand, y, folds)
+    slow = np.empty((b, g))
+    for i in range(b):
+        for j in range(g):
+            x = np.column_stack([fixed[i], cand[i, :, j]])
+            errors = []
+            for lo, hi in zip(folds.edges[:-1], folds.edges[1:]):
+                train = np.r_[0:lo, hi:n]
+                beta = np.linalg.lstsq(x[train], y[i, train], rcond=None)[0]
+                errors.append(y[i, lo:hi] - x[lo:hi] @ beta)
+            slow[i, j] = np.sqrt(np.mean(np.concatenate(errors) ** 2))
+    np.testing.assert_allclose(fast, slow, rtol=1e-8)
+    assert (fast.argmin(axis=1) == 1).all()  # the series that generated y predicts it best
+    forward = cv_errors(fixed, cand, y, Folds.of(n, SelectionSettings(folds=5)))
+    assert not np.allclose(fast, forward)  # the scheme reaches the kernel
+
+
+def test_the_cv_scheme_is_read_from_the_config_and_unknown_ones_are_refused() -> None:
+    from cmmm_pipeline.core.errors import ConfigError
+
+    estimation = EstimationConfig(cv_scheme="blocked")
+    assert estimation.cv_scheme is CvScheme.BLOCKED
+    assert SelectionSettings.from_config(estimation).scheme is CvScheme.BLOCKED
+    assert SelectionSettings.from_config(EstimationConfig()).scheme is CvScheme.FORWARD
+    with pytest.raises(ConfigError, match=r"estimation\.cv_scheme.*not a known scheme.*forward, blocked"):
+        EstimationConfig(cv_scheme="shuffled")
 
 
 def test_in_sample_kernel_equals_explicit_regressions() -> None:
@@ -236,7 +273,7 @@ def test_the_one_se_criterion_prefers_the_reference_among_indistinguishable_poin
     from cmmm_pipeline.core.config import SelectionCriterion
     from cmmm_pipeline.media.selection import pick
 
-    edges = np.array([0, 50, 60, 70, 80, 90])
+    edges = Folds(np.array([0, 50, 60, 70, 80, 90]))
     # Three candidates, four folds of ten weeks each: candidate 0 is best by a hair, candidate 2
     # (nearest the reference) is within one paired standard error, candidate 1 is clearly worse.
     fold_mse = np.array([[[1.00, 1.10, 0.90, 1.00], [2.0, 2.1, 1.9, 2.0], [1.02, 1.05, 0.95, 1.01]]])
