@@ -22,6 +22,7 @@ import tempfile
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -45,6 +46,9 @@ class Variant:
     folds: int = 4
     initial_fraction: float = 0.5
     scheme: CvScheme = CvScheme.FORWARD
+    modal_adstock: bool = False
+    """Choose each channel's carryover as the one its bootstrap re-selections pick most often, then
+    select (and smooth over) the saturation with that carryover held."""
 
 
 BASE = ParameterGrid()
@@ -66,6 +70,7 @@ VARIANTS = {
         SelectionCriterion.IN_SAMPLE),
     "cv_folds8": Variant("cv_folds8", BASE, SelectionCriterion.CV_MIN, folds=8),
     "cv_early": Variant("cv_early", BASE, SelectionCriterion.CV_MIN, folds=6, initial_fraction=0.3),
+    "modal_adstock": Variant("modal_adstock", BASE, SelectionCriterion.CV_MIN, modal_adstock=True),
     "blocked": Variant("blocked", BASE, SelectionCriterion.CV_MIN, scheme=CvScheme.BLOCKED),
     "blocked5": Variant("blocked5", BASE, SelectionCriterion.CV_MIN, folds=5, scheme=CvScheme.BLOCKED),
     "blocked6": Variant("blocked6", BASE, SelectionCriterion.CV_MIN, folds=6, scheme=CvScheme.BLOCKED),
@@ -96,6 +101,9 @@ def point_estimates(case: Case, variant: Variant | None) -> pd.DataFrame:
     features = build_features(raw, config, chosen.transforms)
     estimated = estimate_channels(raw, features, config, build_graph(config), chosen.transforms)
     table = estimated.table
+    if variant is not None and variant.modal_adstock:
+        return point_estimates(_with_modal_adstocks(case, raw, config, features, estimated, chosen, settings),
+                               replace(variant, modal_adstock=False))
     if BAGGED_SAMPLES:
         table = _bagged(raw, config, features, estimated, chosen, settings)
     table = table[table["effect"] == "total"].set_index("channel")
@@ -104,23 +112,51 @@ def point_estimates(case: Case, variant: Variant | None) -> pd.DataFrame:
                           "transform": _describe(chosen.transforms[c])} for c in config.channel_names])
 
 
-def _bagged(raw: pd.DataFrame, config: PipelineConfig, features: pd.DataFrame, estimated: ChannelEstimates,
-            chosen: SelectionResult, settings: SelectionSettings) -> pd.DataFrame:
-    """The estimates table with roi and mroi replaced by the published (smoothed) values."""
-    from cmmm_pipeline.core.config import EffectType
+def _with_modal_adstocks(case: Case, raw: pd.DataFrame, config: PipelineConfig, features: pd.DataFrame,
+                         estimated: ChannelEstimates, chosen: SelectionResult, settings: SelectionSettings) -> Case:
+    """The case with each selected channel's most often re-selected carryover written into its config."""
+    from collections import Counter
+
+    draws = _draws(raw, config, features, estimated, chosen, settings)[1]
+    transforms = {c: dict(t) for c, t in (case.transforms or {}).items()}
+    for k, name in enumerate(config.channel_names):
+        candidates = chosen.candidates[name]
+        if len(candidates) == 1:
+            continue
+        t = candidates[Counter(draws.selected[:, k].tolist()).most_common(1)[0][0]]
+        adstock = ({"type": "geometric", "decay": t.decay} if t.adstock.value == "geometric" else
+                   {"type": t.adstock.value, "shape": t.weibull_shape, "scale": t.weibull_scale, "max_lag": t.max_lag})
+        transforms.setdefault(name, {})["adstock"] = adstock
+    return replace(case, transforms=transforms)
+
+
+def _draws(raw: pd.DataFrame, config: PipelineConfig, features: pd.DataFrame, estimated: ChannelEstimates,
+           chosen: SelectionResult, settings: SelectionSettings) -> tuple[Any, Any]:
+    """The effect problem and its bootstrap draws with re-selection, as the pipeline makes them."""
     from cmmm_pipeline.data.ingest import spend_totals
-    from cmmm_pipeline.effects.bootstrap import BootstrapSettings, bootstrap, effect_problem, intervals
-    from cmmm_pipeline.effects.estimation import MARGINAL_STEP
+    from cmmm_pipeline.effects.bootstrap import BootstrapSettings, bootstrap, effect_problem
     from cmmm_pipeline.effects.robustness import in_table_order, published_gcomputation
 
     point = estimated.table
     specs = in_table_order(point, estimated.specs)
-    rows = point[np.isfinite(point["ate"].to_numpy(dtype=float))]
     problem = effect_problem(raw, config, dict(chosen.candidates), dict(chosen.selected_index), specs,
                              spend_totals(raw, config),
                              published_gcomputation(point, features, estimated.expanded, specs, config))
+    boot = BootstrapSettings(samples=BAGGED_SAMPLES or 100, level=0.95)
+    return problem, bootstrap(problem, boot, settings, np.random.default_rng(config.estimation.seed))
+
+
+def _bagged(raw: pd.DataFrame, config: PipelineConfig, features: pd.DataFrame, estimated: ChannelEstimates,
+            chosen: SelectionResult, settings: SelectionSettings) -> pd.DataFrame:
+    """The estimates table with roi and mroi replaced by the published (smoothed) values."""
+    from cmmm_pipeline.core.config import EffectType
+    from cmmm_pipeline.effects.bootstrap import BootstrapSettings, intervals
+    from cmmm_pipeline.effects.estimation import MARGINAL_STEP
+
+    point = estimated.table
+    rows = point[np.isfinite(point["ate"].to_numpy(dtype=float))]
+    problem, draws = _draws(raw, config, features, estimated, chosen, settings)
     boot = BootstrapSettings(samples=BAGGED_SAMPLES, level=0.95)
-    draws = bootstrap(problem, boot, settings, np.random.default_rng(config.estimation.seed))
     points = {(r.channel, EffectType(r.effect)): float(r.incremental_kpi) for r in rows.itertuples(index=False)}
     marginal = {(r.channel, EffectType(r.effect)): float(r.mroi) * MARGINAL_STEP * float(r.spend)
                 for r in rows.itertuples(index=False)}

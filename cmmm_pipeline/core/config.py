@@ -130,7 +130,8 @@ class CvScheme(Enum):
     `cv_initial_fraction` of the weeks are never tested. BLOCKED: `cv_folds` contiguous blocks, each
     predicted from all the others, past and future: every week is tested, so a curve is judged over
     the whole range of spend (valid for a regression whose errors are serially uncorrelated given its
-    regressors: the media are transformed on the whole series, so no block sees another's KPI).
+    regressors, Bergmeir, Hyndman & Koo 2018; the media are transformed from spend alone, so a test
+    block's regressors carry none of its KPI).
     Measured against the oracle in docs/accuracy.md; FORWARD stays the default."""
 
     FORWARD = "forward"
@@ -346,9 +347,9 @@ class EstimationConfig:
     `block_length` None: chosen from the data (Politis–White). `null_test_samples`: null datasets
     of the selection-aware test of no effect (0: skipped). Transform selection: `cv_folds`
     forward-chaining folds after an initial training window of `cv_initial_fraction` of the weeks
-    (`cv_scheme: blocked`: `cv_folds` blocks, each predicted from the others), at most `selection_passes` coordinate passes over the channels, points chosen by
-    `selection_criterion`; `selection_band`: which intervals also reach the near-equivalent
-    transforms' estimates."""
+    (`cv_scheme: blocked`: `cv_folds` blocks, each predicted from the others), at most
+    `selection_passes` coordinate passes over the channels, points chosen by `selection_criterion`;
+    `selection_band`: which intervals also reach the near-equivalent transforms' estimates."""
 
     ci_level: float = 0.95
     bootstrap_samples: int = 400
