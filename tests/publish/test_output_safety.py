@@ -197,6 +197,36 @@ def test_the_lock_refuses_a_symlinked_lock_file(tmp_path: Path) -> None:
     assert digest(target) == before
 
 
+def test_the_writability_probe_never_removes_a_link_planted_at_its_name(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    target = stand_in(tmp_path)
+    before = digest(target)
+    out = tmp_path / "out"
+    out.mkdir()
+    monkeypatch.setattr(preflight.secrets, "token_hex", lambda _: "planted")
+    os.symlink(target / "passwd", out / ".cmmm-probe-planted")  # the probe's next name, taken by a link
+    with pytest.raises(preflight.OutputError) as refused:
+        preflight.check_output_folder_usable(out)
+    assert refused.value.rule == "output-not-writable"
+    assert (out / ".cmmm-probe-planted").is_symlink() and digest(target) == before
+    os.unlink(out / ".cmmm-probe-planted")
+    preflight.check_output_folder_usable(out)  # its own probe is made and removed
+    assert list(out.iterdir()) == [] and digest(target) == before
+
+
+def test_replacing_current_never_removes_a_link_planted_at_its_temporary_name(tmp_path: Path,
+                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    target = stand_in(tmp_path)
+    before = digest(target)
+    monkeypatch.setattr(outputs.secrets, "token_hex", lambda _: "planted")
+    planted = tmp_path / f".{outputs.CURRENT}.planted.tmp"
+    os.symlink(target, planted)
+    with pytest.raises(FileExistsError):
+        outputs._replace_symlink(tmp_path / outputs.CURRENT, "runs/run-a")
+    assert planted.is_symlink() and os.readlink(planted) == str(target) and digest(target) == before
+    assert not os.path.lexists(tmp_path / outputs.CURRENT)
+
+
 # --- unusable output folders, warehouses and data files: a rule each, nothing written ------------
 
 def refused(argv: list[str], capsys: pytest.CaptureFixture) -> str:
