@@ -196,18 +196,16 @@ def study(cases: list[tuple[Case, pd.DataFrame | None]], variants: list[Variant]
     rows = []
     for case, oracle in cases:
         started = time.perf_counter()
-        halves = {}
-        if oracle is None:
+        held_out = oracle is None  # our own oracle: the true transforms written into the config
+        if held_out:
             oracle = point_estimates(oracle_case(case), None)
-            if half_oracles:
-                halves = {f"true_{h}": point_estimates(half_oracle_case(case, h), VARIANTS["base"]).set_index("channel")
-                          for h in HALF_ORACLES}
         results = {"oracle": oracle.set_index("channel")}
         for v in variants:
             results[v.name] = point_estimates(case, v).set_index("channel")
-        if half_oracles:
-            results.update(halves or {f"true_{h}": oracle.set_index("channel").assign(roi=math.nan, mroi=math.nan)
-                                      for h in HALF_ORACLES})
+        for h in HALF_ORACLES if half_oracles else ():
+            half = (point_estimates(half_oracle_case(case, h), VARIANTS["base"]) if held_out
+                    else oracle.assign(roi=math.nan, mroi=math.nan))
+            results[f"true_{h}"] = half.set_index("channel")
         truth = case.truth.set_index("channel")
         for channel in truth.index:
             if bool(truth.loc[channel, "null"]):

@@ -23,7 +23,7 @@ cross products (Frisch–Waugh on the normal equations), so its cost is one pass
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -305,18 +305,19 @@ def cv_fold_sse(fixed: np.ndarray, candidates: np.ndarray, y: np.ndarray, folds:
     return sse
 
 
-def _train_test_sums(seg: list[tuple[np.ndarray, ...]], scheme: CvScheme) -> list[tuple[list[np.ndarray],
-                                                                                       tuple[np.ndarray, ...]]]:
-    """Per test fold, (its training sums, its own sums), from the per-segment sums."""
+def _train_test_sums(seg: list[tuple[np.ndarray, ...]],
+                     scheme: CvScheme) -> Iterator[tuple[list[np.ndarray], tuple[np.ndarray, ...]]]:
+    """Per test fold in turn, (its training sums, its own sums), from the per-segment sums; one
+    fold's training sums held at a time."""
     if scheme is CvScheme.BLOCKED:
         total = [sum(parts) for parts in zip(*seg)]
-        return [([t - s for t, s in zip(total, part)], part) for part in seg]
-    out, train = [], [np.zeros_like(s) for s in seg[0]]
-    for j, part in enumerate(seg):
-        if j > 0:
-            out.append((train, part))
+        for part in seg:
+            yield [t - s for t, s in zip(total, part)], part
+        return
+    train = list(seg[0])
+    for part in seg[1:]:
+        yield train, part
         train = [t + s for t, s in zip(train, part)]
-    return out
 
 
 def _channel_design(inputs: SelectionInputs, rows: np.ndarray, selected: np.ndarray, k: int,
