@@ -1,8 +1,9 @@
 """How the many-markets job scales: N simulated markets (each 156 weeks, the sample's four channels,
 its own true ROIs) through `cmmm_markets`, on the multiprocess executor or a local Dask cluster.
 
-Prints, per market count: wall time, wall time per market, the marginal wall time of one more market
-(against the 1-market row), the peak memory of one market's process, the markets published, the
+Prints the CPU seconds of each of three markets run in turn in one process (after the first: the compute
+of one more market) and that process's peak memory; then, per market count: wall time, wall time per
+market, the marginal wall time of one more market (against the 1-market row), the markets published, the
 pooled TV ROI against the markets' mean true ROI, and per channel the median relative error and the
 coverage of the published per-market ROIs (the estimand `benchmarks/external/pymc_markets.py` prints). Wall time on this machine is the figure that counts:
 the markets' CPU is spent in forked and cluster processes that are not this process's children.
@@ -25,21 +26,29 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = "estimation: {bootstrap_samples: 50, refuter_simulations: 2, null_test_samples: 0}\n"
+COMPUTE_MARKETS = 3
 
 
-def one_market_peak_gb(folder: Path, fast: bool) -> float:
-    """Peak RSS of a `cmmm run` of one market's partition in a child process."""
-    from cmmm_pipeline.simulation.markets import write_markets
+def one_process_figures(folder: Path, fast: bool) -> tuple[float, list[float]]:
+    """Three markets' partitions run one after the other in one child process: its peak RSS, and
+    the CPU seconds of each market (the first pays for the imports and the caches; the others are
+    the compute of one more market)."""
+    from cmmm_pipeline.simulation.markets import market_names, write_markets
 
-    write_markets(folder, 1, estimation=FAST if fast else "")
-    script = ("import sys; from dagster import DagsterInstance; from cmmm_pipeline.run import run_market; "
-              "o = run_market(sys.argv[1], sys.argv[2], sys.argv[2] + '/cmmm.duckdb', 'm001', "
-              "DagsterInstance.ephemeral()); sys.exit(0 if o.success else 1)")
+    write_markets(folder, COMPUTE_MARKETS, estimation=FAST if fast else "")
+    script = ("import sys, time; from dagster import DagsterInstance; from cmmm_pipeline.run import run_market\n"
+              "instance = DagsterInstance.ephemeral()\n"
+              "for market in sys.argv[3:]:\n"
+              "    start = time.process_time()\n"
+              "    o = run_market(sys.argv[1], sys.argv[2], sys.argv[2] + '/cmmm.duckdb', market, instance)\n"
+              "    assert o.success, o.error\n"
+              "    print('cpu', time.process_time() - start, flush=True)\n")
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    subprocess.run([sys.executable, "-c", script, str(folder / "config.yaml"), str(folder / "out")], cwd=ROOT,
-                   check=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.DEVNULL,
-                   stderr=subprocess.DEVNULL)
-    return max(before, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) / 1024 ** 2
+    done = subprocess.run([sys.executable, "-c", script, str(folder / "config.yaml"), str(folder / "out"),
+                           *market_names(COMPUTE_MARKETS)], cwd=ROOT, check=True, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    peak = max(before, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) / 1024 ** 2
+    return peak, [float(line.split()[1]) for line in done.stdout.splitlines() if line.startswith("cpu ")]
 
 
 def run(n_markets: int, executor: str, fast: bool, folder: Path) -> dict[str, float]:
@@ -115,8 +124,10 @@ def main() -> None:
     print(f"executor {args.executor}, {'fast' if args.fast else 'default'} estimation settings, "
           f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}")
     with tempfile.TemporaryDirectory(prefix="cmmm-markets-") as tmp:
-        peak = one_market_peak_gb(Path(tmp) / "one", args.fast)
-        print(f"peak memory of one market's run (its own process): {peak:.2f} GB")
+        peak, cpu = one_process_figures(Path(tmp) / "one", args.fast)
+        print(f"one process, {COMPUTE_MARKETS} markets in turn: CPU s per market "
+              + ", ".join(f"{c:.2f}" for c in cpu) + f" (after the first: {sum(cpu[1:]) / len(cpu[1:]):.2f} s); "
+              f"peak memory {peak:.2f} GB")
         print(f"{'markets':>7} {'published':>9} {'wall s':>8} {'wall/market':>11} "
               f"{'marginal s':>10} {'pooled TV ROI':>13} {'true mean':>9}")
         first_wall = None

@@ -25,13 +25,98 @@ MARKERS = ("s", "D", "^", "v")
 COLOURS = ("#1f5fa8", "#e67e22", "#2e8b57", "#8e44ad", "#c0392b", "#16a085", "#7f8c8d", "#d4ac0d")
 
 
+EDGE = 0.08
+"""Inches of white kept at the figure's edges."""
+TICK = 7 / 72
+"""Inches a tick and its pad take between an axis and its tick labels (3.5 pt + 3.5 pt)."""
+LABEL_PAD = 4 / 72
+"""Inches between tick labels and their axis label (matplotlib's 4 pt)."""
+TITLE_PAD = 6 / 72
+"""Inches between an axes and its title (matplotlib's 6 pt)."""
+
+
 def _figure(width: float, height: float) -> Any:
+    """A figure laid out by `_fit`, not by a layout engine: constrained layout measures every
+    artist again before each draw, which was half of the report's figure time."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
+    fig = Figure(figsize=(width, height), dpi=DPI)
     FigureCanvasAgg(fig)
     return fig
+
+
+def _text_inches(fig: Any, texts: Sequence[str], size: float, rotation: float = 0.0) -> tuple[float, float]:
+    """Width and height, in inches, of the largest of `texts` at `size` points (font metrics only)."""
+    from matplotlib.font_manager import FontProperties
+
+    renderer, font = fig.canvas.get_renderer(), FontProperties(size=size)
+    width = height = 0.0
+    angle = np.deg2rad(rotation)
+    for text in texts:
+        w, h, _ = renderer.get_text_width_height_descent(text, font, ismath=False)
+        width = max(width, abs(w * np.cos(angle)) + abs(h * np.sin(angle)))
+        height = max(height, abs(w * np.sin(angle)) + abs(h * np.cos(angle)))
+    return width / fig.dpi, height / fig.dpi
+
+
+def _tick_labels(axis: Any) -> list[str]:
+    """The labels the axis will draw: its locator's ticks in view, formatted, and the offset text."""
+    low, high = sorted(axis.get_view_interval())
+    slack = 1e-9 * max(abs(high - low), 1e-300)
+    ticks = [t for t in axis.get_major_locator()() if low - slack <= t <= high + slack]
+    formatter = axis.get_major_formatter()
+    labels = [str(label) for label in formatter.format_ticks(ticks)]
+    offset = formatter.get_offset() if hasattr(formatter, "get_offset") else ""
+    return [*labels, offset] if offset else labels or [""]
+
+
+def _fit(fig: Any, axes: Sequence[Any], columns: int = 1, top: float = 0.0, title: float = 0.0,
+         ylabel: float = 0.0, xlabel: float = 0.0, x_rotation: float = 0.0, row_gap: float | None = None,
+         y_ticks: float = 10.0, x_ticks: float = 10.0) -> None:
+    """Margins and gaps (inches) that hold the tick labels, axis labels, titles, and `top` inches
+    above the grid (a legend, a title), measured from the texts themselves; value axes show plain
+    numbers. `title`, `ylabel`, `xlabel`, `y_ticks` and `x_ticks` are font sizes (0: no such text).
+    `row_gap` replaces the gap between rows when only the bottom row shows its x axis and only the
+    top one a title (a shared x axis)."""
+    from matplotlib.ticker import ScalarFormatter
+
+    if not axes:
+        return
+    for ax in axes:  # whole numbers on the value axis: an offset text ("1e6") would need room of its own
+        if isinstance(ax.yaxis.get_major_formatter(), ScalarFormatter):
+            ax.ticklabel_format(axis="y", style="plain", useOffset=False)
+    y_width = max(_text_inches(fig, _tick_labels(ax.yaxis), y_ticks)[0] for ax in axes)
+    x_width, x_height = _text_inches(fig, [t for ax in axes for t in _tick_labels(ax.xaxis)], x_ticks, x_rotation)
+    line = lambda size: size * 1.25 / 72 if size else 0.0  # noqa: E731 - one line of text
+    left = y_width + TICK + (line(ylabel) + LABEL_PAD if ylabel else 0.0)
+    below = x_height + TICK + (line(xlabel) + LABEL_PAD if xlabel else 0.0)
+    above = line(title) + TITLE_PAD if title else 0.0
+    right = EDGE + x_width / 2
+    width, height = fig.get_size_inches()
+    rows = int(np.ceil(len(axes) / columns))
+    cell_w = (width - EDGE - left - right - (columns - 1) * (left + right)) / columns
+    gap = above + below if row_gap is None else row_gap
+    cell_h = (height - EDGE - top - above - EDGE - below - (rows - 1) * gap) / rows
+    fig.subplots_adjust(left=(EDGE + left) / width, right=1 - right / width,
+                        bottom=(EDGE + below) / height, top=1 - (EDGE + top + above) / height,
+                        wspace=(left + right) / max(cell_w, 0.1), hspace=gap / max(cell_h, 0.1))
+
+
+def _legend_inches(fig: Any, legend: Any) -> float:
+    """The legend's height and a gap below it."""
+    return float(legend.get_window_extent(fig.canvas.get_renderer()).height) / fig.dpi + TICK / 2
+
+
+def _top_legend(fig: Any, ax: Any, columns: int, size: float = 8) -> Any:
+    """`ax`'s legend centred at the top of the figure, in as many columns (at most `columns`) as
+    fit its width with the longest entry."""
+    handles, labels = ax.get_legend_handles_labels()
+    entry = _text_inches(fig, labels, size)[0] + 0.6  # the key and the gaps around an entry
+    fit = int(max((fig.get_size_inches()[0] - 2 * EDGE) // entry, 1))
+    height = fig.get_size_inches()[1]
+    return fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 1 - EDGE / height),
+                      ncol=max(min(columns, fit, len(labels)), 1), fontsize=size, frameon=False, borderaxespad=0)
 
 
 def _png(fig: Any) -> bytes:
@@ -77,7 +162,8 @@ def forest_plot_png(estimates: pd.DataFrame, ci_level: float = 0.95) -> bytes:
     ax.invert_yaxis()
     ax.set_xlabel("ROI: incremental KPI per unit of spend")
     ax.grid(axis="x", alpha=0.3)
-    ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, fontsize=8, frameon=False)
+    legend = _top_legend(fig, ax, columns=2)
+    _fit(fig, [ax], top=_legend_inches(fig, legend), xlabel=10)
     return _png(fig)
 
 
@@ -121,7 +207,8 @@ def contributions_png(transformed: pd.DataFrame, parts: Sequence[ContributionPar
     ax.set_ylabel(kpi)
     ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=min(len(parts) + 1, 5), fontsize=8, frameon=False)
+    legend = _top_legend(fig, ax, columns=5)
+    _fit(fig, [ax], top=_legend_inches(fig, legend), ylabel=10)
     return _png(fig)
 
 
@@ -235,6 +322,7 @@ def response_curves_figure(curves: Sequence[ResponseCurve], kpi: str) -> Any:
         ax.grid(alpha=0.3)
         if i == 0:
             ax.legend(fontsize=7, loc="upper left", frameon=False)
+    _fit(fig, fig.axes, columns, title=9, ylabel=8, xlabel=8, y_ticks=7, x_ticks=7)
     return fig
 
 
@@ -257,8 +345,12 @@ def quarterly_effects_png(periods: pd.DataFrame, kpi: str, ci_level: float = 0.9
         ax.errorbar(pos, value, yerr=np.vstack([value - low, high - value]), fmt="none", ecolor="#333333",
                     capsize=2, lw=0.8)
         ax.axhline(0, color="grey", lw=0.8)
-        ax.set_ylabel(channel, fontsize=8)
+        ax.set_title(channel, loc="left", fontsize=8)
         ax.grid(axis="y", alpha=0.3)
     axes[-1].set_xticks(range(len(quarters)), quarters, rotation=60, fontsize=7)
-    axes[0].set_title(f"Incremental {kpi} by quarter (total effect), {ci_level * 100:g}% intervals", fontsize=9)
+    height = fig.get_size_inches()[1]
+    title = fig.suptitle(f"Incremental {kpi} by quarter (total effect), {ci_level * 100:g}% intervals", fontsize=9,
+                         y=1 - EDGE / height, va="top")
+    top = _text_inches(fig, [title.get_text()], 9)[1] + TITLE_PAD
+    _fit(fig, list(axes), top=top, title=8, x_rotation=60, row_gap=8 * 1.25 / 72 + TITLE_PAD + 0.04, x_ticks=7)
     return _png(fig)
