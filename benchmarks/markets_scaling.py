@@ -5,8 +5,9 @@ Prints the CPU seconds of each of three markets run in turn in one process (afte
 of one more market) and that process's peak memory; then, per market count: wall time, wall time per
 market, the marginal wall time of one more market (against the 1-market row), the markets published, the
 pooled TV ROI against the markets' mean true ROI, and per channel the median relative error and the
-coverage of the published per-market ROIs (the estimand `benchmarks/external/pymc_markets.py` prints). Wall time on this machine is the figure that counts:
-the markets' CPU is spent in forked and cluster processes that are not this process's children.
+coverage of the published per-market ROIs (the estimand `benchmarks/external/pymc_markets.py` prints).
+Wall time is the figure that counts for a run of many markets: their CPU is spent in forked and cluster
+processes that are not this process's children.
 
     python benchmarks/markets_scaling.py --markets 1 5 20                 # multiprocess, default settings
     python benchmarks/markets_scaling.py --markets 20 --executor dask     # a LocalCluster, 2 workers

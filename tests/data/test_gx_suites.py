@@ -271,3 +271,32 @@ def test_a_suite_keeps_one_of_two_rules_with_the_same_expectation_as_gx_does() -
     assert result.evaluated == 2
     assert not result.success
     assert [f.unexpected_count for f in result.failures] == [1]
+
+
+def test_failing_rules_list_the_same_rows_as_one_complete_validation() -> None:
+    """A suite is validated once for verdicts and again with row lists for the failed rules only:
+    the failures, their rows and values are those of one validation that lists every row."""
+    import great_expectations as gx
+
+    from data_checks import gx_runner
+    from data_checks.gx_runner import Rule, run_suite
+
+    e = gx.expectations
+    frame = pd.DataFrame({"x": [-1.0, 2.0, -3.0, 4.0], "y": [1.0, 1.0, 1.0, 1.0], "z": [0.0, 5.0, 6.0, 7.0]})
+    rules = [Rule("spend-non-negative", e.ExpectColumnValuesToBeBetween(column="x", min_value=0)),
+             Rule("channel-not-constant", e.ExpectColumnUniqueValueCountToBeBetween(column="y", min_value=2)),
+             Rule("spend-non-negative", e.ExpectColumnValuesToBeBetween(column="z", min_value=0)),
+             Rule("column-present", e.ExpectColumnToExist(column="w"))]
+
+    two_pass = run_suite("two_pass", frame, rules)
+    complete = gx_runner._batch_definition("two_pass").get_batch(batch_parameters={"dataframe": frame}).validate(
+        gx.ExpectationSuite(name="two_pass", expectations=[r.expectation for r in rules]),
+        result_format={"result_format": "COMPLETE"})
+    by_column = {r.expectation.column: r for r in rules}
+    one_pass = sorted((gx_runner._failure("two_pass", r, by_column[r.expectation_config.kwargs["column"]], None, "row")
+                       for r in complete.results if not r.success), key=lambda f: "xyw".index(f.column))
+    assert two_pass.evaluated == len(complete.results) == 4 and not two_pass.success
+    assert list(two_pass.failures) == one_pass
+    assert [(f.rule, f.column) for f in two_pass.failures] == [
+        ("spend-non-negative", "x"), ("channel-not-constant", "y"), ("column-present", "w")]
+    assert two_pass.failures[0].unexpected_count == 2 and two_pass.failures[0].example_values == ("-1", "-3")
