@@ -71,6 +71,11 @@ def _tick_labels(axis: Any) -> list[str]:
     return [*labels, offset] if offset else labels or [""]
 
 
+def _line_inches(size: float) -> float:
+    """Height of one line of text at `size` points."""
+    return size * 1.25 / 72
+
+
 def _fit(fig: Any, axes: Sequence[Any], columns: int = 1, top: float = 0.0, title: float = 0.0,
          ylabel: float = 0.0, xlabel: float = 0.0, x_rotation: float = 0.0, row_gap: float | None = None,
          y_ticks: float = 10.0, x_ticks: float = 10.0) -> None:
@@ -88,10 +93,9 @@ def _fit(fig: Any, axes: Sequence[Any], columns: int = 1, top: float = 0.0, titl
             ax.ticklabel_format(axis="y", style="plain", useOffset=False)
     y_width = max(_text_inches(fig, _tick_labels(ax.yaxis), y_ticks)[0] for ax in axes)
     x_width, x_height = _text_inches(fig, [t for ax in axes for t in _tick_labels(ax.xaxis)], x_ticks, x_rotation)
-    line = lambda size: size * 1.25 / 72 if size else 0.0  # noqa: E731 - one line of text
-    left = y_width + TICK + (line(ylabel) + LABEL_PAD if ylabel else 0.0)
-    below = x_height + TICK + (line(xlabel) + LABEL_PAD if xlabel else 0.0)
-    above = line(title) + TITLE_PAD if title else 0.0
+    left = y_width + TICK + (_line_inches(ylabel) + LABEL_PAD if ylabel else 0.0)
+    below = x_height + TICK + (_line_inches(xlabel) + LABEL_PAD if xlabel else 0.0)
+    above = _line_inches(title) + TITLE_PAD if title else 0.0
     right = EDGE + x_width / 2
     width, height = fig.get_size_inches()
     rows = int(np.ceil(len(axes) / columns))
@@ -352,5 +356,6 @@ def quarterly_effects_png(periods: pd.DataFrame, kpi: str, ci_level: float = 0.9
     title = fig.suptitle(f"Incremental {kpi} by quarter (total effect), {ci_level * 100:g}% intervals", fontsize=9,
                          y=1 - EDGE / height, va="top")
     top = _text_inches(fig, [title.get_text()], 9)[1] + TITLE_PAD
-    _fit(fig, list(axes), top=top, title=8, x_rotation=60, row_gap=8 * 1.25 / 72 + TITLE_PAD + 0.04, x_ticks=7)
+    _fit(fig, list(axes), top=top, title=8, x_rotation=60, row_gap=_line_inches(8) + TITLE_PAD + 0.04,
+         x_ticks=7)
     return _png(fig)
