@@ -76,26 +76,35 @@ def _line_inches(size: float) -> float:
     return size * 1.25 / 72
 
 
+def _compact_number(value: float, _position: object = None) -> str:
+    """A tick label short at any scale, with no offset text to make room for: 950, 9500, 12.5k, 3M."""
+    for threshold, scale, suffix in ((1e9, 1e9, "B"), (1e6, 1e6, "M"), (1e4, 1e3, "k")):
+        if abs(value) >= threshold:
+            return f"{value / scale:g}{suffix}"
+    return f"{value:g}"
+
+
 def _fit(fig: Any, axes: Sequence[Any], columns: int = 1, top: float = 0.0, title: float = 0.0,
          ylabel: float = 0.0, xlabel: float = 0.0, x_rotation: float = 0.0, row_gap: float | None = None,
-         y_ticks: float = 10.0, x_ticks: float = 10.0) -> None:
+         y_ticks: float = 10.0, x_ticks: float = 10.0, title_lines: int = 1) -> None:
     """Margins and gaps (inches) that hold the tick labels, axis labels, titles, and `top` inches
-    above the grid (a legend, a title), measured from the texts themselves; value axes show plain
-    numbers. `title`, `ylabel`, `xlabel`, `y_ticks` and `x_ticks` are font sizes (0: no such text).
+    above the grid (a legend, a title), measured from the texts themselves; numeric axes get short
+    labels (`_compact_number`). `title`, `ylabel`, `xlabel`, `y_ticks` and `x_ticks` are font sizes
+    (0: no such text).
     `row_gap` replaces the gap between rows when only the bottom row shows its x axis and only the
     top one a title (a shared x axis)."""
-    from matplotlib.ticker import ScalarFormatter
+    from matplotlib.ticker import FuncFormatter, ScalarFormatter
 
     if not axes:
         return
-    for ax in axes:  # whole numbers on the value axis: an offset text ("1e6") would need room of its own
-        if isinstance(ax.yaxis.get_major_formatter(), ScalarFormatter):
-            ax.ticklabel_format(axis="y", style="plain", useOffset=False)
+    for axis in (a for ax in axes for a in (ax.xaxis, ax.yaxis)):
+        if isinstance(axis.get_major_formatter(), ScalarFormatter):
+            axis.set_major_formatter(FuncFormatter(_compact_number))
     y_width = max(_text_inches(fig, _tick_labels(ax.yaxis), y_ticks)[0] for ax in axes)
     x_width, x_height = _text_inches(fig, [t for ax in axes for t in _tick_labels(ax.xaxis)], x_ticks, x_rotation)
     left = y_width + TICK + (_line_inches(ylabel) + LABEL_PAD if ylabel else 0.0)
     below = x_height + TICK + (_line_inches(xlabel) + LABEL_PAD if xlabel else 0.0)
-    above = _line_inches(title) + TITLE_PAD if title else 0.0
+    above = title_lines * _line_inches(title) + TITLE_PAD if title else 0.0
     right = EDGE + x_width / 2
     width, height = fig.get_size_inches()
     rows = int(np.ceil(len(axes) / columns))
@@ -296,6 +305,7 @@ def response_curves_figure(curves: Sequence[ResponseCurve], kpi: str) -> Any:
     rows = int(np.ceil(len(curves) / columns))
     fig = _figure(8.0, 2.9 * rows + 0.3)
     colours = channel_colours([c.channel for c in curves])
+    titles = _panel_titles(fig, [curve_title(c) for c in curves], columns)
     for i, curve in enumerate(curves):
         ax = fig.add_subplot(rows, columns, i + 1)
         colour = colours[curve.channel]
@@ -317,7 +327,7 @@ def response_curves_figure(curves: Sequence[ResponseCurve], kpi: str) -> Any:
                 continue
             ax.plot([x], [float(np.interp(x, curve.spend, curve.response))], marker, color="#222", ms=6,
                     mfc="none" if marker == MARKERS[0] else "#222", label=label, gid="mark")
-        ax.set_title(curve_title(curve), fontsize=9)
+        ax.set_title(titles[i], fontsize=9)
         ax.set_xlabel("weekly spend (held constant)", fontsize=8)
         ax.set_ylabel(f"weekly incremental {kpi}", fontsize=8)
         ax.tick_params(labelsize=7)
@@ -326,8 +336,26 @@ def response_curves_figure(curves: Sequence[ResponseCurve], kpi: str) -> Any:
         ax.grid(alpha=0.3)
         if i == 0:
             ax.legend(fontsize=7, loc="upper left", frameon=False)
-    _fit(fig, fig.axes, columns, title=9, ylabel=8, xlabel=8, y_ticks=7, x_ticks=7)
+    _fit(fig, fig.axes, columns, title=9, ylabel=8, xlabel=8, y_ticks=7, x_ticks=7,
+         title_lines=max((t.count("\n") + 1 for t in titles), default=1))
     return fig
+
+
+def _panel_titles(fig: Any, titles: list[str], columns: int, size: float = 9) -> list[str]:
+    """Titles that fit their column (its share of the figure, less an axis's labels), wrapped at
+    spaces onto as many lines as it takes, so neighbours' titles never run into each other."""
+    room = fig.get_size_inches()[0] / columns - 0.9
+    wrapped = []
+    for title in titles:
+        lines = [""]
+        for word in title.split(" "):
+            joined = f"{lines[-1]} {word}" if lines[-1] else word
+            if lines[-1] and _text_inches(fig, [joined], size)[0] > room:
+                lines.append(word)
+            else:
+                lines[-1] = joined
+        wrapped.append("\n".join(lines))
+    return wrapped
 
 
 def quarterly_effects_png(periods: pd.DataFrame, kpi: str, ci_level: float = 0.95) -> bytes:

@@ -1,6 +1,6 @@
 """The report's figures are laid out from their own texts' sizes, not by a layout engine: every tick
-label, axis label, title and legend lies inside the picture and off the neighbouring panels, with
-long channel names and large numbers as well as short ones."""
+label, axis label, title and legend lies inside the picture, off the other panels and off the other
+titles, with long channel names and large numbers as well as short ones."""
 
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ def _curves(channels: list[str], scale: float) -> None:
     spend = np.linspace(0.0, 50 * scale, 60)
     response = scale * 10 * spend / (spend + 10 * scale)
     curves = [plots.ResponseCurve(c, spend, response, 0.8 * response, 1.2 * response, 0.0, 40 * scale, 20 * scale,
-                                  5 * scale, "observed") for c in channels]
+                                  5 * scale, "extrapolated", 0.63) for c in channels]
     plots.response_curves_png(curves, "sales")
 
 
@@ -63,7 +63,8 @@ def _drawn_tick_labels(axis: Any) -> list[Any]:
 def _texts(ax: Any) -> list[Any]:
     """The texts drawn on `ax` that the layout must make room for."""
     ticks = [*_drawn_tick_labels(ax.xaxis), *_drawn_tick_labels(ax.yaxis)]
-    labels = [t for t in (ax.xaxis.label, ax.yaxis.label, ax.yaxis.get_offset_text()) if t.get_text()]
+    labels = [t for t in (ax.xaxis.label, ax.yaxis.label, ax.xaxis.get_offset_text(), ax.yaxis.get_offset_text())
+              if t.get_text()]
     return [*ticks, *labels]
 
 
@@ -79,6 +80,10 @@ def test_every_text_is_inside_the_figure_and_off_the_other_panels(monkeypatch: p
     width, height = fig.canvas.get_width_height()
     axes_boxes = [ax.get_window_extent(renderer) for ax in fig.axes]
     for ax in fig.axes:
+        for axis in (ax.xaxis, ax.yaxis):  # an axis's tick labels never run into each other
+            boxes = [t.get_window_extent(renderer) for t in _drawn_tick_labels(axis)]
+            assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:]), \
+                [t.get_text() for t in _drawn_tick_labels(axis)]
         for text in _texts(ax):
             box = text.get_window_extent(renderer)
             where = f"{text.get_text()!r} of {ax.get_title() or ax.get_ylabel()}"
@@ -86,9 +91,12 @@ def test_every_text_is_inside_the_figure_and_off_the_other_panels(monkeypatch: p
             for other, other_box in zip(fig.axes, axes_boxes):
                 if other is not ax:
                     assert not box.overlaps(other_box), f"{where} overlaps another panel"
-        for title in (t for t in (ax.title, ax._left_title) if t.get_text()):
-            box = title.get_window_extent(renderer)
-            assert box.y1 <= height + 0.5 and not any(box.overlaps(b) for b in axes_boxes), title.get_text()
+    titles = [t for ax in fig.axes for t in (ax.title, ax._left_title) if t.get_text()]
+    title_boxes = [t.get_window_extent(renderer) for t in titles]
+    for title, box in zip(titles, title_boxes):
+        assert box.y1 <= height + 0.5 and box.x0 >= -0.5 and box.x1 <= width + 0.5, title.get_text()
+        assert not any(box.overlaps(b) for b in axes_boxes), title.get_text()
+        assert not any(box.overlaps(b) for b in title_boxes if b is not box), f"{title.get_text()} runs into another"
     titles = [fig._suptitle] if fig._suptitle is not None else []
     for artist in (*fig.legends, *titles):  # above the panels (a legend inside a panel is meant to be there)
         box = artist.get_window_extent(renderer)
