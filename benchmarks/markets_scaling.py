@@ -30,7 +30,7 @@ FAST = "estimation: {bootstrap_samples: 50, refuter_simulations: 2, null_test_sa
 COMPUTE_MARKETS = 3
 
 
-def one_process_figures(folder: Path, fast: bool) -> tuple[float, list[float]]:
+def one_process_compute(folder: Path, fast: bool) -> tuple[float, list[float]]:
     """Three markets' partitions run one after the other in one child process: its peak RSS, and
     the CPU seconds of each market (the first pays for the imports and the caches; the others are
     the compute of one more market)."""
@@ -125,7 +125,7 @@ def main() -> None:
     print(f"executor {args.executor}, {'fast' if args.fast else 'default'} estimation settings, "
           f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}")
     with tempfile.TemporaryDirectory(prefix="cmmm-markets-") as tmp:
-        peak, cpu = one_process_figures(Path(tmp) / "one", args.fast)
+        peak, cpu = one_process_compute(Path(tmp) / "one", args.fast)
         print(f"one process, {COMPUTE_MARKETS} markets in turn: CPU s per market "
               + ", ".join(f"{c:.2f}" for c in cpu) + f" (after the first: {sum(cpu[1:]) / len(cpu[1:]):.2f} s); "
               f"peak memory {peak:.2f} GB")

@@ -67,7 +67,7 @@ def _tick_labels(axis: Any) -> list[str]:
     ticks = [t for t in axis.get_major_locator()() if low - slack <= t <= high + slack]
     formatter = axis.get_major_formatter()
     labels = [str(label) for label in formatter.format_ticks(ticks)]
-    offset = formatter.get_offset() if hasattr(formatter, "get_offset") else ""
+    offset = formatter.get_offset()
     return [*labels, offset] if offset else labels or [""]
 
 
