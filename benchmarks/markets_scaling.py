@@ -1,5 +1,6 @@
-"""How the many-markets job scales: N simulated markets (each 156 weeks, the sample's four channels,
-its own true ROIs) through `cmmm_markets`, on the multiprocess executor or a local Dask cluster.
+"""How the many-markets job scales: N simulated markets (each 156 weeks, the sample's four channels, or
+more with `--channels`: independent ones of known transform and effect; each market its own true ROIs)
+through `cmmm_markets`, on the multiprocess executor or a local Dask cluster.
 
 Prints the CPU seconds of each of three markets run in turn in one process (after the first: the compute
 of one more market) and that process's peak memory; then, per market count: wall time, wall time per
@@ -12,6 +13,7 @@ processes that are not this process's children.
     python benchmarks/markets_scaling.py --markets 1 5 20                 # multiprocess, default settings
     python benchmarks/markets_scaling.py --markets 20 --executor dask     # a LocalCluster, 2 workers
     python benchmarks/markets_scaling.py --markets 2 10 --fast            # B = 50, 2 refuter runs
+    python benchmarks/markets_scaling.py --markets 200 --channels 20      # the 200 × 20-channel target
 """
 
 from __future__ import annotations
@@ -26,17 +28,62 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run as a script from anywhere
 FAST = "estimation: {bootstrap_samples: 50, refuter_simulations: 2, null_test_samples: 0}\n"
 COMPUTE_MARKETS = 3
 
 
-def one_process_compute(folder: Path, fast: bool) -> tuple[float, list[float]]:
+def write_world(folder: Path, n_markets: int, channels: int, fast: bool) -> None:
+    """The markets export, with `channels` − 4 independent channels added to every market: one
+    transform per channel (the config's), each market its own spend and effect size (a log-normal
+    market factor of spread 0.25, as the sample's channels have), their true ROIs in truth.csv."""
+    import numpy as np
+    import pandas as pd
+    import yaml
+
+    from benchmarks.refresh_speed import extra_channel, extra_channel_config, extra_channel_effect
+    from cmmm_pipeline.simulation.markets import MARKET_COLUMN, write_markets
+
+    write_markets(folder, n_markets, estimation=FAST if fast else "")
+    if channels <= 4:
+        return
+    data, truth = pd.read_csv(folder / "weekly.csv"), pd.read_csv(folder / "truth.csv")
+    config = yaml.safe_load((folder / "config.yaml").read_text(encoding="utf-8"))
+    rng = np.random.default_rng([17, n_markets, channels])
+    markets = list(dict.fromkeys(data[MARKET_COLUMN]))
+    rows = data.groupby(MARKET_COLUMN, sort=False).indices
+    added = []
+    for j in range(channels - 4):
+        name = f"ch{j:02d}"
+        size = rng.uniform(200.0, 800.0)
+        column = np.zeros(len(data))
+        transform = None
+        for market in markets:
+            index = rows[market]
+            spend, drawn = extra_channel(rng, len(index))
+            transform = transform or drawn
+            effect = extra_channel_effect(spend, transform, size * float(np.exp(rng.normal(0.0, 0.25))))
+            column[index] = spend
+            data.loc[index, "sales"] += effect
+            added.append({MARKET_COLUMN: market, "channel": name, "effect": "total",
+                          "incremental_kpi": float(effect.sum()), "spend": float(spend.sum()),
+                          "roi": float(effect.sum() / spend.sum())})
+        data[f"{name}_spend"] = column
+        config["channels"][name] = extra_channel_config(name, transform)
+        config["graph"]["edges"].append([name, "sales"])
+    data["sales"] = data["sales"].round(2)
+    data.to_csv(folder / "weekly.csv", index=False)
+    pd.concat([truth, pd.DataFrame(added)], ignore_index=True).to_csv(folder / "truth.csv", index=False)
+    (folder / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+
+
+def one_process_compute(folder: Path, fast: bool, channels: int) -> tuple[float, list[float]]:
     """Three markets' partitions run one after the other in one child process: its peak RSS, and
     the CPU seconds of each market (the first pays for the imports and the caches; the others are
     the compute of one more market)."""
-    from cmmm_pipeline.simulation.markets import market_names, write_markets
+    from cmmm_pipeline.simulation.markets import market_names
 
-    write_markets(folder, COMPUTE_MARKETS, estimation=FAST if fast else "")
+    write_world(folder, COMPUTE_MARKETS, channels, fast)
     script = ("import sys, time; from dagster import DagsterInstance; from cmmm_pipeline.run import run_market\n"
               "instance = DagsterInstance.ephemeral()\n"
               "for market in sys.argv[3:]:\n"
@@ -52,13 +99,12 @@ def one_process_compute(folder: Path, fast: bool) -> tuple[float, list[float]]:
     return peak, [float(line.split()[1]) for line in done.stdout.splitlines() if line.startswith("cpu ")]
 
 
-def run(n_markets: int, executor: str, fast: bool, folder: Path) -> dict[str, float]:
+def run(n_markets: int, executor: str, fast: bool, folder: Path, channels: int) -> dict[str, float]:
     import pandas as pd
 
     from cmmm_pipeline.run import run_markets
-    from cmmm_pipeline.simulation.markets import write_markets
 
-    write_markets(folder, n_markets, estimation=FAST if fast else "")
+    write_world(folder, n_markets, channels, fast)
     output = folder / "out"
     os.environ["CMMM_EXECUTOR"] = executor
     start = time.perf_counter()
@@ -119,13 +165,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--markets", type=int, nargs="+", default=[1, 5, 20])
     parser.add_argument("--executor", choices=["multiprocess", "dask"], default="multiprocess")
+    parser.add_argument("--channels", type=int, default=4, help="channels per market (4: the sample's)")
     parser.add_argument("--fast", action="store_true", help="B = 50 and 2 refuter runs instead of the defaults")
     args = parser.parse_args()
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
-    print(f"executor {args.executor}, {'fast' if args.fast else 'default'} estimation settings, "
+    print(f"executor {args.executor}, {args.channels} channels, {'fast' if args.fast else 'default'} estimation settings, "
           f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}")
     with tempfile.TemporaryDirectory(prefix="cmmm-markets-") as tmp:
-        peak, cpu = one_process_compute(Path(tmp) / "one", args.fast)
+        peak, cpu = one_process_compute(Path(tmp) / "one", args.fast, args.channels)
         print(f"one process, {COMPUTE_MARKETS} markets in turn: CPU s per market "
               + ", ".join(f"{c:.2f}" for c in cpu) + f" (after the first: {sum(cpu[1:]) / len(cpu[1:]):.2f} s); "
               f"peak memory {peak:.2f} GB")
@@ -133,7 +180,7 @@ def main() -> None:
               f"{'marginal s':>10} {'pooled TV ROI':>13} {'true mean':>9}")
         first_wall = None
         for n in args.markets:
-            row = run(n, args.executor, args.fast, Path(tmp) / f"m{n}")
+            row = run(n, args.executor, args.fast, Path(tmp) / f"m{n}", args.channels)
             first_wall = row["wall"] if first_wall is None and n == 1 else first_wall
             marginal = (row["wall"] - first_wall) / (n - 1) if first_wall is not None and n > 1 else float("nan")
             print(f"{n:>7} {row['published']:>9} {row['wall']:>8.1f} {row['wall'] / n:>11.1f} "

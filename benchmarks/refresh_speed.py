@@ -99,14 +99,38 @@ def line(label: str, median: Cost, fastest: Cost | None = None) -> str:
 # --- (d) the worlds ------------------------------------------------------------------------------------
 
 
+def extra_channel(rng: np.random.Generator, weeks: int) -> tuple[np.ndarray, dict[str, float]]:
+    """One independent channel: AR(1) log-spend around 200 a week, and the geometric-adstock / Hill
+    transform (decay, half-saturation, slope) its effect on the KPI follows."""
+    from cmmm_pipeline.simulation.simulate import ar1
+
+    spend = np.round(200.0 * np.exp(ar1(rng, weeks, 0.5, 0.4)), 2)
+    return spend, {"decay": float(rng.uniform(0.1, 0.6)), "half_saturation": float(rng.uniform(0.8, 2.0)),
+                   "slope": float(rng.uniform(1.0, 1.5))}
+
+
+def extra_channel_effect(spend: np.ndarray, transform: dict[str, float], size: float) -> np.ndarray:
+    """The channel's weekly incremental KPI: `size` times the Hill curve of its adstocked spend over
+    that adstock's mean (the pipeline's scale, so the configured transform is the true one)."""
+    from cmmm_pipeline.media.transforms import geometric_adstock, hill_saturation
+
+    carried = geometric_adstock(spend, transform["decay"])
+    return size * hill_saturation(carried / carried.mean(), transform["half_saturation"], transform["slope"])
+
+
+def extra_channel_config(name: str, transform: dict[str, float]) -> dict[str, object]:
+    return {"spend_column": f"{name}_spend", "adstock": {"type": "geometric", "decay": transform["decay"]},
+            "saturation": {"type": "hill", "half_saturation": transform["half_saturation"],
+                           "slope": transform["slope"]}}
+
+
 def write_world(folder: Path, weeks: int, channels: int, seed: int = 7) -> Path:
     """The simulator's world over `weeks` weeks with `channels` − 4 extra independent channels
-    (AR(1) log-spend, a geometric adstock and Hill saturation of known parameters, each adding
-    its effect to the KPI), and the sample's config extended by them. Returns the config's path."""
+    (`extra_channel`, each adding its effect to the KPI), and the sample's config extended by them.
+    Returns the config's path."""
     import yaml
 
-    from cmmm_pipeline.media.transforms import geometric_adstock, hill_saturation
-    from cmmm_pipeline.simulation.simulate import Scenario, ar1, simulate
+    from cmmm_pipeline.simulation.simulate import Scenario, simulate
 
     folder.mkdir(parents=True, exist_ok=True)
     data = simulate(Scenario(n_weeks=weeks), seed).data.drop(columns=["seasonality_true"], errors="ignore")
@@ -116,14 +140,10 @@ def write_world(folder: Path, weeks: int, channels: int, seed: int = 7) -> Path:
     sample.pop("experiments", None)
     for j in range(max(channels - 4, 0)):
         name = f"ch{j:02d}"
-        spend = np.round(200.0 * np.exp(ar1(rng, weeks, 0.5, 0.4)), 2)
-        decay, half, slope = float(rng.uniform(0.1, 0.6)), float(rng.uniform(0.8, 2.0)), float(rng.uniform(1.0, 1.5))
-        carried = geometric_adstock(spend, decay)
+        spend, transform = extra_channel(rng, weeks)
         data[f"{name}_spend"] = spend
-        data[KPI] = np.round(data[KPI] + rng.uniform(200.0, 800.0)
-                             * hill_saturation(carried / carried.mean(), half, slope), 2)
-        sample["channels"][name] = {"spend_column": f"{name}_spend", "adstock": {"type": "geometric", "decay": decay},
-                                    "saturation": {"type": "hill", "half_saturation": half, "slope": slope}}
+        data[KPI] = np.round(data[KPI] + extra_channel_effect(spend, transform, rng.uniform(200.0, 800.0)), 2)
+        sample["channels"][name] = extra_channel_config(name, transform)
         sample["graph"]["edges"].append([name, KPI])
     data["week"] = data["week"].dt.strftime("%Y-%m-%d")
     data.to_csv(folder / "weekly.csv", index=False)
