@@ -153,7 +153,7 @@ def _row(channel: str, effect: EffectType, period_type: PeriodType, label: str, 
          mask: np.ndarray, summary: DrawSummary | None, point: float, spend: float, df: int,
          roi_support: str = "", equal_p: float = float("nan"), note: str = "") -> dict[str, object]:
     nan = float("nan")
-    dates = pd.to_datetime(weeks)[mask]
+    dates = np.asarray(weeks.to_numpy(), dtype="datetime64[D]")[mask]  # numpy: one row costs microseconds
     estimate, low, high, p = point, nan, nan, nan
     method = ""
     if summary is not None:
@@ -162,8 +162,8 @@ def _row(channel: str, effect: EffectType, period_type: PeriodType, label: str, 
         method = summary.method.value
     per = (lambda v: v / spend) if spend > 0 else (lambda v: nan)
     return {"channel": channel, "effect": effect.value, "period_type": period_type.value, "period": label,
-            "start": dates.min().date().isoformat() if len(dates) else "",
-            "end": dates.max().date().isoformat() if len(dates) else "", "weeks": int(mask.sum()),
+            "start": str(dates.min()) if len(dates) else "", "end": str(dates.max()) if len(dates) else "",
+            "weeks": int(mask.sum()),
             "incremental_kpi": estimate, "incremental_ci_low": low, "incremental_ci_high": high, "p_value": p,
             "spend": spend, "roi": per(estimate), "roi_ci_low": per(low), "roi_ci_high": per(high),
             "interval_method": method, "roi_support": roi_support, "equal_effect_p_value": equal_p, "note": note}
