@@ -14,13 +14,13 @@ processes that are not this process's children.
     python benchmarks/markets_scaling.py --markets 20 --executor dask     # a LocalCluster, 2 workers
     python benchmarks/markets_scaling.py --markets 2 10 --fast            # B = 50, 2 refuter runs
     python benchmarks/markets_scaling.py --markets 200 --channels 20      # the 200 × 20-channel target
+    python benchmarks/markets_scaling.py --markets --before ../old --rounds 3   # one market's CPU, old vs new
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -77,26 +77,30 @@ def write_world(folder: Path, n_markets: int, channels: int, fast: bool) -> None
     (folder / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
 
 
-def one_process_compute(folder: Path, fast: bool, channels: int) -> tuple[float, list[float]]:
-    """Three markets' partitions run one after the other in one child process: its peak RSS, and
-    the CPU seconds of each market (the first pays for the imports and the caches; the others are
-    the compute of one more market)."""
+def one_process_compute(folder: Path, tree: Path = ROOT) -> tuple[float, list[float]]:
+    """The three markets of the export in `folder` (`write_world`), their partitions run one after
+    the other in one child process of the checkout `tree`: its peak RSS, and the CPU seconds of each
+    market (the first pays for the imports and the caches; the others are the compute of one more
+    market)."""
     from cmmm_pipeline.simulation.markets import market_names
 
-    write_world(folder, COMPUTE_MARKETS, channels, fast)
-    script = ("import sys, time; from dagster import DagsterInstance; from cmmm_pipeline.run import run_market\n"
+    out = folder / f"out-{len(list(folder.glob('out-*')))}"
+    script = ("import resource, sys, time\n"
+              "from dagster import DagsterInstance\n"
+              "from cmmm_pipeline.run import run_market\n"
               "instance = DagsterInstance.ephemeral()\n"
               "for market in sys.argv[3:]:\n"
               "    start = time.process_time()\n"
               "    o = run_market(sys.argv[1], sys.argv[2], sys.argv[2] + '/cmmm.duckdb', market, instance)\n"
               "    assert o.success, o.error\n"
-              "    print('cpu', time.process_time() - start, flush=True)\n")
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    done = subprocess.run([sys.executable, "-c", script, str(folder / "config.yaml"), str(folder / "out"),
-                           *market_names(COMPUTE_MARKETS)], cwd=ROOT, check=True, capture_output=True, text=True,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)})
-    peak = max(before, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) / 1024 ** 2
-    return peak, [float(line.split()[1]) for line in done.stdout.splitlines() if line.startswith("cpu ")]
+              "    print('cpu', time.process_time() - start, flush=True)\n"
+              "print('peak', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2)\n")
+    done = subprocess.run([sys.executable, "-c", script, str(folder / "config.yaml"), str(out),
+                           *market_names(COMPUTE_MARKETS)], cwd=tree, check=True, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(tree)})
+    lines = [line.split() for line in done.stdout.splitlines() if line.startswith(("cpu ", "peak "))]
+    peak = next(float(v) for k, v in lines if k == "peak")
+    return peak, [float(v) for k, v in lines if k == "cpu"]
 
 
 def run(n_markets: int, executor: str, fast: bool, folder: Path, channels: int) -> dict[str, float]:
@@ -163,21 +167,30 @@ def direct_accuracy(output: Path, truth: "pd.DataFrame") -> dict[str, tuple[floa
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--markets", type=int, nargs="+", default=[1, 5, 20])
+    parser.add_argument("--markets", type=int, nargs="*", default=[1, 5, 20], help="market counts (none: only "
+                        "the one-process compute)")
+    parser.add_argument("--before", type=Path, help="another checkout: its one-process compute, interleaved")
+    parser.add_argument("--rounds", type=int, default=1, help="rounds of the one-process compute")
     parser.add_argument("--executor", choices=["multiprocess", "dask"], default="multiprocess")
     parser.add_argument("--channels", type=int, default=4, help="channels per market (4: the sample's)")
     parser.add_argument("--fast", action="store_true", help="B = 50 and 2 refuter runs instead of the defaults")
     args = parser.parse_args()
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
-    print(f"executor {args.executor}, {args.channels} channels, {'fast' if args.fast else 'default'} estimation settings, "
+    print(f"executor {args.executor}, {args.channels} channels, "
+          f"{'fast' if args.fast else 'default'} estimation settings, "
           f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}")
     with tempfile.TemporaryDirectory(prefix="cmmm-markets-") as tmp:
-        peak, cpu = one_process_compute(Path(tmp) / "one", args.fast, args.channels)
-        print(f"one process, {COMPUTE_MARKETS} markets in turn: CPU s per market "
-              + ", ".join(f"{c:.2f}" for c in cpu) + f" (after the first: {sum(cpu[1:]) / len(cpu[1:]):.2f} s); "
-              f"peak memory {peak:.2f} GB")
-        print(f"{'markets':>7} {'published':>9} {'wall s':>8} {'wall/market':>11} "
-              f"{'marginal s':>10} {'pooled TV ROI':>13} {'true mean':>9}")
+        write_world(Path(tmp) / "one", COMPUTE_MARKETS, args.channels, args.fast)
+        trees = [("this", ROOT)] + ([("before", args.before.resolve())] if args.before else [])
+        for _ in range(args.rounds):  # interleaved: this machine's speed drifts by tens of percent
+            for label, tree in trees:
+                peak, cpu = one_process_compute(Path(tmp) / "one", tree)
+                print(f"[{label}] one process, {COMPUTE_MARKETS} markets in turn: CPU s per market "
+                      + ", ".join(f"{c:.2f}" for c in cpu) + f" (after the first: {sum(cpu[1:]) / len(cpu[1:]):.2f} s);"
+                      f" peak memory {peak:.2f} GB", flush=True)
+        if args.markets:
+            print(f"{'markets':>7} {'published':>9} {'wall s':>8} {'wall/market':>11} "
+                  f"{'marginal s':>10} {'pooled TV ROI':>13} {'true mean':>9}")
         first_wall = None
         for n in args.markets:
             row = run(n, args.executor, args.fast, Path(tmp) / f"m{n}", args.channels)
