@@ -18,8 +18,9 @@ Prints, each measured in fresh child processes (wall seconds, CPU seconds = user
     libraries' default threads (`CMMM_BLAS_THREADS=0`) and with the pipeline's one thread;
 (f) the resampling refuters side by side with DoWhy's on the sample (TV's total and direct effect,
     the config's simulations, the same seed): new effect, p-value and CPU milliseconds of each;
-(g) where a warm refresh's CPU goes: three in-process refreshes of the sample after a warm-up, each
-    with the CPU of the report's figures (matplotlib) and of the Great Expectations suites.
+(g) where a warm refresh's CPU goes: three in-process refreshes of the sample after a warm-up (and of
+    (d)'s 156-week worlds of `--parts-channels` channels), each with the CPU of the report (and of its
+    figures' PNG writing), the Great Expectations suites, the robustness step and the DAG audit.
 
 `--before DIR` runs (b), (c) and (d)'s sample point with another checkout's code (e.g. /work/main)
 beside this one's. The load average is printed with every section: on a shared machine it says how
@@ -29,6 +30,7 @@ far the figures are from an idle one.
     python benchmarks/refresh_speed.py --before /work/main  # and the figures of an older checkout
     python benchmarks/refresh_speed.py --grid               # (d) as the full weeks × channels grid
     python benchmarks/refresh_speed.py --only d --weeks 156 520 --channels 4 30
+    python benchmarks/refresh_speed.py --only g --parts-channels 4 20
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -316,17 +319,21 @@ def refuters_side_by_side(repeats: int = 3) -> None:
                   f"{float(d.new_effect):16.6f} {float(d.refutation_result['p_value']):8.4f} {dms:8.1f}", flush=True)
 
 
-def refresh_parts(repeats: int = 3) -> None:
-    """(g): one warm refresh of the sample in this process (libraries frozen, as `cmmm run` does), with the
-    CPU of the report's figures (matplotlib's PNG rendering) and of the Great Expectations suites."""
+def refresh_parts(repeats: int = 3, channel_counts: Sequence[int] = (4,)) -> None:
+    """(g): warm refreshes in this process (libraries frozen, as `cmmm run` does) of the sample (4), or
+    of `write_world`'s 156-week worlds of `channel_counts` channels, with the CPU of the parts that grow with
+    channels: the report (its figures' PNG writing apart), the Great Expectations suites, the robustness
+    step (bootstrap, effects by period, refuters) and the DAG audit."""
     sys.path.insert(0, str(ROOT))
     import data_checks.dag_checks
     import data_checks.gx_runner
     import data_checks.suites
     from cmmm_pipeline.core.heap import freeze_step_libraries
-    from cmmm_pipeline.publish import plots
+    from cmmm_pipeline.dag import audit
+    from cmmm_pipeline.effects import robustness
+    from cmmm_pipeline.publish import plots, report
 
-    spent = {"figures": 0.0, "gx suites": 0.0}
+    spent = {"report": 0.0, "of it PNG writing": 0.0, "gx suites": 0.0, "robustness": 0.0, "dag audit": 0.0}
 
     def timed(fn, key):  # noqa: ANN001, ANN202
         def wrapper(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
@@ -337,19 +344,26 @@ def refresh_parts(repeats: int = 3) -> None:
                 spent[key] += time.process_time() - start
         return wrapper
 
-    plots._png = timed(plots._png, "figures")
+    plots._png = timed(plots._png, "of it PNG writing")
+    report.render_report = timed(report.render_report, "report")
+    robustness.assess = timed(robustness.assess, "robustness")
+    audit.audit_dag = timed(audit.audit_dag, "dag audit")
     suite = timed(data_checks.gx_runner.run_suite, "gx suites")
     data_checks.suites.run_suite = data_checks.dag_checks.run_suite = suite
     freeze_step_libraries()
     with tempfile.TemporaryDirectory(prefix="cmmm-parts-") as tmp:
-        for i in range(repeats + 1):
-            spent.update({k: 0.0 for k in spent})
-            start = time.process_time()
-            ok = refresh(_sample_config(), Path(tmp) / str(i))
-            cpu = time.process_time() - start
-            if i:  # the first is the warm-up
-                parts = "  ".join(f"{k} {v:5.2f} s" for k, v in spent.items())
-                print(f"  refresh {i}: {'published' if ok else 'FAILED'}  CPU {cpu:5.2f} s   {parts}", flush=True)
+        for channels in channel_counts:
+            folder = Path(tmp) / f"c{channels}"
+            config = _sample_config() if channels == 4 else write_world(folder / "in", 156, channels)
+            print(f"  {channels} channels ({'the sample' if channels == 4 else '156 weeks'})")
+            for i in range(repeats + 1):
+                spent.update({k: 0.0 for k in spent})
+                start = time.process_time()
+                ok = refresh(config, folder / str(i))
+                cpu = time.process_time() - start
+                if i:  # the first is the warm-up
+                    parts = "  ".join(f"{k} {v:5.2f} s" for k, v in spent.items())
+                    print(f"  refresh {i}: {'published' if ok else 'FAILED'}  CPU {cpu:5.2f} s   {parts}", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -358,6 +372,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3, help="child runs of (a) and (b), median printed")
     parser.add_argument("--run-repeats", type=int, default=1, help="child runs of (c)")
     parser.add_argument("--before", type=Path, help="another checkout to measure (b), (c) and the sample in (d) on")
+    parser.add_argument("--parts-channels", type=int, nargs="+", default=[4],
+                        help="(g) on the sample (4) and on 156-week worlds of these many channels")
     parser.add_argument("--weeks", type=int, nargs="+", default=[156, 260, 520])
     parser.add_argument("--channels", type=int, nargs="+", default=[4, 10, 20, 30])
     parser.add_argument("--grid", action="store_true", help="(d) on every weeks × channels pair")
@@ -416,7 +432,7 @@ def main(argv: list[str] | None = None) -> int:
         refuters_side_by_side()
     if "g" in args.only:
         print(f"(g) where a warm refresh's CPU goes, in process, libraries frozen ({load()})")
-        refresh_parts()
+        refresh_parts(channel_counts=args.parts_channels)
     return 0
 
 
