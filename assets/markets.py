@@ -46,7 +46,7 @@ MARKETS_JOB = "cmmm_markets"
 SUMMARY_ASSET = "markets_summary"
 EXECUTOR_ENV = "CMMM_EXECUTOR"
 DASK_SCHEDULER_ENV = "CMMM_DASK_SCHEDULER"
-PRELOADED_MODULES = ("cmmm_pipeline.definitions", *STEP_LIBRARIES)
+PRELOADED_MODULES = ("cmmm_pipeline.definitions", *STEP_LIBRARIES, "resources.step_preload")
 STEP_IO = "markets_io"
 """The op job's values (market names, outcomes) are small and pickled to the instance's storage,
 which every worker of a cluster shares; the per-market tables stay in each market's warehouse."""
