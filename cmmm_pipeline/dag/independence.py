@@ -407,14 +407,32 @@ def chi_squared(u: np.ndarray, v: np.ndarray, u_full: np.ndarray, bins: int,
     return statistic, df, float(stats.chi2.sf(statistic / scale, nu))
 
 
-def _conditioning_design(data: pd.DataFrame, columns: Sequence[str], stochastic: Collection[str],
+class WeeklyColumns:
+    """The model table's columns as float arrays, each converted (and checked for gaps) once: a DAG
+    of 20 channels implies some 300 independences, and each test reads its columns again."""
+
+    def __init__(self, data: pd.DataFrame) -> None:
+        self._data = data
+        self._values: dict[str, np.ndarray] = {}
+        self.weeks = len(data)
+
+    def values(self, column: str) -> np.ndarray:
+        if column not in self._values:
+            self._values[column] = self._data[column].to_numpy(dtype=float)
+        return self._values[column]
+
+    def has_gaps(self, column: str) -> bool:
+        return bool(np.isnan(self.values(column)).any())
+
+
+def _conditioning_design(data: WeeklyColumns, columns: Sequence[str], stochastic: Collection[str],
                          time_index: bool, quadratic: bool) -> np.ndarray:
-    n = len(data)
+    n = data.weeks
     parts = [np.ones((n, 1))]
     if time_index:
         parts.append(np.linspace(0.0, 1.0, n)[:, None])
     for column in columns:
-        v = data[column].to_numpy(dtype=float)
+        v = data.values(column)
         parts.append(v[:, None])
         sd = float(v.std())
         if quadratic and column in stochastic and sd > 0:
@@ -422,7 +440,8 @@ def _conditioning_design(data: pd.DataFrame, columns: Sequence[str], stochastic:
     return np.hstack(parts)
 
 
-def check_implication(data: pd.DataFrame, implication: Implication, columns: Mapping[str, Sequence[str]],
+def check_implication(data: pd.DataFrame | WeeklyColumns, implication: Implication,
+                      columns: Mapping[str, Sequence[str]],
                       deterministic: Collection[str], settings: IndependenceSettings,
                       trend_node: str | None = "trend") -> list[IndependenceTestResult] | Untestable:
     """Both tests of one implication (unadjusted p-values), or why it cannot be tested.
@@ -430,7 +449,8 @@ def check_implication(data: pd.DataFrame, implication: Implication, columns: Map
     Parameters
     ----------
     data
-        The model table, weeks as rows in calendar order.
+        The model table, weeks as rows in calendar order (`WeeklyColumns` of it when many
+        implications are tested on the same table).
     implication
         `x ⟂ y | given`.
     columns
@@ -451,17 +471,18 @@ def check_implication(data: pd.DataFrame, implication: Implication, columns: Map
         return Untestable(implication, "neither node is a single column with noise of its own")
     given = [c for node in implication.given for c in columns[node]]
     used = [columns[x][0], *columns[y], *given]
-    if len(data) < MIN_WEEKS:
-        return Untestable(implication, f"only {len(data)} weeks (at least {MIN_WEEKS} are needed)")
-    missing = [c for c in used if data[c].isna().any()]
+    table = data if isinstance(data, WeeklyColumns) else WeeklyColumns(data)
+    if table.weeks < MIN_WEEKS:
+        return Untestable(implication, f"only {table.weeks} weeks (at least {MIN_WEEKS} are needed)")
+    missing = [c for c in used if table.has_gaps(c)]
     if missing:
         return Untestable(implication, f"missing values in {', '.join(missing)}")
 
     stochastic = {c for node in implication.given if node not in deterministic for c in columns[node]}
     time_index = settings.detrend and trend_node not in {x, y, *implication.given}
-    design = _conditioning_design(data, given, stochastic, time_index, settings.quadratic)
-    response = data[columns[x][0]].to_numpy(dtype=float)
-    block = data[list(columns[y])].to_numpy(dtype=float)
+    design = _conditioning_design(table, given, stochastic, time_index, settings.quadratic)
+    response = table.values(columns[x][0])
+    block = np.column_stack([table.values(c) for c in columns[y]])
     full = np.hstack([design, block])
     rng = np.random.default_rng(settings.seed)
     phi = (bias_corrected_ar(_residual(response, full), full, settings.max_ar_order,
@@ -636,8 +657,9 @@ def run_independence_tests(data: pd.DataFrame, implications: Sequence[Implicatio
     results: list[IndependenceTestResult] = []
     untestable: list[Untestable] = []
     tested, left_out = select_implications(implications, settings.max_implications, first)
+    table = WeeklyColumns(data)
     for implication in tested:
-        outcome = check_implication(data, implication, columns, deterministic, settings, trend_node)
+        outcome = check_implication(table, implication, columns, deterministic, settings, trend_node)
         if isinstance(outcome, Untestable):
             untestable.append(outcome)
         else:

@@ -35,6 +35,7 @@ from cmmm_pipeline.dag.independence import (
     IndependenceSettings,
     IndependenceTestResult,
     Untestable,
+    WeeklyColumns,
     adjust_results,
     check_implication,
     implied_independences,
@@ -151,14 +152,17 @@ def spend_results(report: IndependenceReport, data: pd.DataFrame, columns: Mappi
     named = [(imp, next((n for n in (imp.x, imp.y) if n in spend and len(columns.get(n, ())) == 1), None))
              for imp in dict.fromkeys(r.implication for r in report.results)]
     named = sorted([(imp, c) for imp, c in named if c is not None], key=lambda ic: ic[0].x in spend and ic[0].y in spend)
+    tables: dict[str, WeeklyColumns] = {}  # one per channel: its active weeks, its log spend
     for imp, channel in named[:limit]:
         values = np.asarray(spend[channel], dtype=float)
         active = values > 0
         if int(active.sum()) < MIN_WEEKS:
             continue
-        frame = data.loc[active].reset_index(drop=True).copy()
-        frame[columns[channel][0]] = np.log(values[active])
-        outcome = check_implication(frame, imp, columns, deterministic, settings, trend_node)
+        if channel not in tables:
+            frame = data.loc[active].reset_index(drop=True).copy()
+            frame[columns[channel][0]] = np.log(values[active])
+            tables[channel] = WeeklyColumns(frame)
+        outcome = check_implication(tables[channel], imp, columns, deterministic, settings, trend_node)
         if not isinstance(outcome, Untestable):
             results.extend(outcome)
     return adjust_results(results, settings)
@@ -209,9 +213,10 @@ def check_edit(edit: EdgeEdit, g: nx.DiGraph, data: pd.DataFrame, columns: Mappi
     widths = {node: len(cols) for node, cols in columns.items()}
     implications = implied_independences(h, columns, widths, deterministic)
     results: list[IndependenceTestResult] = []
+    table = WeeklyColumns(data)
     for imp in implications:
         if imp not in cache:
-            cache[imp] = check_implication(data, imp, columns, deterministic, settings, trend_node)
+            cache[imp] = check_implication(table, imp, columns, deterministic, settings, trend_node)
         outcome = cache[imp]
         if not isinstance(outcome, Untestable):
             results.extend(outcome)
