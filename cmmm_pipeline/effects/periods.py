@@ -149,11 +149,17 @@ def degrees_of_freedom(problem: EffectProblem) -> int:
     return problem.n - 1 - max(len(s.adjustment) + 1 for s in problem.specs)
 
 
-def _row(channel: str, effect: EffectType, period_type: PeriodType, label: str, weeks: pd.Series,
+def week_dates(weeks: pd.Series) -> np.ndarray:
+    """The weeks as numpy dates, converted once per table (a row then costs microseconds)."""
+    return np.asarray(weeks.to_numpy(), dtype="datetime64[D]")
+
+
+def _row(channel: str, effect: EffectType, period_type: PeriodType, label: str, all_dates: np.ndarray,
          mask: np.ndarray, summary: DrawSummary | None, point: float, spend: float, df: int,
          roi_support: str = "", equal_p: float = float("nan"), note: str = "") -> dict[str, object]:
+    """One row of the table; `all_dates` is `week_dates` of every week, `mask` the row's weeks."""
     nan = float("nan")
-    dates = np.asarray(weeks.to_numpy(), dtype="datetime64[D]")[mask]  # numpy: one row costs microseconds
+    dates = all_dates[mask]
     estimate, low, high, p = point, nan, nan, nan
     method = ""
     if summary is not None:
@@ -174,6 +180,7 @@ def period_rows(weekly: Sequence[WeeklyEffect], periods: Sequence[Period], draws
                 supports: Mapping[tuple[str, str], str]) -> list[dict[str, object]]:
     """One row per (channel, effect, period): the weekly effects summed over the period's weeks."""
     rows = []
+    dates = week_dates(weeks)
     for w in weekly:
         whole = float(w.media.sum())
         for period in periods:
@@ -181,7 +188,7 @@ def period_rows(weekly: Sequence[WeeklyEffect], periods: Sequence[Period], draws
             floor = w.hac_std_error * abs(float(w.media[period.mask].sum()) / whole) if whole else float("nan")
             summary = summarise_draws(point, w.draws[:, period.mask].sum(axis=1), draws, w.smooth, settings.level,
                                       settings.interval, floor, df)
-            rows.append(_row(w.channel, w.effect, period.period_type, period.label, weeks, period.mask, summary, point,
+            rows.append(_row(w.channel, w.effect, period.period_type, period.label, dates, period.mask, summary, point,
                              float(spend[w.channel][period.mask].sum()), df,
                              supports.get((w.channel, w.effect.value), "")))
     return rows
@@ -234,6 +241,7 @@ def campaign_rows(problem: EffectProblem, draws: BootstrapDraws, point: pd.DataF
     if draws.rows is None:
         raise ValueError("campaign effects need the bootstrap's rows (BootstrapDraws.rows)")
     rows = []
+    dates = week_dates(weeks)
     estimated = point[np.isfinite(point["ate"].to_numpy(dtype=float))]
     identity = np.arange(problem.n)[None, :]
     for c in campaigns:
@@ -242,13 +250,14 @@ def campaign_rows(problem: EffectProblem, draws: BootstrapDraws, point: pd.DataF
         mine = estimated[estimated["channel"] == c.channel]
         if k is None or mine.empty:
             spend = float((problem.spend_series.get(c.channel, np.zeros(problem.n)) * window).sum())
-            rows.append(_row(c.channel, EffectType.TOTAL, PeriodType.CAMPAIGN, c.name, weeks, window.astype(bool), None,
+            rows.append(_row(c.channel, EffectType.TOTAL, PeriodType.CAMPAIGN, c.name, dates, window.astype(bool), None,
                              float("nan"), spend, df, note=f"not estimated: {c.channel}'s effect is withheld or not "
                                                            "identified (see estimates.csv)"))
             continue
         change = _window_media_change(problem, c.channel, window)
         applied = int(problem.selected[k])
-        hac = {(s.channel, s.effect): hac_incremental_se(problem, s)[1] for s in problem.specs if s.channel == c.channel}
+        hac = {(s.channel, s.effect): hac_incremental_se(problem, s)[1]
+               for s in problem.specs if s.channel == c.channel}
         whole = float(features[c.channel].sum())
         results: dict[EffectType, tuple[float, np.ndarray, float]] = {}
         for r in mine.itertuples(index=False):
@@ -276,7 +285,7 @@ def campaign_rows(problem: EffectProblem, draws: BootstrapDraws, point: pd.DataF
                 continue
             pt, sample, floor = results[effect]
             summary = summarise_draws(pt, sample, draws, smooth, settings.level, settings.interval, floor, df)
-            rows.append(_row(c.channel, effect, PeriodType.CAMPAIGN, c.name, weeks, window.astype(bool), summary, pt,
+            rows.append(_row(c.channel, effect, PeriodType.CAMPAIGN, c.name, dates, window.astype(bool), summary, pt,
                              spend, df, supports.get((c.channel, effect.value), ""),
                              note="carryover after the window included"))
     return rows
@@ -354,11 +363,12 @@ def condition_rows(problem: EffectProblem, draws: BootstrapDraws, raw: pd.DataFr
     if draws.rows is None:
         raise ValueError("effect modification needs the bootstrap's rows (BootstrapDraws.rows)")
     out = []
+    dates = week_dates(weeks)
     identity = np.arange(problem.n)[None, :]
     for m in modifiers:
         spec = next((s for s in problem.specs if s.channel == m.channel and s.effect is EffectType.TOTAL), None)
         if spec is None or m.modifier not in raw.columns:
-            out.append(_row(m.channel, EffectType.TOTAL, PeriodType.CONDITION, m.modifier, weeks,
+            out.append(_row(m.channel, EffectType.TOTAL, PeriodType.CONDITION, m.modifier, dates,
                             np.ones(len(weeks), dtype=bool), None, float("nan"), float("nan"), df,
                             note=f"not estimated: {m.channel}'s total effect is withheld or not identified "
                                  "(see estimates.csv)"))
@@ -386,7 +396,7 @@ def condition_rows(problem: EffectProblem, draws: BootstrapDraws, raw: pd.DataFr
             _, se = hac_pvalue(x_point[0], problem.inputs.y, column=1 + i)
             summary = summarise_draws(pt, sample, draws, smooth, settings.level, settings.interval, se * media_sum, df)
             spend = float(problem.spend_series[m.channel][mask].sum())
-            out.append(_row(m.channel, EffectType.TOTAL, PeriodType.CONDITION, label, weeks, mask, summary, pt, spend,
+            out.append(_row(m.channel, EffectType.TOTAL, PeriodType.CONDITION, label, dates, mask, summary, pt, spend,
                             df, supports.get((m.channel, EffectType.TOTAL.value), ""), p_equal, note))
     return out
 
