@@ -11,9 +11,7 @@ draws. With `--before <checkout>`, the same inputs are drawn by that checkout's 
 from __future__ import annotations
 
 import argparse
-import os
 import pickle
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -68,10 +66,12 @@ def capture(channels: int, folder: Path) -> Path:
 
 
 def measure(inputs: Path, tree: Path) -> dict[str, tuple[int, float]]:
-    done = subprocess.run([sys.executable, "-c", MEASURE, str(inputs)], cwd=tree, check=True, capture_output=True,
-                          text=True, env={**os.environ, "PYTHONPATH": str(tree)})
+    """Per figure, (Python calls, fastest CPU seconds) as the plotting code of `tree` draws `inputs`."""
+    from benchmarks.refresh_speed import child
+
+    _, text = child(["-c", MEASURE, str(inputs)], tree)
     rows = {}
-    for line in done.stdout.splitlines():
+    for line in text.splitlines():
         *name, calls, seconds = line.split()
         rows[" ".join(name)] = (int(calls), float(seconds))
     return rows

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -79,13 +78,14 @@ def write_world(folder: Path, n_markets: int, channels: int, fast: bool) -> None
 
 def one_process_compute(folder: Path, tree: Path = ROOT) -> tuple[float, list[float]]:
     """The three markets of the export in `folder` (`write_world`), their partitions run one after
-    the other in one child process of the checkout `tree`: its peak RSS, and the CPU seconds of each
-    market (the first pays for the imports and the caches; the others are the compute of one more
+    the other in one child process of the checkout `tree`: its peak RSS in GB, and the CPU seconds of
+    each market (the first pays for the imports and the caches; the others are the compute of one more
     market)."""
+    from benchmarks.refresh_speed import child
     from cmmm_pipeline.simulation.markets import market_names
 
     out = folder / f"out-{len(list(folder.glob('out-*')))}"
-    script = ("import resource, sys, time\n"
+    script = ("import sys, time\n"
               "from dagster import DagsterInstance\n"
               "from cmmm_pipeline.run import run_market\n"
               "instance = DagsterInstance.ephemeral()\n"
@@ -93,14 +93,9 @@ def one_process_compute(folder: Path, tree: Path = ROOT) -> tuple[float, list[fl
               "    start = time.process_time()\n"
               "    o = run_market(sys.argv[1], sys.argv[2], sys.argv[2] + '/cmmm.duckdb', market, instance)\n"
               "    assert o.success, o.error\n"
-              "    print('cpu', time.process_time() - start, flush=True)\n"
-              "print('peak', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2)\n")
-    done = subprocess.run([sys.executable, "-c", script, str(folder / "config.yaml"), str(out),
-                           *market_names(COMPUTE_MARKETS)], cwd=tree, check=True, capture_output=True, text=True,
-                          env={**os.environ, "PYTHONPATH": str(tree)})
-    lines = [line.split() for line in done.stdout.splitlines() if line.startswith(("cpu ", "peak "))]
-    peak = next(float(v) for k, v in lines if k == "peak")
-    return peak, [float(v) for k, v in lines if k == "cpu"]
+              "    print('cpu', time.process_time() - start, flush=True)\n")
+    cost, text = child(["-c", script, str(folder / "config.yaml"), str(out), *market_names(COMPUTE_MARKETS)], tree)
+    return cost.peak_mb / 1024, [float(line.split()[1]) for line in text.splitlines() if line.startswith("cpu ")]
 
 
 def run(n_markets: int, executor: str, fast: bool, folder: Path, channels: int) -> dict[str, float]:
