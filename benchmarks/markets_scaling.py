@@ -15,6 +15,7 @@ processes that are not this process's children.
     python benchmarks/markets_scaling.py --markets 2 10 --fast            # B = 50, 2 refuter runs
     python benchmarks/markets_scaling.py --markets 200 --channels 20      # the 200 × 20-channel target
     python benchmarks/markets_scaling.py --markets --before ../old --rounds 3   # one market's CPU, old vs new
+    python benchmarks/markets_scaling.py --markets --parallel             # what two cores give over one
 """
 
 from __future__ import annotations
@@ -84,7 +85,7 @@ def one_process_compute(folder: Path, tree: Path = ROOT) -> tuple[float, list[fl
     from benchmarks.refresh_speed import child
     from cmmm_pipeline.simulation.markets import market_names
 
-    out = folder / f"out-{len(list(folder.glob('out-*')))}"
+    out = Path(tempfile.mkdtemp(prefix="out-", dir=folder))  # unique: two may run at once (--parallel)
     script = ("import sys, time\n"
               "from dagster import DagsterInstance\n"
               "from cmmm_pipeline.run import run_market\n"
@@ -96,6 +97,22 @@ def one_process_compute(folder: Path, tree: Path = ROOT) -> tuple[float, list[fl
               "    print('cpu', time.process_time() - start, flush=True)\n")
     cost, text = child(["-c", script, str(folder / "config.yaml"), str(out), *market_names(COMPUTE_MARKETS)], tree)
     return cost.peak_mb / 1024, [float(line.split()[1]) for line in text.splitlines() if line.startswith("cpu ")]
+
+
+def parallel_throughput(folder: Path) -> None:
+    """The one-process compute alone, then two of it at once: the wall time of each and the throughput
+    two processes give over one (2 on two free cores; less where the cores are shared or throttled)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    start = time.perf_counter()
+    one_process_compute(folder)
+    alone = time.perf_counter() - start
+    start = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        list(pool.map(lambda _: one_process_compute(folder), range(2)))
+    both = time.perf_counter() - start
+    print(f"one-process compute alone: wall {alone:.1f} s; two at once: wall {both:.1f} s; throughput of two "
+          f"processes over one: {2 * alone / both:.2f}", flush=True)
 
 
 def run(n_markets: int, executor: str, fast: bool, folder: Path, channels: int) -> dict[str, float]:
@@ -169,6 +186,8 @@ def main() -> None:
     parser.add_argument("--executor", choices=["multiprocess", "dask"], default="multiprocess")
     parser.add_argument("--channels", type=int, default=4, help="channels per market (4: the sample's)")
     parser.add_argument("--fast", action="store_true", help="B = 50 and 2 refuter runs instead of the defaults")
+    parser.add_argument("--parallel", action="store_true", help="also the one-process compute alone, then two "
+                        "at once: what two cores give over one")
     args = parser.parse_args()
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
     print(f"executor {args.executor}, {args.channels} channels, "
@@ -183,6 +202,8 @@ def main() -> None:
                 print(f"[{label}] one process, {COMPUTE_MARKETS} markets in turn: CPU s per market "
                       + ", ".join(f"{c:.2f}" for c in cpu) + f" (after the first: {sum(cpu[1:]) / len(cpu[1:]):.2f} s);"
                       f" peak memory {peak:.2f} GB", flush=True)
+        if args.parallel:
+            parallel_throughput(Path(tmp) / "one")
         if args.markets:
             print(f"{'markets':>7} {'published':>9} {'wall s':>8} {'wall/market':>11} "
                   f"{'marginal s':>10} {'pooled TV ROI':>13} {'true mean':>9}")
