@@ -1,14 +1,14 @@
 """Imported once by the markets' process server (the multiprocess executor's forkserver preload), so
 that every market's step forks with what it imports already in memory.
 
-Preloading the Definitions and the heavy libraries alone left about 420 modules that each market's
+Preloading the Definitions and the heavy libraries alone left hundreds of modules that each market's
 step imported again: the project's own step modules, Dagster's storages, in-process execution and
 instance factory, SQLAlchemy and Alembic behind the SQLite storages, Graphviz, rich. The imported
 objects are then frozen (`freeze_step_libraries`): the garbage collector of every forked step skips
 them, as a market run in one process does, instead of scanning them in each full collection (and
-touching, hence copying, their memory pages). A 4-channel market's step took 3.3–3.7 s of CPU before,
-3.0–3.1 s after (docs/operations.md, `benchmarks/markets_scaling.py`). Nothing here runs or opens
-anything, so the forked steps share no file, thread or connection with the server.
+touching, hence copying, their memory pages). What it saves: docs/operations.md, "How long many
+markets take" (`benchmarks/markets_scaling.py`). Nothing here runs or opens anything, so the forked
+steps share no file, thread or connection with the server.
 """
 
 from __future__ import annotations
