@@ -61,7 +61,7 @@ def write_world(folder: Path, n_markets: int, channels: int, fast: bool) -> None
         for market in markets:
             index = rows[market]
             spend, drawn = extra_channel(rng, len(index))
-            transform = transform or drawn
+            transform = transform or drawn  # the first market's; later draws only keep the quoted runs' stream
             effect = extra_channel_effect(spend, transform, size * float(np.exp(rng.normal(0.0, 0.25))))
             column[index] = spend
             data.loc[index, "sales"] += effect
