@@ -87,10 +87,9 @@ def calendar_periods(weeks: pd.Series) -> list[Period]:
     return out
 
 
-def campaign_mask(weeks: pd.Series, campaign: CampaignConfig) -> np.ndarray:
-    """The campaign's weeks: week dates in [start, end], both inclusive."""
-    dates = pd.to_datetime(weeks).dt.date
-    return ((dates >= campaign.start) & (dates <= campaign.end)).to_numpy()
+def campaign_mask(dates: np.ndarray, campaign: CampaignConfig) -> np.ndarray:
+    """The campaign's weeks (`dates`: `week_dates`): week dates in [start, end], both inclusive."""
+    return (dates >= np.datetime64(campaign.start, "D")) & (dates <= np.datetime64(campaign.end, "D"))
 
 
 @dataclass(frozen=True)
@@ -176,11 +175,10 @@ def _row(channel: str, effect: EffectType, period_type: PeriodType, label: str, 
 
 
 def period_rows(weekly: Sequence[WeeklyEffect], periods: Sequence[Period], draws: BootstrapDraws,
-                weeks: pd.Series, spend: Mapping[str, np.ndarray], settings: BootstrapSettings, df: int,
+                dates: np.ndarray, spend: Mapping[str, np.ndarray], settings: BootstrapSettings, df: int,
                 supports: Mapping[tuple[str, str], str]) -> list[dict[str, object]]:
     """One row per (channel, effect, period): the weekly effects summed over the period's weeks."""
     rows = []
-    dates = week_dates(weeks)
     for w in weekly:
         whole = float(w.media.sum())
         for period in periods:
@@ -234,18 +232,17 @@ def gcomputed_window(problem: EffectProblem, spec: GComputationSpec, rows: np.nd
 
 
 def campaign_rows(problem: EffectProblem, draws: BootstrapDraws, point: pd.DataFrame, features: pd.DataFrame,
-                  campaigns: Sequence[CampaignConfig], weeks: pd.Series, settings: BootstrapSettings, df: int,
+                  campaigns: Sequence[CampaignConfig], dates: np.ndarray, settings: BootstrapSettings, df: int,
                   supports: Mapping[tuple[str, str], str]) -> list[dict[str, object]]:
     """Per campaign and estimated effect of its channel: Σ over every week of the KPI as run minus
     the KPI with the channel's spend removed in the window; ROI over the campaign's spend."""
     if draws.rows is None:
         raise ValueError("campaign effects need the bootstrap's rows (BootstrapDraws.rows)")
     rows = []
-    dates = week_dates(weeks)
     estimated = point[np.isfinite(point["ate"].to_numpy(dtype=float))]
     identity = np.arange(problem.n)[None, :]
     for c in campaigns:
-        window = campaign_mask(weeks, c).astype(float)
+        window = campaign_mask(dates, c).astype(float)
         k = problem.inputs.channels.index(c.channel) if c.channel in problem.inputs.channels else None
         mine = estimated[estimated["channel"] == c.channel]
         if k is None or mine.empty:
@@ -356,20 +353,19 @@ def equal_effect_test(point: np.ndarray, sample: np.ndarray) -> float:
 
 
 def condition_rows(problem: EffectProblem, draws: BootstrapDraws, raw: pd.DataFrame,
-                   modifiers: Sequence[EffectModifierConfig], weeks: pd.Series, settings: BootstrapSettings,
+                   modifiers: Sequence[EffectModifierConfig], dates: np.ndarray, settings: BootstrapSettings,
                    df: int, supports: Mapping[tuple[str, str], str]) -> list[dict[str, object]]:
     """Per modifier, one row per level: the channel's total effect within the level's weeks, from its
     linear total-effect regression with the media split by level under the same adjustment set."""
     if draws.rows is None:
         raise ValueError("effect modification needs the bootstrap's rows (BootstrapDraws.rows)")
     out = []
-    dates = week_dates(weeks)
     identity = np.arange(problem.n)[None, :]
     for m in modifiers:
         spec = next((s for s in problem.specs if s.channel == m.channel and s.effect is EffectType.TOTAL), None)
         if spec is None or m.modifier not in raw.columns:
             out.append(_row(m.channel, EffectType.TOTAL, PeriodType.CONDITION, m.modifier, dates,
-                            np.ones(len(weeks), dtype=bool), None, float("nan"), float("nan"), df,
+                            np.ones(len(dates), dtype=bool), None, float("nan"), float("nan"), df,
                             note=f"not estimated: {m.channel}'s total effect is withheld or not identified "
                                  "(see estimates.csv)"))
             continue
@@ -421,12 +417,13 @@ def effects_by_period(problem: EffectProblem, draws: BootstrapDraws, point: pd.D
         Interval level and kind, smoothing.
     """
     weeks = raw["week"].reset_index(drop=True)
+    dates = week_dates(weeks)
     df = degrees_of_freedom(problem)
     supports = {(r.channel, r.effect): (r.roi_support if isinstance(r.roi_support, str) else "")
                 for r in point.itertuples(index=False)} if "roi_support" in point.columns else {}
     spend = problem.spend_series
     rows = period_rows(weekly_effects(problem, draws, point, features, settings), calendar_periods(weeks), draws,
-                       weeks, spend, settings, df, supports)
-    rows += campaign_rows(problem, draws, point, features, campaigns, weeks, settings, df, supports)
-    rows += condition_rows(problem, draws, raw, modifiers, weeks, settings, df, supports)
+                       dates, spend, settings, df, supports)
+    rows += campaign_rows(problem, draws, point, features, campaigns, dates, settings, df, supports)
+    rows += condition_rows(problem, draws, raw, modifiers, dates, settings, df, supports)
     return pd.DataFrame(rows, columns=PERIOD_COLUMNS)
