@@ -11,9 +11,10 @@ DoWhy's side by side):
 - random common cause: an independent random column added to the adjustment set; the estimate must
   not move;
 - data subset: re-estimated on random 80% subsets; the estimate must not move;
-- unobserved common cause (`sensitivity_simulation`): DoWhy's simulated confounder with linear
-  effects of explicit strength (partial R² `confounder_partial_r2` with both treatment and KPI);
-  the effect must survive it;
+- unobserved common cause: DoWhy's simulated confounder (`sensitivity_simulation`, direct simulation)
+  with linear effects of explicit strength (partial R² `confounder_partial_r2` with both treatment
+  and KPI), the same draw from the same seed and the same regression, solved in numpy (DoWhy's refit
+  also renders a statsmodels summary it only logs at debug level); the effect must survive it;
 - robustness value (Cinelli & Hazlett 2020), computed from the regression itself: the partial R²
   a hidden confounder would need with both spend and KPI to make the effect not significant
   (RV_α), and to erase it (RV);
@@ -35,8 +36,7 @@ status of its refuters.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator
-from contextlib import contextmanager
+from collections.abc import Collection
 from dataclasses import dataclass
 from enum import Enum
 
@@ -464,18 +464,6 @@ def _seed(base: int, *keys: int) -> int:
     return int(np.random.SeedSequence([base, *keys]).generate_state(1)[0])
 
 
-@contextmanager
-def _global_numpy_seed(seed: int) -> Iterator[None]:
-    """DoWhy's simulated confounder draws from numpy's global generator (through scipy); seed it for
-    the call and put the caller's state back."""
-    state = np.random.get_state()
-    np.random.seed(seed)
-    try:
-        yield
-    finally:
-        np.random.set_state(state)
-
-
 def _shift_case(shift: float, thresholds: RefutationThresholds,
                 cases: type[RandomCommonCauseCase | DataSubsetCase]) -> CheckCase:
     if shift <= thresholds.shift_review:
@@ -518,6 +506,23 @@ def subset_effects(x: np.ndarray, y: np.ndarray, rows: np.ndarray) -> np.ndarray
     """(B,) treatment coefficients re-estimated on each row set of `rows` (B × k): one batched
     least-squares solve (the bootstrap's `batched_ols`; an ill-conditioned subset gives NaN)."""
     return batched_ols(x[rows], y[rows])[:, 1]
+
+
+def hidden_confounder_effect(x: np.ndarray, y: np.ndarray, w: np.ndarray, kappa_t: float,
+                             kappa_y: float) -> float:
+    """The treatment coefficient (column 1 of the design `x`) once a confounder `w` is added to the
+    treatment with weight κ_t and subtracted from the outcome with weight κ_y: DoWhy's linear
+    `sensitivity_simulation` refit, as one least-squares solve."""
+    confounded = x.copy()
+    confounded[:, 1] += kappa_t * w
+    coef, *_ = np.linalg.lstsq(confounded, y - kappa_y * w, rcond=None)
+    return float(coef[1])
+
+
+def hidden_confounder(n: int, seed: int) -> np.ndarray:
+    """(n,) the standard-normal confounder DoWhy's `sensitivity_simulation` draws through scipy from
+    numpy's global generator, when that generator is seeded with `seed`."""
+    return np.random.RandomState(seed).standard_normal(n)
 
 
 def placebo_permutations(n: int, simulations: int, random_state: np.random.RandomState) -> np.ndarray:
@@ -607,8 +612,9 @@ def data_subset(target: RefutationTarget, simulations: int, seed: int,
 
 def unobserved_common_cause(target: RefutationTarget, seed: int, thresholds: RefutationThresholds,
                             benchmarks: list[ConfounderBenchmark] | None = None) -> RefutationResult:
-    """DoWhy's `sensitivity_simulation` (direct simulation, linear effects): it adds κ_t·w to the spend
-    and −κ_y·w to the KPI (w standard normal). With κ = s·sd(residual) and s = √(r²/(1 − r²)), w
+    """DoWhy's `sensitivity_simulation` (direct simulation, linear effects), refitted in numpy from the
+    same draw (`hidden_confounder_effect`): it adds κ_t·w to the spend and −κ_y·w to the KPI (w
+    standard normal). With κ = s·sd(residual) and s = √(r²/(1 − r²)), w
     explains a share r² of the residual variance of each; κ_y takes the estimate's sign so that the
     confounder pushes the estimate toward zero. The expected shift is r²·sd(KPI residual)/sd(spend
     residual) from the confounding plus β·r² from the noise w adds to the observed spend.
@@ -618,18 +624,14 @@ def unobserved_common_cause(target: RefutationTarget, seed: int, thresholds: Ref
     with spend and with KPI), or when no comparison is possible (every benchmark impossible);
     otherwise the row says so and passes. With no observed confounder at all, any is stronger."""
     from scipy import stats
-    from dowhy.causal_refuters.add_unobserved_common_cause import sensitivity_simulation
 
     data, fit, spec, summary = target.data, target.fit, target.spec, target.summary
     r2 = thresholds.confounder_partial_r2
     s = np.sqrt(r2 / (1.0 - r2))
     sign = 1.0 if fit.value >= 0 else -1.0
-    with _global_numpy_seed(seed):
-        r = sensitivity_simulation(data, fit.estimand, fit.estimate, fit.estimand.treatment_variable,
-                                   fit.estimand.outcome_variable, kappa_t=float(s * summary.treatment_residual_sd),
-                                   kappa_y=float(sign * s * summary.outcome_residual_sd),
-                                   confounders_effect_on_treatment="linear", confounders_effect_on_outcome="linear")
-    new = float(r.new_effect)
+    x, y = design(data, spec), data[fit.estimand.outcome_variable[0]].to_numpy(dtype=float)
+    new = hidden_confounder_effect(x, y, hidden_confounder(len(y), seed), float(s * summary.treatment_residual_sd),
+                                   float(sign * s * summary.outcome_residual_sd))
     in_se = new / summary.inference_se
     z = stats.norm.ppf(1 - thresholds.significance / 2)
     details: dict[str, object] = {}
