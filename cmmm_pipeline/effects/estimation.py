@@ -254,7 +254,10 @@ def solve_normal_equations(gram: np.ndarray, rhs: np.ndarray) -> tuple[np.ndarra
     scaled = gram / (scale[:, :, None] * scale[:, None, :])
     finite = np.isfinite(scaled).all(axis=(1, 2))
     ok = finite.copy()
-    ok[finite] = np.linalg.cond(scaled[finite]) < MAX_CONDITION
+    # The scaled Gram matrix is symmetric: its condition number is the ratio of its extreme eigenvalues,
+    # which `eigvalsh` finds in half the time of the SVD behind `np.linalg.cond`.
+    eigen = np.linalg.eigvalsh(scaled[finite])
+    ok[finite] = (eigen[:, 0] > 0) & (eigen[:, -1] < MAX_CONDITION * eigen[:, 0])
     solution = np.linalg.solve(scaled[ok], rhs[ok] / scale[ok][:, :, None]) / scale[ok][:, :, None]
     return ok, solution
 

@@ -217,3 +217,24 @@ def test_batched_ols_is_scale_free_and_still_refuses_collinear_designs() -> None
     assert beta[1, :2] == pytest.approx(beta[0, :2], rel=1e-9)
     assert beta[1, 2] * 7e6 == pytest.approx(beta[0, 2], rel=1e-9)
     assert np.isnan(beta[2]).all()
+
+
+def test_the_singularity_cut_is_the_condition_number_of_the_scaled_gram_matrix() -> None:
+    """Solvable exactly when the column-scaled Gram matrix's condition number (its eigenvalue ratio)
+    is below MAX_CONDITION, as `np.linalg.cond` judges it, from well-posed to exactly collinear."""
+    from cmmm_pipeline.effects.estimation import MAX_CONDITION, solve_normal_equations
+
+    rng = np.random.default_rng(5)
+    n = 156
+    media = rng.gamma(2.0, 1.0, n)
+    noise = rng.normal(0.0, 1.0, n)
+    grams = []
+    for gap in (1.0, 1e-2, 1e-4, 1e-5, 1e-6, 1e-7, 1e-8, 0.0):  # a second column ever nearer the first
+        x = np.column_stack([np.ones(n), media, media + gap * noise])
+        grams.append(x.T @ x)
+    gram = np.stack(grams)
+    ok, _ = solve_normal_equations(gram, np.ones((len(grams), 3, 1)))
+    scale = np.sqrt(np.einsum("bii->bi", gram))
+    expected = np.linalg.cond(gram / (scale[:, :, None] * scale[:, None, :])) < MAX_CONDITION
+    assert ok.tolist() == expected.tolist()
+    assert ok.tolist() == [True] * 4 + [False] * 4  # conditions 4e11 and 4e13 on either side of the cut
