@@ -263,7 +263,8 @@ def test_the_hidden_confounder_matches_dowhys_sensitivity_simulation(sample: dic
     finally:
         np.random.set_state(state)
     ours = ref.unobserved_common_cause(target, seed, THRESHOLDS)
-    print(f"{effect.value:6s} hidden confounder ours {ours.new_effect:.10g} dowhy {theirs:.10g} (estimate {fit.value:.6g})")
+    print(f"{effect.value:6s} hidden confounder ours {ours.new_effect:.10g} dowhy {theirs:.10g} "
+          f"(estimate {fit.value:.6g})")
     assert ours.new_effect == pytest.approx(theirs, rel=1e-8)
     assert abs(ours.new_effect) < abs(fit.value)  # it pushed the estimate toward zero
     other = ref.unobserved_common_cause(target, seed + 1, THRESHOLDS)
