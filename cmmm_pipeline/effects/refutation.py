@@ -47,7 +47,7 @@ import pandas as pd
 from cmmm_pipeline.core.config import EffectType
 from cmmm_pipeline.core.errors import ConfigError
 from cmmm_pipeline.core.status import CaseResult, CheckCase, Status
-from cmmm_pipeline.effects.estimation import (DowhyFit, EffectSpec, batched_ols, design, fit_dowhy, hac_pvalue,
+from cmmm_pipeline.effects.estimation import (EffectSpec, batched_ols, design, fit_dowhy, hac_pvalue,
                                                observed_nodes)
 
 REFUTATION_COLUMNS = ["channel", "effect", "refuter", "status", "estimate", "new_effect", "p_value", "statistic",
@@ -451,13 +451,18 @@ def _benchmark_details(benchmarks: list[ConfounderBenchmark], multiple: float) -
 
 @dataclass(frozen=True)
 class RefutationTarget:
-    """What every refuter works on: the model's data (the graph's observed columns), DoWhy's fit of
-    one effect, its spec and the regression facts its thresholds are read in."""
+    """What every refuter works on: the model's data (the graph's observed columns), its KPI column,
+    DoWhy's estimate of one effect, its spec and the regression facts its thresholds are read in."""
 
     data: pd.DataFrame
-    fit: DowhyFit
+    outcome: str
+    estimate: float
     spec: EffectSpec
     summary: RegressionSummary
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """The spec's design [1, treatment, adjustment...] and the KPI, as DoWhy's estimator regresses them."""
+        return design(self.data, self.spec), self.data[self.outcome].to_numpy(dtype=float)
 
 
 def _seed(base: int, *keys: int) -> int:
@@ -562,8 +567,8 @@ def placebo(target: RefutationTarget, simulations: int, seed: int,
     done at once (`placebo_effects`); its p-value tests 0 against the placebo effects."""
     from scipy import stats
 
-    data, fit, spec, summary = target.data, target.fit, target.spec, target.summary
-    x, y = design(data, spec), data[fit.estimand.outcome_variable[0]].to_numpy(dtype=float)
+    estimate, spec, summary = target.estimate, target.spec, target.summary
+    x, y = target.arrays()
     draws = placebo_effects(x, y, placebo_permutations(len(y), simulations, np.random.RandomState(seed)))
     new, p = float(np.mean(draws)), refuter_p_value(0.0, draws)
     z = stats.norm.ppf(1 - thresholds.significance / 2)
@@ -575,7 +580,7 @@ def placebo(target: RefutationTarget, simulations: int, seed: int,
     else:
         case = PlaceboCase.CLEAR
     message = case.render(in_se=in_se, t=summary.estimate / summary.inference_se)
-    return RefutationResult(spec.channel, spec.effect, RefuterKind.PLACEBO_TREATMENT, case, fit.value, new, p,
+    return RefutationResult(spec.channel, spec.effect, RefuterKind.PLACEBO_TREATMENT, case, estimate, new, p,
                             in_se, message)
 
 
@@ -583,14 +588,14 @@ def random_common_cause(target: RefutationTarget, simulations: int, seed: int,
                         thresholds: RefutationThresholds) -> RefutationResult:
     """Random common cause: a standard-normal column added to the adjustment set, as DoWhy's
     `refute_random_common_cause` draws it, the B refits done at once (`random_cause_effects`)."""
-    data, fit, spec, summary = target.data, target.fit, target.spec, target.summary
-    x, y = design(data, spec), data[fit.estimand.outcome_variable[0]].to_numpy(dtype=float)
+    estimate, spec, summary = target.estimate, target.spec, target.summary
+    x, y = target.arrays()
     draws = random_cause_effects(x, y, random_causes(len(y), simulations, np.random.RandomState(seed)))
     new = float(np.mean(draws))
-    shift = abs(new - fit.value) / summary.hac_se
+    shift = abs(new - estimate) / summary.hac_se
     case = _shift_case(shift, thresholds, RandomCommonCauseCase)
-    return RefutationResult(spec.channel, spec.effect, RefuterKind.RANDOM_COMMON_CAUSE, case, fit.value, new,
-                            refuter_p_value(fit.value, draws), shift, case.render(shift=shift))
+    return RefutationResult(spec.channel, spec.effect, RefuterKind.RANDOM_COMMON_CAUSE, case, estimate, new,
+                            refuter_p_value(estimate, draws), shift, case.render(shift=shift))
 
 
 def data_subset(target: RefutationTarget, simulations: int, seed: int,
@@ -598,16 +603,16 @@ def data_subset(target: RefutationTarget, simulations: int, seed: int,
     """Data subset: re-estimated on random `subset_fraction` shares of the weeks, the subsets DoWhy's
     `refute_data_subset` draws from a `np.random.RandomState(seed)` (a state, not an int: with an int
     DoWhy redraws the same subset every simulation), the B refits done at once (`subset_effects`)."""
-    data, fit, spec, summary = target.data, target.fit, target.spec, target.summary
-    x, y = design(data, spec), data[fit.estimand.outcome_variable[0]].to_numpy(dtype=float)
+    estimate, spec, summary = target.estimate, target.spec, target.summary
+    x, y = target.arrays()
     rows = subset_rows(len(y), thresholds.subset_fraction, simulations, np.random.RandomState(seed))
     draws = subset_effects(x, y, rows)
     new = float(np.mean(draws))
-    shift = abs(new - fit.value) / summary.hac_se
+    shift = abs(new - estimate) / summary.hac_se
     case = _shift_case(shift, thresholds, DataSubsetCase)
     message = case.render(share=round(100 * thresholds.subset_fraction), shift=shift)
-    return RefutationResult(spec.channel, spec.effect, RefuterKind.DATA_SUBSET, case, fit.value, new,
-                            refuter_p_value(fit.value, draws), shift, message)
+    return RefutationResult(spec.channel, spec.effect, RefuterKind.DATA_SUBSET, case, estimate, new,
+                            refuter_p_value(estimate, draws), shift, message)
 
 
 def unobserved_common_cause(target: RefutationTarget, seed: int, thresholds: RefutationThresholds,
@@ -625,11 +630,11 @@ def unobserved_common_cause(target: RefutationTarget, seed: int, thresholds: Ref
     otherwise the row says so and passes. With no observed confounder at all, any is stronger."""
     from scipy import stats
 
-    data, fit, spec, summary = target.data, target.fit, target.spec, target.summary
+    estimate, spec, summary = target.estimate, target.spec, target.summary
     r2 = thresholds.confounder_partial_r2
     s = np.sqrt(r2 / (1.0 - r2))
-    sign = 1.0 if fit.value >= 0 else -1.0
-    x, y = design(data, spec), data[fit.estimand.outcome_variable[0]].to_numpy(dtype=float)
+    sign = 1.0 if estimate >= 0 else -1.0
+    x, y = target.arrays()
     new = hidden_confounder_effect(x, y, hidden_confounder(len(y), seed), float(s * summary.treatment_residual_sd),
                                    float(sign * s * summary.outcome_residual_sd))
     in_se = new / summary.inference_se
@@ -640,8 +645,8 @@ def unobserved_common_cause(target: RefutationTarget, seed: int, thresholds: Ref
     elif benchmarks is not None:  # all impossible: no comparison, the verdict stands
         details = _benchmark_details(benchmarks, thresholds.benchmark_multiple) or {}
     stronger = bool(details) and (r2 > details["bench_d"] / 100 or r2 > details["bench_y"] / 100)
-    unproven = abs(fit.value) < z * summary.inference_se
-    if np.sign(new) != np.sign(fit.value) or new == 0:
+    unproven = abs(estimate) < z * summary.inference_se
+    if np.sign(new) != np.sign(estimate) or new == 0:
         case = HiddenConfounderCase.STRONGER_REVERSED if stronger and not unproven else HiddenConfounderCase.REVERSED
     elif abs(new) < z * summary.inference_se:
         case = (HiddenConfounderCase.STRONGER_NOT_SIGNIFICANT if stronger and not unproven
@@ -649,9 +654,9 @@ def unobserved_common_cause(target: RefutationTarget, seed: int, thresholds: Ref
     else:
         case = HiddenConfounderCase.SURVIVES
     p = float(2 * stats.t.sf(abs(in_se), summary.df))
-    return RefutationResult(spec.channel, spec.effect, RefuterKind.UNOBSERVED_COMMON_CAUSE, case, fit.value, new,
+    return RefutationResult(spec.channel, spec.effect, RefuterKind.UNOBSERVED_COMMON_CAUSE, case, estimate, new,
                             p, in_se, case.render(pct=round(100 * r2), in_se=in_se,
-                                                  direction="negative" if fit.value < 0 else "positive", **details))
+                                                  direction="negative" if estimate < 0 else "positive", **details))
 
 
 def sensitivity(spec: EffectSpec, summary: RegressionSummary, thresholds: RefutationThresholds,
@@ -687,7 +692,8 @@ def sensitivity(spec: EffectSpec, summary: RegressionSummary, thresholds: Refuta
 
 def refute_effect(data: pd.DataFrame, g: nx.DiGraph, spec: EffectSpec, outcome: str, simulations: int, seed: int,
                   thresholds: RefutationThresholds, pipeline_se: float | None = None, nodes: Collection[str] = (),
-                  roi_factor: float | None = None, controls: Collection[str] | None = None) -> list[RefutationResult]:
+                  roi_factor: float | None = None, controls: Collection[str] | None = None,
+                  estimate: float | None = None) -> list[RefutationResult]:
     """Every refuter on one estimated effect; seeds are derived from `seed` per refuter.
 
     Parameters
@@ -718,10 +724,13 @@ def refute_effect(data: pd.DataFrame, g: nx.DiGraph, spec: EffectSpec, outcome: 
         The DAG nodes that may serve as benchmarks (the config's controls); None: every observed
         ancestor of the treatment, other channels included. A channel that drives another (TV →
         search) is not a yardstick for hidden confounders: it flags sound estimates.
+    estimate
+        DoWhy's estimate of the effect as the estimation step published it; None: fitted here.
     """
-    fit = fit_dowhy(data, g, spec, outcome)
+    if estimate is None:
+        estimate = fit_dowhy(data, g, spec, outcome).value
     summary = regression_summary(data, spec, outcome, pipeline_se)
-    target = RefutationTarget(data[observed_nodes(data, g)], fit, spec, summary)
+    target = RefutationTarget(data[observed_nodes(data, g)], outcome, estimate, spec, summary)
     ancestors = nx.ancestors(g, spec.channel)
     if controls is not None:  # benchmarks are observed controls, not other channels
         grouped = benchmark_groups(spec.adjustment, nodes)
@@ -741,15 +750,18 @@ def refute_all(data: pd.DataFrame, g: nx.DiGraph, specs: list[EffectSpec], outco
                thresholds: RefutationThresholds,
                pipeline_se: dict[tuple[str, EffectType], float] | None = None, nodes: Collection[str] = (),
                roi_factors: dict[tuple[str, EffectType], float] | None = None,
-               controls: Collection[str] | None = None) -> list[RefutationResult]:
+               controls: Collection[str] | None = None,
+               estimates: dict[tuple[str, EffectType], float] | None = None) -> list[RefutationResult]:
     """Every refuter on every spec (see `refute_effect` for the arguments); `pipeline_se` maps
     (channel, effect) to the ATE's bootstrap standard error, `roi_factors` to the ROI per unit of
-    ATE, and each spec's seed is derived from `seed` and its position."""
-    ses, factors = pipeline_se or {}, roi_factors or {}
+    ATE, `estimates` to DoWhy's published ATE (not fitted again), and each spec's seed is derived
+    from `seed` and its position."""
+    ses, factors, published = pipeline_se or {}, roi_factors or {}, estimates or {}
     return [r for j, spec in enumerate(specs)
             for r in refute_effect(data, g, spec, outcome, simulations, _seed(seed, 100 + j), thresholds,
                                    ses.get((spec.channel, spec.effect)), nodes,
-                                   factors.get((spec.channel, spec.effect)), controls)]
+                                   factors.get((spec.channel, spec.effect)), controls,
+                                   published.get((spec.channel, spec.effect)))]
 
 
 def refutations_table(results: list[RefutationResult]) -> pd.DataFrame:

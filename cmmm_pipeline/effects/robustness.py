@@ -174,7 +174,7 @@ def assess(raw: pd.DataFrame, features: pd.DataFrame, config: PipelineConfig, po
     refutations = refute_all(features, g_expanded, list(specs), config.kpi, est.refuter_simulations, est.seed,
                              RefutationThresholds(benchmark_multiple=est.confounder_multiple), ate_se,
                              nodes=[*config.channel_names, *config.controls], roi_factors=roi_factors,
-                             controls=config.controls)
+                             controls=config.controls, estimates=ates)
     for e in config.experiments:
         mask = window_mask(raw["week"], e.start, e.end)
         ate = ates.get((e.channel, EffectType.TOTAL))

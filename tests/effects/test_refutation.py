@@ -149,6 +149,26 @@ def test_refuters_are_reproducible_from_their_seed(sample: dict) -> None:
     assert np.array_equal(np.random.get_state()[1], state)  # the global generator is left as found
 
 
+def test_the_published_estimate_is_refuted_without_fitting_dowhy_again(sample: dict,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pipeline hands the refuters DoWhy's published estimate: the same rows as fitting it here, and
+    no second DoWhy fit."""
+    spec = sample["specs"][("tv", EffectType.DIRECT)]
+    fitted = refutations_table(refute_effect(sample["features"], sample["g"], spec, "sales", 5, 42, THRESHOLDS))
+    published = fit_dowhy(sample["features"], sample["g"], spec, "sales").value
+
+    def no_second_fit(*_: object) -> None:
+        raise AssertionError("DoWhy was fitted again")
+
+    monkeypatch.setattr(ref, "fit_dowhy", no_second_fit)
+    given = refutations_table(refute_effect(sample["features"], sample["g"], spec, "sales", 5, 42, THRESHOLDS,
+                                            estimate=published))
+    pd.testing.assert_frame_equal(given, fitted, check_exact=True)
+    simulated = given["refuter"].isin([k.value for k in (RefuterKind.PLACEBO_TREATMENT, RefuterKind.RANDOM_COMMON_CAUSE,
+                                                         RefuterKind.DATA_SUBSET, RefuterKind.UNOBSERVED_COMMON_CAUSE)])
+    assert simulated.sum() == 4 and (given.loc[simulated, "estimate"] == published).all()
+
+
 def test_table_and_worst_status(tv_results: dict) -> None:
     table = refutations_table(list(tv_results.values()))
     assert list(table.columns[:8]) == ["channel", "effect", "refuter", "status", "estimate", "new_effect", "p_value",
@@ -217,7 +237,7 @@ def test_vectorised_refuters_match_dowhys_side_by_side(sample: dict, effect: Eff
     spec = sample["specs"][("tv", effect)]
     data = sample["features"][ref.observed_nodes(sample["features"], sample["g"])]
     fit = fit_dowhy(data, sample["g"], spec, "sales")
-    target = ref.RefutationTarget(data, fit, spec, regression_summary(data, spec, "sales"))
+    target = ref.RefutationTarget(data, "sales", fit.value, spec, regression_summary(data, spec, "sales"))
     sims, seed = 8, 3
     ours = {RefuterKind.PLACEBO_TREATMENT: ref.placebo(target, sims, seed, THRESHOLDS),
             RefuterKind.RANDOM_COMMON_CAUSE: ref.random_common_cause(target, sims, seed, THRESHOLDS),
@@ -250,7 +270,7 @@ def test_the_hidden_confounder_matches_dowhys_sensitivity_simulation(sample: dic
     data = sample["features"][ref.observed_nodes(sample["features"], sample["g"])]
     fit = fit_dowhy(data, sample["g"], spec, "sales")
     summary = regression_summary(data, spec, "sales")
-    target = ref.RefutationTarget(data, fit, spec, summary)
+    target = ref.RefutationTarget(data, "sales", fit.value, spec, summary)
     seed, r2 = 11, THRESHOLDS.confounder_partial_r2
     kappa_t, kappa_y = (float(np.sqrt(r2 / (1 - r2)) * sd)
                         for sd in (summary.treatment_residual_sd, summary.outcome_residual_sd))
