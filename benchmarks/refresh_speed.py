@@ -43,8 +43,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 from pathlib import Path
 
 import numpy as np
@@ -260,8 +261,10 @@ def svd_times(repeats: int = 30) -> dict[str, float]:
 
 
 def refuters_side_by_side(repeats: int = 3) -> None:
-    """(f): our vectorised placebo, random common cause and data subset beside DoWhy's refuters."""
+    """(f): our vectorised placebo, random common cause and data subset, and the hidden confounder
+    refitted in numpy, beside DoWhy's refuters (its `sensitivity_simulation` has no p-value: NaN)."""
     sys.path.insert(0, str(ROOT))  # this checkout's code, in this process (the children get PYTHONPATH)
+    from dowhy.causal_refuters.add_unobserved_common_cause import sensitivity_simulation
     from dowhy.causal_refuters.data_subset_refuter import refute_data_subset
     from dowhy.causal_refuters.placebo_treatment_refuter import PlaceboType, refute_placebo_treatment
     from dowhy.causal_refuters.random_common_cause import refute_random_common_cause
@@ -296,7 +299,7 @@ def refuters_side_by_side(repeats: int = 3) -> None:
     for effect in (EffectType.TOTAL, EffectType.DIRECT):
         spec = specs[("tv", effect)]
         fit = fit_dowhy(data, g, spec, config.kpi)
-        target = ref.RefutationTarget(data, fit, spec, ref.regression_summary(data, spec, config.kpi))
+        target = ref.RefutationTarget(data, config.kpi, fit.value, spec, ref.regression_summary(data, spec, config.kpi))
         pairs = {
             "placebo_treatment": (
                 lambda: ref.placebo(target, sims, seed, thresholds),
@@ -312,11 +315,36 @@ def refuters_side_by_side(repeats: int = 3) -> None:
                 lambda: refute_data_subset(data, fit.estimand, fit.estimate, num_simulations=sims,
                                            subset_fraction=thresholds.subset_fraction,
                                            random_state=np.random.RandomState(seed))),
+            "hidden_confounder": (
+                lambda: ref.unobserved_common_cause(target, seed, thresholds),
+                lambda: _seeded(seed, lambda: sensitivity_simulation(
+                    data, fit.estimand, fit.estimate, [spec.channel], [config.kpi],
+                    kappa_t=hidden_strength(target, thresholds)[0], kappa_y=hidden_strength(target, thresholds)[1],
+                    confounders_effect_on_treatment="linear", confounders_effect_on_outcome="linear"))),
         }
         for name, (ours, theirs) in pairs.items():
             (r, ms), (d, dms) = clock(ours), clock(theirs)
+            p = (d.refutation_result or {}).get("p_value", float("nan"))
             print(f"  {effect.value:7s} {name:20s} {r.new_effect:14.6f} {r.p_value:8.4f} {ms:8.1f}   "
-                  f"{float(d.new_effect):16.6f} {float(d.refutation_result['p_value']):8.4f} {dms:8.1f}", flush=True)
+                  f"{float(d.new_effect):16.6f} {float(p):8.4f} {dms:8.1f}", flush=True)
+
+
+def hidden_strength(target: Any, thresholds: Any) -> tuple[float, float]:
+    """κ_t and κ_y of the simulated hidden confounder, as `unobserved_common_cause` sets them."""
+    r2 = thresholds.confounder_partial_r2
+    s = float(np.sqrt(r2 / (1.0 - r2)))
+    sign = 1.0 if target.estimate >= 0 else -1.0
+    return s * target.summary.treatment_residual_sd, sign * s * target.summary.outcome_residual_sd
+
+
+def _seeded(seed: int, call: Callable[[], Any]) -> Any:
+    """`call` with numpy's global generator seeded (DoWhy's simulated confounder draws from it), then restored."""
+    state = np.random.get_state()
+    np.random.seed(seed)
+    try:
+        return call()
+    finally:
+        np.random.set_state(state)
 
 
 def refresh_parts(repeats: int = 3, channel_counts: Sequence[int] = (4,)) -> None:
@@ -428,7 +456,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  sample refresh in process, {label:52s} CPU {r['cpu']:6.2f} s  wall {r['wall']:6.2f} s "
                   f"(load {r['load']:.1f})", flush=True)
     if "f" in args.only:
-        print(f"(f) resampling refuters, vectorised and DoWhy's, same draws ({load()})")
+        print(f"(f) refuters, vectorised and DoWhy's, same draws ({load()})")
         refuters_side_by_side()
     if "g" in args.only:
         print(f"(g) where a warm refresh's CPU goes, in process, libraries frozen ({load()})")
