@@ -619,10 +619,10 @@ def unobserved_common_cause(target: RefutationTarget, seed: int, thresholds: Ref
                             benchmarks: list[ConfounderBenchmark] | None = None) -> RefutationResult:
     """DoWhy's `sensitivity_simulation` (direct simulation, linear effects), refitted in numpy from the
     same draw (`hidden_confounder_effect`): it adds κ_t·w to the spend and −κ_y·w to the KPI (w
-    standard normal). With κ = s·sd(residual) and s = √(r²/(1 − r²)), w
-    explains a share r² of the residual variance of each; κ_y takes the estimate's sign so that the
-    confounder pushes the estimate toward zero. The expected shift is r²·sd(KPI residual)/sd(spend
-    residual) from the confounding plus β·r² from the noise w adds to the observed spend.
+    standard normal). With κ = s·sd(residual) and s = √(r²/(1 − r²)), w explains a share r² of the
+    residual variance of each; κ_y takes the estimate's sign so that the confounder pushes the
+    estimate toward zero. The expected shift is r²·sd(KPI residual)/sd(spend residual) from the
+    confounding plus β·r² from the noise w adds to the observed spend.
 
     With `benchmarks`, a verdict against the estimate counts only when the simulated confounder is
     no stronger than one as strong as the strongest observed confounder (r² at most its partial R²
