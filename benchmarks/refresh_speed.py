@@ -43,7 +43,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 from pathlib import Path
@@ -264,7 +264,6 @@ def refuters_side_by_side(repeats: int = 3) -> None:
     """(f): our vectorised placebo, random common cause and data subset, and the hidden confounder
     refitted in numpy, beside DoWhy's refuters (its `sensitivity_simulation` has no p-value: NaN)."""
     sys.path.insert(0, str(ROOT))  # this checkout's code, in this process (the children get PYTHONPATH)
-    from dowhy.causal_refuters.add_unobserved_common_cause import sensitivity_simulation
     from dowhy.causal_refuters.data_subset_refuter import refute_data_subset
     from dowhy.causal_refuters.placebo_treatment_refuter import PlaceboType, refute_placebo_treatment
     from dowhy.causal_refuters.random_common_cause import refute_random_common_cause
@@ -317,10 +316,7 @@ def refuters_side_by_side(repeats: int = 3) -> None:
                                            random_state=np.random.RandomState(seed))),
             "hidden_confounder": (
                 lambda: ref.unobserved_common_cause(target, seed, thresholds),
-                lambda: _seeded(seed, lambda: sensitivity_simulation(
-                    data, fit.estimand, fit.estimate, [spec.channel], [config.kpi],
-                    kappa_t=hidden_strength(target, thresholds)[0], kappa_y=hidden_strength(target, thresholds)[1],
-                    confounders_effect_on_treatment="linear", confounders_effect_on_outcome="linear"))),
+                lambda: dowhy_hidden_confounder(fit, target, thresholds.confounder_partial_r2, seed)),
         }
         for name, (ours, theirs) in pairs.items():
             (r, ms), (d, dms) = clock(ours), clock(theirs)
@@ -329,20 +325,21 @@ def refuters_side_by_side(repeats: int = 3) -> None:
                   f"{float(d.new_effect):16.6f} {float(p):8.4f} {dms:8.1f}", flush=True)
 
 
-def hidden_strength(target: Any, thresholds: Any) -> tuple[float, float]:
-    """κ_t and κ_y of the simulated hidden confounder, as `unobserved_common_cause` sets them."""
-    r2 = thresholds.confounder_partial_r2
-    s = float(np.sqrt(r2 / (1.0 - r2)))
-    sign = 1.0 if target.estimate >= 0 else -1.0
-    return s * target.summary.treatment_residual_sd, sign * s * target.summary.outcome_residual_sd
+def dowhy_hidden_confounder(fit: Any, target: Any, r2: float, seed: int) -> Any:
+    """DoWhy's own `sensitivity_simulation` (linear effects on both) of the confounder our
+    `unobserved_common_cause` simulates: the same strength, and numpy's global generator (which DoWhy
+    draws from) seeded as our `hidden_confounder` draws, then restored."""
+    from dowhy.causal_refuters.add_unobserved_common_cause import sensitivity_simulation
 
+    from cmmm_pipeline.effects.refutation import hidden_confounder_strength
 
-def _seeded(seed: int, call: Callable[[], Any]) -> Any:
-    """`call` with numpy's global generator seeded (DoWhy's simulated confounder draws from it), then restored."""
+    kappa_t, kappa_y = hidden_confounder_strength(target, r2)
     state = np.random.get_state()
     np.random.seed(seed)
     try:
-        return call()
+        return sensitivity_simulation(target.data, fit.estimand, fit.estimate, [target.spec.channel], [target.outcome],
+                                      kappa_t=kappa_t, kappa_y=kappa_y, confounders_effect_on_treatment="linear",
+                                      confounders_effect_on_outcome="linear")
     finally:
         np.random.set_state(state)
 

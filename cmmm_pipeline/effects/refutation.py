@@ -524,6 +524,15 @@ def hidden_confounder_effect(x: np.ndarray, y: np.ndarray, w: np.ndarray, kappa_
     return float(coef[1])
 
 
+def hidden_confounder_strength(target: RefutationTarget, r2: float) -> tuple[float, float]:
+    """(κ_t, κ_y): weights with which a standard-normal confounder explains a share `r2` of the residual
+    variance of spend and of KPI (κ = √(r²/(1 − r²))·sd(residual)); κ_y takes the estimate's sign, so
+    that subtracting κ_y·w from the KPI pushes the estimate toward zero."""
+    s = float(np.sqrt(r2 / (1.0 - r2)))
+    sign = 1.0 if target.estimate >= 0 else -1.0
+    return s * target.summary.treatment_residual_sd, sign * s * target.summary.outcome_residual_sd
+
+
 def hidden_confounder(n: int, seed: int) -> np.ndarray:
     """(n,) the standard-normal confounder DoWhy's `sensitivity_simulation` draws through scipy from
     numpy's global generator, when that generator is seeded with `seed`."""
@@ -632,11 +641,8 @@ def unobserved_common_cause(target: RefutationTarget, seed: int, thresholds: Ref
 
     estimate, spec, summary = target.estimate, target.spec, target.summary
     r2 = thresholds.confounder_partial_r2
-    s = np.sqrt(r2 / (1.0 - r2))
-    sign = 1.0 if estimate >= 0 else -1.0
     x, y = target.arrays()
-    new = hidden_confounder_effect(x, y, hidden_confounder(len(y), seed), float(s * summary.treatment_residual_sd),
-                                   float(sign * s * summary.outcome_residual_sd))
+    new = hidden_confounder_effect(x, y, hidden_confounder(len(y), seed), *hidden_confounder_strength(target, r2))
     in_se = new / summary.inference_se
     z = stats.norm.ppf(1 - thresholds.significance / 2)
     details: dict[str, object] = {}

@@ -264,24 +264,14 @@ def test_vectorised_refuters_match_dowhys_side_by_side(sample: dict, effect: Eff
 def test_the_hidden_confounder_matches_dowhys_sensitivity_simulation(sample: dict, effect: EffectType) -> None:
     """The simulated hidden confounder is DoWhy's `sensitivity_simulation` (linear effects on both),
     refitted in numpy: with numpy's global generator seeded as DoWhy draws from it, the same new effect."""
-    from dowhy.causal_refuters.add_unobserved_common_cause import sensitivity_simulation
+    from benchmarks.refresh_speed import dowhy_hidden_confounder
 
     spec = sample["specs"][("tv", effect)]
     data = sample["features"][ref.observed_nodes(sample["features"], sample["g"])]
     fit = fit_dowhy(data, sample["g"], spec, "sales")
-    summary = regression_summary(data, spec, "sales")
-    target = ref.RefutationTarget(data, "sales", fit.value, spec, summary)
-    seed, r2 = 11, THRESHOLDS.confounder_partial_r2
-    kappa_t, kappa_y = (float(np.sqrt(r2 / (1 - r2)) * sd)
-                        for sd in (summary.treatment_residual_sd, summary.outcome_residual_sd))
-    state = np.random.get_state()
-    np.random.seed(seed)
-    try:
-        theirs = float(sensitivity_simulation(data, fit.estimand, fit.estimate, ["tv"], ["sales"], kappa_t=kappa_t,
-                                              kappa_y=kappa_y, confounders_effect_on_treatment="linear",
-                                              confounders_effect_on_outcome="linear").new_effect)
-    finally:
-        np.random.set_state(state)
+    target = ref.RefutationTarget(data, "sales", fit.value, spec, regression_summary(data, spec, "sales"))
+    seed = 11
+    theirs = float(dowhy_hidden_confounder(fit, target, THRESHOLDS.confounder_partial_r2, seed).new_effect)
     ours = ref.unobserved_common_cause(target, seed, THRESHOLDS)
     print(f"{effect.value:6s} hidden confounder ours {ours.new_effect:.10g} dowhy {theirs:.10g} "
           f"(estimate {fit.value:.6g})")
