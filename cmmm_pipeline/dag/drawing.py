@@ -19,6 +19,7 @@ import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
+from functools import lru_cache
 from html import escape
 from itertools import pairwise
 from typing import Any
@@ -167,11 +168,9 @@ def dag_dot(g: nx.DiGraph, dag_tests: pd.DataFrame | None = None, roles: Mapping
     """The laid-out DOT of the drawing, in two passes: `dot` places the nodes and routes the causal
     edges from the causal graph alone; the rejected implications are then added and routed around
     the fixed nodes (`neato -n2`), so they neither move a node nor cross one."""
-    import graphviz
-
     roles = dict(roles or {})
     tested = [i for i in implications(dag_tests) if i.x in g and i.y in g]
-    laid = graphviz.Source(_causal_dot(g, roles, _legend(roles, tested))).pipe(format="dot", engine="dot").decode()
+    laid = _graphviz_pipe(_causal_dot(g, roles, _legend(roles, tested)), "dot", "dot").decode()
     body = laid.rstrip()
     if not body.endswith("}"):
         raise ValueError("unexpected output from Graphviz dot: no closing brace")
@@ -179,9 +178,17 @@ def dag_dot(g: nx.DiGraph, dag_tests: pd.DataFrame | None = None, roles: Mapping
 
 
 def _graphviz_render(g: nx.DiGraph, dag_tests: pd.DataFrame | None, roles: Mapping[str, str], fmt: str) -> bytes:
+    return _graphviz_pipe(dag_dot(g, dag_tests, roles), fmt, "neato", neato_no_op=2)
+
+
+@lru_cache(maxsize=8)
+def _graphviz_pipe(source: str, fmt: str, engine: str, neato_no_op: int | None = None) -> bytes:
+    """Graphviz's output for a DOT source, computed once per process: a run draws its DAG for the UI
+    and again for the report, from the same source, and each drawing costs two Graphviz processes
+    forked from this (large) one. Graphviz is deterministic, so a repeat is the same bytes."""
     import graphviz
 
-    return graphviz.Source(dag_dot(g, dag_tests, roles)).pipe(format=fmt, engine="neato", neato_no_op=2)
+    return graphviz.Source(source).pipe(format=fmt, engine=engine, neato_no_op=neato_no_op)
 
 
 # --- pure-Python fallback ---------------------------------------------------------------------------

@@ -148,6 +148,37 @@ def test_ar_fits_through_statsmodels_equal_the_recursion_written_out() -> None:
     assert np.array_equal(ind._acf(np.ones(50), 3), np.zeros(3))
 
 
+def test_the_written_out_helpers_equal_the_library_calls_they_replace() -> None:
+    """statsmodels' `acf`, scipy's ordinal ranks and distribution tails and the modulo of the block
+    indices: the same numbers, bit for bit (the DAG's tables do not move); the batched contingency
+    tables against one table at a time."""
+    from scipy import stats
+    from statsmodels.tsa.stattools import acf
+
+    rng = np.random.default_rng(5)
+    for n in (40, 156):
+        series = np.cumsum(rng.normal(size=n))
+        assert np.array_equal(ind._acf(series, 9), acf(series, nlags=9, adjusted=False, fft=False)[1:])
+        tied = rng.integers(0, 5, size=n).astype(float)  # ties: ranked in the order they come
+        for values in (series, tied):
+            expected = ((stats.rankdata(values, method="ordinal") - 1) * 3) // n
+            assert np.array_equal(ind.quantile_bins(values, 3), expected)
+        for block in (1, 3, n // 4):
+            weeks = ind.circular_block_indices(n, block, 200, np.random.default_rng(block))
+            starts = np.random.default_rng(block).integers(0, n, size=(200, -(-n // block)), dtype=np.int32)
+            by_modulo = ((starts[:, :, None] + np.arange(block)[None, None, :]) % n).reshape(200, -1)[:, :n]
+            assert np.array_equal(weeks, by_modulo) and weeks.min() >= 0 and weeks.max() < n
+    a, b = ind.quantile_bins(series, 3), ind.quantile_bins(rng.normal(size=n), 3)
+    rows = a[ind.circular_block_indices(n, 5, 50, rng)]
+    np.testing.assert_allclose(ind._pearson_rows(rows, b, 3), [ind.pearson_statistic(row, b, 3) for row in rows],
+                               rtol=1e-12)  # the same tables, summed in another order
+    u, v = rng.normal(size=(2, 80))
+    z, p = ind.fisher_z(u, v, u, 70, 3)
+    assert p == float(2.0 * stats.norm.sf(abs(z)))
+    statistic, df, p_chi = ind.chi_squared(u, v, u, 3, None)
+    assert p_chi == float(stats.chi2.sf(statistic, df))
+
+
 def _ar_series(rng: np.random.Generator, phi: list[float], n: int) -> np.ndarray:
     return ind.simulate_ar(np.array(phi), rng.normal(size=(1, n + 100)), 100)[0]
 

@@ -331,6 +331,25 @@ def test_graphviz_is_used_when_dot_is_installed_and_the_fallback_otherwise(monke
     assert calls == ["graphviz"]  # the fallback never called Graphviz
 
 
+@pytest.mark.skipif(drawing.dot_executable() is None, reason="Graphviz `dot` is not installed")
+def test_a_drawing_repeated_in_one_process_runs_graphviz_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run draws its DAG for the UI and again for the report: the second drawing reuses Graphviz's
+    output for the same DOT source (two Graphviz processes fewer), byte for byte."""
+    import graphviz
+
+    tables = _tables()
+    g, roles = dag_graph(tables["dag_edges"])
+    drawing._graphviz_pipe.cache_clear()
+    pipes: list[str] = []
+    real_pipe = graphviz.Source.pipe
+    monkeypatch.setattr(graphviz.Source, "pipe", lambda self, **k: pipes.append(k["engine"]) or real_pipe(self, **k))
+    first = draw_dag_png(g, tables["dag_tests"], roles)
+    assert pipes == ["dot", "neato"]
+    assert draw_dag_png(g, tables["dag_tests"], roles) == first and pipes == ["dot", "neato"]
+    assert draw_dag_png(g, tables["dag_tests"].assign(rejected=False), roles) != first  # another source
+    assert pipes == ["dot", "neato", "dot", "neato"]  # another drawing is drawn anew
+
+
 SAMPLE_EDGES = [("seasonality", "tv"), ("seasonality", "digital"), ("seasonality", "sales"), ("tv", "search"),
                 ("tv", "sales"), ("search", "sales"), ("digital", "sales"), ("email", "sales"), ("price", "sales"),
                 ("trend", "sales")]
