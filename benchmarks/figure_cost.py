@@ -23,7 +23,9 @@ MEASURE = """
 import cProfile, pickle, pstats, sys, time
 import cmmm_pipeline.publish.plots as plots
 inputs = pickle.load(open(sys.argv[1], "rb"))
-for name, draw in (("response curves", plots.response_curves_png), ("quarterly", plots.quarterly_effects_png)):
+def figure(name):  # SVG since the release that stopped rasterising them; PNG in checkouts before it
+    return getattr(plots, name + "_svg", None) or getattr(plots, name + "_png")
+for name, draw in (("response curves", figure("response_curves")), ("quarterly", figure("quarterly_effects"))):
     args = inputs[name]
     draw(*args)  # fonts and caches warm
     seconds = []
@@ -45,7 +47,7 @@ def capture(channels: int, folder: Path) -> Path:
     from benchmarks.refresh_speed import refresh, write_world
 
     kept: dict[str, tuple] = {}
-    response, quarterly = report.response_curves_png, report.quarterly_effects_png
+    response, quarterly = report.response_curves_svg, report.quarterly_effects_svg
 
     def keep_response(*args):  # noqa: ANN002, ANN202
         kept.setdefault("response curves", args)  # the section's, not a budget plan's
@@ -55,11 +57,11 @@ def capture(channels: int, folder: Path) -> Path:
         kept.setdefault("quarterly", args)
         return quarterly(*args)
 
-    report.response_curves_png, report.quarterly_effects_png = keep_response, keep_quarterly
+    report.response_curves_svg, report.quarterly_effects_svg = keep_response, keep_quarterly
     try:
         refresh(write_world(folder / "in", 156, channels), folder / "out")
     finally:
-        report.response_curves_png, report.quarterly_effects_png = response, quarterly
+        report.response_curves_svg, report.quarterly_effects_svg = response, quarterly
     path = folder / "inputs.pkl"
     path.write_bytes(pickle.dumps(kept))
     return path

@@ -20,7 +20,8 @@ Prints, each measured in fresh child processes (wall seconds, CPU seconds = user
     the config's simulations, the same seed): new effect, p-value and CPU milliseconds of each;
 (g) where a warm refresh's CPU goes: three in-process refreshes of the sample after a warm-up (and of
     (d)'s 156-week worlds of `--parts-channels` channels), each with the CPU of the report (and of its
-    figures' PNG writing), the Great Expectations suites, the robustness step and the DAG audit.
+    figures' writing: PNG, and SVG since it replaced PNG for three of them), the Great Expectations
+    suites, the robustness step and the DAG audit.
 
 `--before DIR` runs (b), (c) and (d)'s sample point with another checkout's code (e.g. /work/main)
 beside this one's. The load average is printed with every section: on a shared machine it says how
@@ -347,7 +348,7 @@ def dowhy_hidden_confounder(fit: Any, target: Any, r2: float, seed: int) -> Any:
 def refresh_parts(repeats: int = 3, channel_counts: Sequence[int] = (4,)) -> None:
     """(g): warm refreshes in this process (libraries frozen, as `cmmm run` does) of the sample (4), or
     of `write_world`'s 156-week worlds of `channel_counts` channels, with the CPU of the parts that grow with
-    channels: the report (its figures' PNG writing apart), the Great Expectations suites, the robustness
+    channels: the report (its figures' PNG and SVG writing apart), the Great Expectations suites, the robustness
     step (bootstrap, effects by period, refuters) and the DAG audit."""
     sys.path.insert(0, str(ROOT))
     import data_checks.dag_checks
@@ -358,7 +359,7 @@ def refresh_parts(repeats: int = 3, channel_counts: Sequence[int] = (4,)) -> Non
     from cmmm_pipeline.effects import robustness
     from cmmm_pipeline.publish import plots, report
 
-    spent = {"report": 0.0, "of it PNG writing": 0.0, "gx suites": 0.0, "robustness": 0.0, "dag audit": 0.0}
+    spent = {"report": 0.0, "of it figure writing": 0.0, "gx suites": 0.0, "robustness": 0.0, "dag audit": 0.0}
 
     def timed(fn, key):  # noqa: ANN001, ANN202
         def wrapper(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
@@ -369,7 +370,9 @@ def refresh_parts(repeats: int = 3, channel_counts: Sequence[int] = (4,)) -> Non
                 spent[key] += time.process_time() - start
         return wrapper
 
-    plots._png = timed(plots._png, "of it PNG writing")
+    plots._png = timed(plots._png, "of it figure writing")
+    if hasattr(plots, "_svg"):  # a checkout before SVG figures has none
+        plots._svg = timed(plots._svg, "of it figure writing")
     report.render_report = timed(report.render_report, "report")
     robustness.assess = timed(robustness.assess, "robustness")
     audit.audit_dag = timed(audit.audit_dag, "dag audit")

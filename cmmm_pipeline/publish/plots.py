@@ -1,9 +1,11 @@
-"""The report's figures as PNG bytes (matplotlib, Agg, no pyplot state): ROI forest plot, weekly
-contributions, response curves. Pure functions of published tables."""
+"""The report's figures (matplotlib, no pyplot state): the ROI forest plot as PNG bytes (the Dagster UI
+shows it too), the weekly contributions, the response curves and the quarterly effects as SVG bytes.
+Pure functions of published tables."""
 
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -145,6 +147,28 @@ def _png(fig: Any) -> bytes:
     return buffer.getvalue()
 
 
+SVG_SALT = "cmmm"
+"""Seeds the SVG's clip-path ids, which matplotlib otherwise draws at random: the same figure, the
+same bytes."""
+
+
+def _svg(fig: Any) -> bytes:
+    """The figure as SVG with its text as text: the browser draws the glyphs (DejaVu Sans, the font
+    `_fit` measured, first in the fallback list), so nothing is rasterised or compressed here. On 20
+    channels the response curves take 0.25 s instead of 0.6–0.75 s as PNG, in a file of the same size.
+    Sized in CSS pixels at `DPI` per inch, as the PNG was, so the page lays out the same; no date in the
+    metadata, so a figure's bytes depend on its data only."""
+    import matplotlib
+
+    buffer = io.StringIO()
+    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": SVG_SALT}):
+        fig.savefig(buffer, format="svg", metadata={"Date": None})
+    width, height = fig.get_size_inches() * DPI
+    sized = re.sub(r'width="[0-9.]+pt" height="[0-9.]+pt"', f'width="{width:.0f}px" height="{height:.0f}px"',
+                   buffer.getvalue(), count=1)
+    return sized.encode()
+
+
 def channel_colours(channels: Sequence[str]) -> dict[str, str]:
     return {c: COLOURS[i % len(COLOURS)] for i, c in enumerate(channels)}
 
@@ -214,7 +238,7 @@ def contribution_parts(estimates: pd.DataFrame, channels: Sequence[str]) -> list
     return parts
 
 
-def contributions_png(transformed: pd.DataFrame, parts: Sequence[ContributionPart], kpi: str) -> bytes:
+def contributions_svg(transformed: pd.DataFrame, parts: Sequence[ContributionPart], kpi: str) -> bytes:
     """Weekly contribution of each part stacked under the observed KPI."""
     weeks = pd.to_datetime(transformed[WEEK])
     stacks = np.vstack([p.ate * transformed[p.channel].to_numpy(dtype=float) for p in parts])
@@ -229,7 +253,7 @@ def contributions_png(transformed: pd.DataFrame, parts: Sequence[ContributionPar
     ax.grid(alpha=0.3)
     legend = _top_legend(fig, ax, columns=5)
     _fit(fig, [ax], top=_legend_inches(fig, legend), ylabel=10)
-    return _png(fig)
+    return _svg(fig)
 
 
 @dataclass(frozen=True)
@@ -300,9 +324,9 @@ def curve_title(curve: ResponseCurve) -> str:
     return f"{curve.channel} · ROI vs zero spend: {curve.roi_support}{below}"
 
 
-def response_curves_png(curves: Sequence[ResponseCurve], kpi: str) -> bytes:
+def response_curves_svg(curves: Sequence[ResponseCurve], kpi: str) -> bytes:
     """Small multiples (see `response_curves_figure`)."""
-    return _png(response_curves_figure(curves, kpi))
+    return _svg(response_curves_figure(curves, kpi))
 
 
 def response_curves_figure(curves: Sequence[ResponseCurve], kpi: str) -> Any:
@@ -365,7 +389,7 @@ def _panel_titles(fig: Any, titles: list[str], columns: int, size: float = 9) ->
     return wrapped
 
 
-def quarterly_effects_png(periods: pd.DataFrame, kpi: str, ci_level: float = 0.95) -> bytes:
+def quarterly_effects_svg(periods: pd.DataFrame, kpi: str, ci_level: float = 0.95) -> bytes:
     """Incremental KPI by quarter per channel (total effect) with its interval: one panel per
     channel, quarters on a shared axis."""
     from matplotlib.ticker import NullLocator
@@ -400,4 +424,4 @@ def quarterly_effects_png(periods: pd.DataFrame, kpi: str, ci_level: float = 0.9
     top = _text_inches(fig, [title.get_text()], 9)[1] + TITLE_PAD
     _fit(fig, list(axes), top=top, title=8, x_rotation=60, row_gap=_line_inches(8) + TITLE_PAD + 0.04,
          x_ticks=7)
-    return _png(fig)
+    return _svg(fig)

@@ -39,11 +39,11 @@ from cmmm_pipeline.publish.plots import (
     TOTAL,
     ResponseCurve,
     contribution_parts,
-    contributions_png,
+    contributions_svg,
     forest_plot_png,
-    quarterly_effects_png,
+    quarterly_effects_svg,
     response_curve,
-    response_curves_png,
+    response_curves_svg,
     smoothing_scale,
 )
 
@@ -383,6 +383,12 @@ def html_table(df: pd.DataFrame, caption: str = "") -> str:
 
 def _image(png: bytes, alt: str) -> Image:
     return Image(f"data:image/png;base64,{base64.b64encode(png).decode()}", alt)
+
+
+def _vector_image(svg: bytes, alt: str) -> Image:
+    """An SVG figure, inline as an image: the page stays self-contained and the figure's markup
+    stays out of the page's own (no ids or styles to collide, nothing it holds runs)."""
+    return Image(f"data:image/svg+xml;base64,{base64.b64encode(svg).decode()}", alt)
 
 
 def _na(what: str = "") -> Paragraph:
@@ -890,7 +896,8 @@ def _contributions_section(inputs: ReportInputs) -> Section:
     rest = _listing(["baseline", *inputs.controls(), "noise"])
     intro = (f"Weekly {kpi} attributed to each channel (its effect × the channel's transformed media that week), "
              f"stacked under the observed {kpi}; the rest is {rest}.")
-    blocks: list[Block] = [_image(contributions_png(inputs.transformed, parts, kpi), "stacked weekly contributions")]
+    figure = contributions_svg(inputs.transformed, parts, kpi)
+    blocks: list[Block] = [_vector_image(figure, "stacked weekly contributions")]
     direct = [p.channel for p in parts if p.label != p.channel]
     if direct:
         est = inputs.estimates
@@ -929,8 +936,8 @@ def _response_section(inputs: ReportInputs) -> Section:
              "the overlap analysis puts the channel's support (the lowest spend weeks alike in the adjustment set "
              "show, averaged over the weeks), the number that also sets ROI support: a channel whose ROI against "
              "zero is extrapolated has its curve dashed near zero.")
-    return Section("response", "Response curves",
-                   (_image(response_curves_png(curves, inputs.run.kpi), "response curves per channel"), ranges), intro)
+    figure = _vector_image(response_curves_svg(curves, inputs.run.kpi), "response curves per channel")
+    return Section("response", "Response curves", (figure, ranges), intro)
 
 
 def _table_section(section_id: str, title: str, frame: pd.DataFrame | None, intro: str,
@@ -1242,7 +1249,7 @@ def period_sections(inputs: ReportInputs) -> list[Section]:
         years = periods[periods["period_type"] == "year"]
         blocks: list[Block] = []
         if len(quarters):
-            blocks.append(_image(quarterly_effects_png(periods, kpi, inputs.run.ci_level),
+            blocks.append(_vector_image(quarterly_effects_svg(periods, kpi, inputs.run.ci_level),
                                  "incremental KPI by quarter per channel with intervals"))
         if len(years):
             blocks.append(table_block(_period_table(years, "year"), "By calendar year"))
@@ -1407,7 +1414,8 @@ def plan_section(inputs: ReportInputs) -> Section:
                  "by its direct effect. Every row is in plan.csv (docs/planning.md).")
     curves = _plan_curves(inputs, plan)
     if curves:
-        blocks.append(_image(response_curves_png(curves, kpi), "response curves with the plan's supported range"))
+        blocks.append(_vector_image(response_curves_svg(curves, kpi),
+                                    "response curves with the plan's supported range"))
         blocks.append(Paragraph("Each curve is the weekly incremental KPI at a constant weekly spend (adstock at its "
                                 "steady state), for the effect the plan moves. Shaded: the weekly spend the plan may "
                                 "use, the range comparable weeks show plus the planner's margin; the hollow square "

@@ -19,6 +19,7 @@ LONG = ["connected_tv_brand_campaign_emea", "paid_search_generic_terms", "email"
 def _captured(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
     figures: list[Any] = []
     monkeypatch.setattr(plots, "_png", lambda fig: figures.append(fig) or b"")
+    monkeypatch.setattr(plots, "_svg", lambda fig: figures.append(fig) or b"")
     return figures
 
 
@@ -34,7 +35,7 @@ def _contributions(channels: list[str], scale: float) -> None:
     table = pd.DataFrame({"week": weeks, **{c: rng.random(156) for c in channels},
                           "sales": scale * (5 + rng.random(156))})
     parts = [plots.ContributionPart(c, c, scale) for c in channels]
-    plots.contributions_png(table, parts, "sales")
+    plots.contributions_svg(table, parts, "sales")
 
 
 def _curves(channels: list[str], scale: float) -> None:
@@ -42,14 +43,14 @@ def _curves(channels: list[str], scale: float) -> None:
     response = scale * 10 * spend / (spend + 10 * scale)
     curves = [plots.ResponseCurve(c, spend, response, 0.8 * response, 1.2 * response, 0.0, 40 * scale, 20 * scale,
                                   5 * scale, "extrapolated", 0.63) for c in channels]
-    plots.response_curves_png(curves, "sales")
+    plots.response_curves_svg(curves, "sales")
 
 
 def _quarters(channels: list[str], scale: float) -> None:
     quarters = [f"{y}-Q{q}" for y in (2022, 2023, 2024) for q in range(1, 5)]
     rows = [{"period_type": "quarter", "effect": "total", "channel": c, "period": p, "incremental_kpi": scale * 3,
              "incremental_ci_low": scale * 2, "incremental_ci_high": scale * 4} for c in channels for p in quarters]
-    plots.quarterly_effects_png(pd.DataFrame(rows), "sales")
+    plots.quarterly_effects_svg(pd.DataFrame(rows), "sales")
 
 
 def _drawn_tick_labels(axis: Any) -> list[Any]:

@@ -110,7 +110,7 @@ def test_the_plan_publishes_with_the_run_is_refused_outside_support_and_goes_whe
     section = plan_section(out)
     assert f"Total gain over the current allocation: {total['gain']:,.0f} sales" in section
     assert f"{total['gain_ci_low']:,.0f} to {total['gain_ci_high']:,.0f}" in section
-    assert section.count("data:image/png") == 1 and "current weekly spend" in section
+    assert section.count("data:image/svg+xml") == 1 and "current weekly spend" in section
 
     # Run B: an evaluated plan with TV at twice its supported top: refused, the run still publishes.
     tv_high = float(channels.set_index("channel").loc["tv", "supported_high"])

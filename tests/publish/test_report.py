@@ -11,6 +11,7 @@ import datetime as dt
 import io
 import re
 from itertools import pairwise
+from xml.etree import ElementTree
 
 import matplotlib.image as mpimg
 import numpy as np
@@ -231,7 +232,8 @@ def test_a_channel_that_could_not_be_estimated_is_said_so_and_left_out_of_the_pl
     assert search.sentence == "search could not be estimated in this run: no valid adjustment set under the DAG."
     assert attention_items(inputs)[0].text == search.sentence
     page = render_report(inputs)
-    assert page.count("data:image/png;base64,") == 4 and "nan" not in _text(_section(page, "summary")).lower()
+    assert (page.count("data:image/png;base64,"), page.count("data:image/svg+xml;base64,")) == (2, 2)
+    assert "nan" not in _text(_section(page, "summary")).lower()
 
 
 def test_a_run_without_the_optional_tables_says_so_in_each_section() -> None:
@@ -245,8 +247,8 @@ def test_a_run_without_the_optional_tables_says_so_in_each_section() -> None:
     attention = _text(_section(page, "attention"))
     assert "Not assessed in this run: refuters, independence tests, overlap, lift experiments." in attention
     # The plots that need only the required tables are still drawn.
-    for section_id in ("forest", "contributions", "response", "dag"):
-        assert "data:image/png;base64," in _section(page, section_id), section_id
+    for section_id, kind in (("forest", "png"), ("contributions", "svg+xml"), ("response", "svg+xml"), ("dag", "png")):
+        assert f"data:image/{kind};base64," in _section(page, section_id), section_id
 
 
 def test_tables_colour_failures_and_escape_text(full_html: str) -> None:
@@ -283,11 +285,19 @@ def test_the_page_is_self_contained(full_html: str) -> None:
     assert '<meta name="viewport"' in full_html
     assert "http://" not in full_html and "https://" not in full_html and "<script" not in full_html
     images = re.findall(r'src="data:image/png;base64,([^"]+)"', full_html)
-    assert len(images) == 4  # DAG, forest, contributions, response curves
+    assert len(images) == 2  # DAG, forest
     for encoded in images:
         pixels = mpimg.imread(io.BytesIO(base64.b64decode(encoded)), format="png")
         assert pixels.shape[0] > 200 and pixels.shape[1] > 500
         assert len(np.unique(pixels.reshape(-1, pixels.shape[-1])[:, :3].round(2), axis=0)) > 50
+    figures = re.findall(r'src="data:image/svg\+xml;base64,([^"]+)"', full_html)
+    assert len(figures) == 2  # contributions, response curves (these tables have no quarters)
+    for encoded in figures:
+        svg = ElementTree.fromstring(base64.b64decode(encoded))
+        assert int(svg.get("width").removesuffix("px")) > 500 and int(svg.get("height").removesuffix("px")) > 200
+        assert len(svg.findall(".//{http://www.w3.org/2000/svg}path")) > 20  # drawn, not an empty frame
+        texts = ["".join(t.itertext()) for t in svg.iter("{http://www.w3.org/2000/svg}text")]
+        assert "sales" in " ".join(texts) and "http" not in " ".join(texts)  # labels as text, nothing fetched
 
 
 def _red_pixels(png: bytes) -> int:
