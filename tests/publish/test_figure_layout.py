@@ -106,3 +106,24 @@ def test_every_text_is_inside_the_figure_and_off_the_other_panels(monkeypatch: p
     # and the panels use the picture: no more than a text's width of white at the right and at the top
     right = max(b.x1 for b in axes_boxes)
     assert width - right < 0.25 * width
+
+
+def test_an_svg_figure_has_the_png_size_text_as_text_and_the_same_bytes_each_time() -> None:
+    """The page lays an SVG figure out at the size its PNG had (DPI pixels an inch), the browser draws
+    its labels, and drawing the same data twice gives the same file (no date, no random ids)."""
+    import re
+    from xml.etree import ElementTree
+
+    spend = np.linspace(0.0, 50.0, 60)
+    response = 10 * spend / (spend + 10)
+    curves = [plots.ResponseCurve(c, spend, response, 0.8 * response, 1.2 * response, 0.0, 40.0, 20.0, 5.0)
+              for c in SHORT]
+    first, second = plots.response_curves_svg(curves, "sales"), plots.response_curves_svg(curves, "sales")
+    assert first == second
+    svg = ElementTree.fromstring(first)
+    figure = plots.response_curves_figure(curves, "sales")
+    width, height = figure.get_size_inches() * plots.DPI
+    assert (svg.get("width"), svg.get("height")) == (f"{width:.0f}px", f"{height:.0f}px")
+    texts = {"".join(t.itertext()).strip() for t in svg.iter("{http://www.w3.org/2000/svg}text")}
+    assert {"tv", "search", "weekly spend (held constant)", "weekly incremental sales"} <= texts
+    assert not re.search(rb"<dc:date>", first)
