@@ -371,8 +371,7 @@ def refresh_parts(repeats: int = 3, channel_counts: Sequence[int] = (4,)) -> Non
         return wrapper
 
     plots._png = timed(plots._png, "of it figure writing")
-    if hasattr(plots, "_svg"):  # a checkout before SVG figures has none
-        plots._svg = timed(plots._svg, "of it figure writing")
+    plots._svg = timed(plots._svg, "of it figure writing")
     report.render_report = timed(report.render_report, "report")
     robustness.assess = timed(robustness.assess, "robustness")
     audit.audit_dag = timed(audit.audit_dag, "dag audit")

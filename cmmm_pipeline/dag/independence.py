@@ -237,9 +237,14 @@ def _fits_by_order(acov: np.ndarray, order: int) -> list[tuple[np.ndarray, float
 
 
 def _autocovariances(e: np.ndarray, order: int) -> np.ndarray:
-    """Biased (divided by n) autocovariances of lags 0..order of a demeaned series."""
-    from statsmodels.tsa.stattools import acovf
-    return acovf(e, adjusted=False, demean=False, fft=False, nlag=order)
+    """Biased (divided by n) autocovariances of lags 0..order of a demeaned series: statsmodels'
+    `acovf(e, adjusted=False, demean=False, fft=False, nlag=order)` written out with its very
+    operations, which it wraps in checks costing ten times the arithmetic at 300 tests a run."""
+    acov = np.empty(order + 1)
+    acov[0] = e.dot(e)
+    for k in range(1, order + 1):
+        acov[k] = e[k:].dot(e[:-k])
+    return acov / len(e)
 
 
 def yule_walker_rows(paths: np.ndarray, order: int) -> np.ndarray:
@@ -332,17 +337,11 @@ def _residual(y: np.ndarray, design: np.ndarray) -> np.ndarray:
 
 
 def _acf(v: np.ndarray, lags: int) -> np.ndarray:
-    """Sample autocorrelations of lags 1..lags (zeros for a constant series): statsmodels' `acf`
-    (biased, no FFT) written out with its very operations, which it wraps in checks costing ten
-    times the arithmetic at 300 tests a run."""
+    """Sample autocorrelations of lags 1..lags (zeros for a constant series), as statsmodels' `acf`
+    (biased, no FFT) computes them."""
     if float(np.ptp(v)) <= 0:
         return np.zeros(lags)
-    e = v - v.mean()
-    acov = np.empty(lags + 1)
-    acov[0] = e.dot(e)
-    for k in range(1, lags + 1):
-        acov[k] = e[k:].dot(e[:-k])
-    acov /= len(e)
+    acov = _autocovariances(v - v.mean(), lags)
     return acov[1:] / acov[0]
 
 

@@ -381,14 +381,14 @@ def html_table(df: pd.DataFrame, caption: str = "") -> str:
     return str(_environment().get_template("blocks.html.j2").module.table(table_block(df, caption)))
 
 
-def _image(png: bytes, alt: str) -> Image:
-    return Image(f"data:image/png;base64,{base64.b64encode(png).decode()}", alt)
+def _image(data: bytes, alt: str, media_type: str = "image/png") -> Image:
+    return Image(f"data:{media_type};base64,{base64.b64encode(data).decode()}", alt)
 
 
 def _vector_image(svg: bytes, alt: str) -> Image:
     """An SVG figure, inline as an image: the page stays self-contained and the figure's markup
     stays out of the page's own (no ids or styles to collide, nothing it holds runs)."""
-    return Image(f"data:image/svg+xml;base64,{base64.b64encode(svg).decode()}", alt)
+    return _image(svg, alt, "image/svg+xml")
 
 
 def _na(what: str = "") -> Paragraph:

@@ -149,16 +149,18 @@ def test_ar_fits_through_statsmodels_equal_the_recursion_written_out() -> None:
 
 
 def test_the_written_out_helpers_equal_the_library_calls_they_replace() -> None:
-    """statsmodels' `acf`, scipy's ordinal ranks and distribution tails and the modulo of the block
+    """statsmodels' `acf` and `acovf`, scipy's ordinal ranks and distribution tails and the modulo of the block
     indices: the same numbers, bit for bit (the DAG's tables do not move); the batched contingency
     tables against one table at a time."""
     from scipy import stats
-    from statsmodels.tsa.stattools import acf
+    from statsmodels.tsa.stattools import acf, acovf
 
     rng = np.random.default_rng(5)
     for n in (40, 156):
         series = np.cumsum(rng.normal(size=n))
         assert np.array_equal(ind._acf(series, 9), acf(series, nlags=9, adjusted=False, fft=False)[1:])
+        e = series - series.mean()
+        assert np.array_equal(ind._autocovariances(e, 6), acovf(e, adjusted=False, demean=False, fft=False, nlag=6))
         tied = rng.integers(0, 5, size=n).astype(float)  # ties: ranked in the order they come
         for values in (series, tied):
             expected = ((stats.rankdata(values, method="ordinal") - 1) * 3) // n
