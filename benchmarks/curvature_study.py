@@ -9,7 +9,8 @@ compared with the truth. The held-out oracle is the same estimator with the true
 Printed per world and channel, then pooled per family: ROI and mROI relative error per variant and the
 oracle's, the ratio of medians, and the transform chosen. The published estimate (smoothed over the
 bootstrap's re-selections, benchmarks/heldout/run.py) differs from this single selection; this bench
-ranks the variants cheaply, the full one confirms the chosen one.
+ranks the variants cheaply, the full one confirms the chosen one. `lift15` and `lift30` give the
+selection one lift test per channel with an effect, made from the world's own equations.
 
     python -m benchmarks.curvature_study --heldout seed_graph,always_on --seeds 1-3 --external 1-4
 """
@@ -20,6 +21,8 @@ import argparse
 import math
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -27,7 +30,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from benchmarks.heldout.run import Case, oracle_case, relative_error, world_case, write_inputs
+from benchmarks.heldout.run import WORLDS, Case, oracle_case, relative_error, world_case, write_inputs
 from cmmm_pipeline.core.config import CvScheme, PipelineConfig, SelectionCriterion
 from cmmm_pipeline.core.graph import build_graph
 from cmmm_pipeline.core.loading import load_config
@@ -49,6 +52,10 @@ class Variant:
     modal_adstock: bool = False
     """Choose each channel's carryover as the one its bootstrap re-selections pick most often, then
     select (and smooth over) the saturation with that carryover held."""
+    lift_se: float = 0.0
+    """With a lift test per effective channel (held-out worlds; its standard error this share of the
+    true lift): each tested channel's transform chosen by the cross validation's Gaussian likelihood
+    and the test's together (`lift_calibrated`). 0: no tests."""
 
 
 BASE = ParameterGrid()
@@ -75,6 +82,8 @@ VARIANTS = {
     "blocked5": Variant("blocked5", BASE, SelectionCriterion.CV_MIN, folds=5, scheme=CvScheme.BLOCKED),
     "blocked6": Variant("blocked6", BASE, SelectionCriterion.CV_MIN, folds=6, scheme=CvScheme.BLOCKED),
     "blocked8": Variant("blocked8", BASE, SelectionCriterion.CV_MIN, folds=8, scheme=CvScheme.BLOCKED),
+    "lift15": Variant("lift15", BASE, SelectionCriterion.CV_MIN, lift_se=0.15),
+    "lift30": Variant("lift30", BASE, SelectionCriterion.CV_MIN, lift_se=0.30),
 }
 
 
@@ -97,6 +106,16 @@ def point_estimates(case: Case, variant: Variant | None) -> pd.DataFrame:
     settings = (SelectionSettings(folds=variant.folds, initial_fraction=variant.initial_fraction, grid=variant.grid,
                                   criterion=variant.criterion, max_passes=variant.passes, scheme=variant.scheme)
                 if variant else SelectionSettings())
+    if variant is not None and variant.lift_se > 0:
+        tests = {t.channel: (t, _window_drops(raw, config, settings, t))
+                 for t in lift_tests(case, raw, config, variant.lift_se)}
+        with calibrated_selection(tests):
+            return _estimates(case, variant, raw, config, settings)
+    return _estimates(case, variant, raw, config, settings)
+
+
+def _estimates(case: Case, variant: Variant | None, raw: pd.DataFrame, config: PipelineConfig,
+               settings: SelectionSettings) -> pd.DataFrame:
     chosen = select_transforms(raw, config, settings)
     features = build_features(raw, config, chosen.transforms)
     estimated = estimate_channels(raw, features, config, build_graph(config), chosen.transforms)
@@ -168,12 +187,129 @@ def _bagged(raw: pd.DataFrame, config: PipelineConfig, features: pd.DataFrame, e
     return out
 
 
+LIFT_WEEKS = 6
+"""A lift test's window: the 6 weeks of the second half with the channel's largest spend."""
+
+
+@dataclass(frozen=True)
+class LiftTest:
+    channel: str
+    start: int
+    """First week of the window (row index)."""
+    measured: float
+    """The test's incremental KPI: the true lift (the KPI summed over every week, the carryover after
+    the window included, minus the same with the channel's spend off in the window, every other
+    channel's spend held) plus a normal error of standard deviation `se`."""
+    se: float
+    truth: float
+
+
+def _window_off(spend: np.ndarray, start: int) -> np.ndarray:
+    """The spend with the test window's weeks at zero."""
+    off = spend.copy()
+    off[start:start + LIFT_WEEKS] = 0.0
+    return off
+
+
+EXTERNAL_WORLDS: dict[int, Any] = {}
+"""pysimmmulator's worlds by seed, kept by `external_cases` for their lift tests."""
+
+
+def true_lift(case: Case, raw: pd.DataFrame, config: PipelineConfig, channel: str, start: int) -> float:
+    """The lift of the channel's spend in the window, from the world's own equations."""
+    if case.world == "simmmulator":
+        from benchmarks.external.simmmulator import window_lift
+
+        return window_lift(EXTERNAL_WORLDS[case.seed], channel, start, LIFT_WEEKS)
+    from benchmarks.heldout.worlds import planned_kpi
+
+    world = WORLDS[case.world]
+    spend = raw[config.channel(channel).spend_column].to_numpy(dtype=float)
+    on = planned_kpi(world, case.seed, {channel: spend})
+    return float((on - planned_kpi(world, case.seed, {channel: _window_off(spend, start)})).sum())
+
+
+def lift_tests(case: Case, raw: pd.DataFrame, config: PipelineConfig, se_share: float) -> list[LiftTest]:
+    """One seeded lift test per channel with an effect, from the world's own equations."""
+    rng = np.random.default_rng(1000 + case.seed)
+    n = len(raw)
+    tests = []
+    nulls = set(case.truth.loc[case.truth["null"], "channel"])
+    for name in config.channel_names:
+        if name in nulls:
+            continue
+        spend = raw[config.channel(name).spend_column].to_numpy(dtype=float)
+        half = n // 2
+        totals = np.convolve(spend[half:], np.ones(LIFT_WEEKS), mode="valid")
+        start = half + int(np.argmax(totals))
+        truth = true_lift(case, raw, config, name, start)
+        se = se_share * abs(truth)
+        tests.append(LiftTest(name, start, truth + se * float(rng.standard_normal()), se, truth))
+    return tests
+
+
+def _window_drops(raw: pd.DataFrame, config: PipelineConfig, settings: SelectionSettings,
+                  test: LiftTest) -> np.ndarray:
+    """(grid,) how much each candidate's transformed media falls, summed over every week, with the
+    test window's spend off: times the channel's coefficient, the lift the candidate predicts."""
+    from cmmm_pipeline.media.selection import channel_candidates
+
+    spend = raw[config.channel(test.channel).spend_column].to_numpy(dtype=float)
+    off = _window_off(spend, test.start)
+    return np.array([float((c.apply(spend, ref) - c.apply(off, ref)).sum())
+                     for c in channel_candidates(config.channel(test.channel), settings.grid)
+                     for ref in [c.reference(spend)]])
+
+
+def _coefficients(fixed: np.ndarray, candidates: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """(B, G) each candidate's in-sample coefficient in y ~ fixed + candidate (Frisch–Waugh)."""
+    ft = fixed.transpose(0, 2, 1)
+    ff = ft @ fixed
+    ridge = 1e-10 * np.maximum(np.einsum("bpp->bp", ff), 1e-12)[:, :, None] * np.eye(ff.shape[1])
+    fc = ft @ candidates
+    sol = np.linalg.solve(ff + ridge, np.concatenate([np.einsum("bpn,bn->bp", ft, y)[:, :, None], fc], axis=2))
+    r_cy = np.einsum("bng,bn->bg", candidates, y) - np.einsum("bpg,bp->bg", fc, sol[:, :, 0])
+    cc = np.einsum("bng,bng->bg", candidates, candidates)
+    r_cc = cc - np.einsum("bpg,bpg->bg", fc, sol[:, :, 1:])
+    return r_cy / np.where(r_cc > 1e-10 * np.maximum(cc, 1e-300), r_cc, np.nan)
+
+
+@contextmanager
+def calibrated_selection(tests: dict[str, tuple[LiftTest, np.ndarray]]) -> Iterator[None]:
+    """While active, every selection (the point one and each bootstrap re-selection) chooses a tested
+    channel's grid point by the cross validation's Gaussian likelihood of its test weeks times the lift
+    test's likelihood of the lift the candidate predicts (its in-sample coefficient on the rows at hand,
+    the other channels held, times its window drop): no weight to tune. The test's own error is not
+    resampled (its value is the same in every re-selection), so intervals are not measured here."""
+    from cmmm_pipeline.media import selection
+
+    original = selection._channel_choice
+
+    def choice(inputs: Any, rows: np.ndarray, selected: np.ndarray, k: int, folds: Any,
+               criterion: SelectionCriterion, y: np.ndarray | None = None) -> np.ndarray:
+        name = inputs.channels[k]
+        if name not in tests or criterion is not SelectionCriterion.CV_MIN:
+            return original(inputs, rows, selected, k, folds, criterion, y)
+        test, drops = tests[name]
+        fixed, candidates, kpi = selection._channel_design(inputs, rows, selected, k, y)
+        mse = selection.cv_fold_sse(fixed, candidates, kpi, folds).sum(axis=2) / folds.test_weeks
+        lift = _coefficients(fixed, candidates, kpi) * drops[None, :]
+        score = folds.test_weeks * np.log(mse) + ((lift - test.measured) / test.se) ** 2
+        return np.where(np.isfinite(score), score, np.inf).argmin(axis=1)
+
+    selection._channel_choice = choice
+    try:
+        yield
+    finally:
+        selection._channel_choice = original
+
+
 def external_cases(seeds: list[int]) -> list[tuple[Case, pd.DataFrame]]:
     from benchmarks.external.simmmulator import case, generate, oracle
 
     out = []
     for seed in seeds:
-        world = generate(seed)
+        world = EXTERNAL_WORLDS[seed] = generate(seed)
         orc = oracle(world)
         out.append((case(world), pd.DataFrame({"channel": orc.index, "roi": orc[("est", "roi")].to_numpy(),
                                                "mroi": orc[("est", "mroi")].to_numpy(), "transform": "true response"})))

@@ -110,6 +110,10 @@ class ExternalWorld:
     """channel, roi, mroi, simulator_roi_plus_1 (its own figure, all days), zero_in_support, always_on, null."""
     response: dict[str, np.ndarray]
     """Channel → the true weekly response Σ_days scurve(adstock(metric)) and the same at spend × 1.01."""
+    daily: dict[str, tuple[np.ndarray, np.ndarray, float, float, float]]
+    """Channel → its daily metric and conversion rate, adstock λ, S-curve α and inflection g."""
+    day_week: np.ndarray
+    """Per day, the row of its week in `data` (−1: a partial week, dropped)."""
 
 
 def _geometric(x: np.ndarray, lam: float) -> np.ndarray:
@@ -163,7 +167,7 @@ def generate(seed: int, config: dict | None = None) -> ExternalWorld:
     weekly = weekly.loc[full_weeks]
 
     data = pd.DataFrame({"week": pd.to_datetime(weekly.index).strftime("%Y-%m-%d")})
-    rows, response = [], {}
+    rows, response, daily = [], {}, {}
     sat = cfg["adstock_params"]["saturation"]
     ads = cfg["adstock_params"]["adstock"]
     for channel in basic.all_channels:
@@ -182,6 +186,7 @@ def generate(seed: int, config: dict | None = None) -> ExternalWorld:
             base, up = _scurve(a, alpha, g), _scurve((1 + MROI_STEP) * a, alpha, g)
         assert np.allclose(conversions, base * cvr, rtol=1e-9, atol=1e-6, equal_nan=True), \
             "the truth's equations left the simulator's"
+        daily[name] = (m, cvr, float(ads[channel]["params"]["lambda"]), alpha, g)
         base, up, cvr = np.nan_to_num(base), np.nan_to_num(up), np.nan_to_num(cvr)
         s = np.nan_to_num(internals[f"{channel}_spend"].to_numpy(dtype=float))[full_days]
         kept = full_days
@@ -194,7 +199,21 @@ def generate(seed: int, config: dict | None = None) -> ExternalWorld:
                      "simulator_roi_plus_1": float(own_roi[channel]) + 1.0, "zero_in_support": False,
                      "always_on": True, "null": roi == 0.0})
     data["revenue"] = weekly["total_revenue"].to_numpy()
-    return ExternalWorld(seed, data, pd.DataFrame(rows), response)
+    row = {w: i for i, w in enumerate(full_weeks)}
+    day_week = np.array([row.get(w, -1) if full else -1 for w, full in zip(week_start, full_days)])
+    return ExternalWorld(seed, data, pd.DataFrame(rows), response, daily, day_week)
+
+
+def window_lift(world: ExternalWorld, channel: str, start: int, weeks: int) -> float:
+    """The revenue a lift test of `channel` finds with its spend off in the weeks [start, start + weeks)
+    of `data` (its metric zero on their days, everything else as simulated), summed over every kept day:
+    the carryover after the window included."""
+    m, cvr, lam, alpha, g = world.daily[channel]
+    off = m.copy()
+    off[(world.day_week >= start) & (world.day_week < start + weeks)] = 0.0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        lost = _scurve(_geometric(m, lam), alpha, g) - _scurve(_geometric(off, lam), alpha, g)
+    return REVENUE_PER_CONVERSION * float(np.nan_to_num(lost * cvr)[world.day_week >= 0].sum())
 
 
 def edges(world: ExternalWorld) -> tuple[tuple[str, str], ...]:
