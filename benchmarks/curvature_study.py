@@ -53,9 +53,13 @@ class Variant:
     """Choose each channel's carryover as the one its bootstrap re-selections pick most often, then
     select (and smooth over) the saturation with that carryover held."""
     lift_se: float = 0.0
-    """With a lift test per effective channel (held-out worlds; its standard error this share of the
-    true lift): each tested channel's transform chosen by the cross validation's Gaussian likelihood
-    and the test's together (`lift_calibrated`). 0: no tests."""
+    """With lift tests (their standard error this share of the true lift): each tested channel's
+    transform chosen by the cross validation's Gaussian likelihood and the test's together
+    (`calibrated_selection`). 0: no tests."""
+    lift_channels: int = 0
+    """How many channels are tested: the largest by spend (0: every channel with an effect)."""
+    lift_weeks_after: bool = True
+    """Whether the test measures the weeks after its window too (its carryover) or its window only."""
 
 
 BASE = ParameterGrid()
@@ -84,6 +88,9 @@ VARIANTS = {
     "blocked8": Variant("blocked8", BASE, SelectionCriterion.CV_MIN, folds=8, scheme=CvScheme.BLOCKED),
     "lift15": Variant("lift15", BASE, SelectionCriterion.CV_MIN, lift_se=0.15),
     "lift30": Variant("lift30", BASE, SelectionCriterion.CV_MIN, lift_se=0.30),
+    "lift15_window": Variant("lift15_window", BASE, SelectionCriterion.CV_MIN, lift_se=0.15, lift_weeks_after=False),
+    "lift15_top1": Variant("lift15_top1", BASE, SelectionCriterion.CV_MIN, lift_se=0.15, lift_channels=1),
+    "lift15_top2": Variant("lift15_top2", BASE, SelectionCriterion.CV_MIN, lift_se=0.15, lift_channels=2),
 }
 
 
@@ -108,7 +115,7 @@ def point_estimates(case: Case, variant: Variant | None) -> pd.DataFrame:
                 if variant else SelectionSettings())
     if variant is not None and variant.lift_se > 0:
         tests = {t.channel: (t, _window_drops(raw, config, settings, t))
-                 for t in lift_tests(case, raw, config, variant.lift_se)}
+                 for t in lift_tests(case, raw, config, variant)}
         with calibrated_selection(tests):
             return _estimates(case, variant, raw, config, settings)
     return _estimates(case, variant, raw, config, settings)
@@ -196,10 +203,12 @@ class LiftTest:
     channel: str
     start: int
     """First week of the window (row index)."""
+    measured_weeks: int
+    """Weeks from `start` over which the lift is summed: the window's, or every week to the end."""
     measured: float
-    """The test's incremental KPI: the true lift (the KPI summed over every week, the carryover after
-    the window included, minus the same with the channel's spend off in the window, every other
-    channel's spend held) plus a normal error of standard deviation `se`."""
+    """The test's incremental KPI: the true lift (the KPI summed over the measured weeks minus the same
+    with the channel's spend off in the window, every other channel's spend held) plus a normal error
+    of standard deviation `se`."""
     se: float
     truth: float
 
@@ -215,48 +224,56 @@ EXTERNAL_WORLDS: dict[int, Any] = {}
 """pysimmmulator's worlds by seed, kept by `external_cases` for their lift tests."""
 
 
-def true_lift(case: Case, raw: pd.DataFrame, config: PipelineConfig, channel: str, start: int) -> float:
-    """The lift of the channel's spend in the window, from the world's own equations."""
+def true_lift(case: Case, raw: pd.DataFrame, config: PipelineConfig, channel: str, start: int,
+              measured_weeks: int) -> float:
+    """The lift of the channel's spend in the window over the measured weeks, from the world's own
+    equations."""
     if case.world == "simmmulator":
         from benchmarks.external.simmmulator import window_lift
 
-        return window_lift(EXTERNAL_WORLDS[case.seed], channel, start, LIFT_WEEKS)
+        return window_lift(EXTERNAL_WORLDS[case.seed], channel, start, LIFT_WEEKS, measured_weeks)
     from benchmarks.heldout.worlds import planned_kpi
 
     world = WORLDS[case.world]
     spend = raw[config.channel(channel).spend_column].to_numpy(dtype=float)
     on = planned_kpi(world, case.seed, {channel: spend})
-    return float((on - planned_kpi(world, case.seed, {channel: _window_off(spend, start)})).sum())
+    lost = on - planned_kpi(world, case.seed, {channel: _window_off(spend, start)})
+    return float(lost[start:start + measured_weeks].sum())
 
 
-def lift_tests(case: Case, raw: pd.DataFrame, config: PipelineConfig, se_share: float) -> list[LiftTest]:
-    """One seeded lift test per channel with an effect, from the world's own equations."""
+def lift_tests(case: Case, raw: pd.DataFrame, config: PipelineConfig, variant: Variant) -> list[LiftTest]:
+    """One seeded lift test per tested channel (every channel with an effect, or the largest by
+    spend), from the world's own equations."""
     rng = np.random.default_rng(1000 + case.seed)
     n = len(raw)
     tests = []
     nulls = set(case.truth.loc[case.truth["null"], "channel"])
-    for name in config.channel_names:
-        if name in nulls:
-            continue
+    effective = [c for c in config.channel_names if c not in nulls]
+    if variant.lift_channels:
+        spend_of = {c: float(raw[config.channel(c).spend_column].sum()) for c in effective}
+        effective = sorted(effective, key=spend_of.__getitem__, reverse=True)[:variant.lift_channels]
+    for name in effective:
         spend = raw[config.channel(name).spend_column].to_numpy(dtype=float)
         half = n // 2
         totals = np.convolve(spend[half:], np.ones(LIFT_WEEKS), mode="valid")
         start = half + int(np.argmax(totals))
-        truth = true_lift(case, raw, config, name, start)
-        se = se_share * abs(truth)
-        tests.append(LiftTest(name, start, truth + se * float(rng.standard_normal()), se, truth))
+        measured = n - start if variant.lift_weeks_after else LIFT_WEEKS
+        truth = true_lift(case, raw, config, name, start, measured)
+        se = variant.lift_se * abs(truth)
+        tests.append(LiftTest(name, start, measured, truth + se * float(rng.standard_normal()), se, truth))
     return tests
 
 
 def _window_drops(raw: pd.DataFrame, config: PipelineConfig, settings: SelectionSettings,
                   test: LiftTest) -> np.ndarray:
-    """(grid,) how much each candidate's transformed media falls, summed over every week, with the
-    test window's spend off: times the channel's coefficient, the lift the candidate predicts."""
+    """(grid,) how much each candidate's transformed media falls over the test's measured weeks with
+    the window's spend off: times the channel's coefficient, the lift the candidate predicts."""
     from cmmm_pipeline.media.selection import channel_candidates
 
     spend = raw[config.channel(test.channel).spend_column].to_numpy(dtype=float)
     off = _window_off(spend, test.start)
-    return np.array([float((c.apply(spend, ref) - c.apply(off, ref)).sum())
+    measured = slice(test.start, test.start + test.measured_weeks)
+    return np.array([float((c.apply(spend, ref) - c.apply(off, ref))[measured].sum())
                      for c in channel_candidates(config.channel(test.channel), settings.grid)
                      for ref in [c.reference(spend)]])
 
@@ -343,12 +360,12 @@ def study(cases: list[tuple[Case, pd.DataFrame | None]], variants: list[Variant]
                     else oracle.assign(roi=math.nan, mroi=math.nan))
             results[f"true_{h}"] = half.set_index("channel")
         truth = case.truth.set_index("channel")
-        for channel in truth.index:
-            if bool(truth.loc[channel, "null"]):
-                continue
+        effective = truth[~truth["null"].astype(bool)].sort_values("spend", ascending=False).index.tolist()
+        for channel in effective:
             row = {"family": "external" if case.world == "simmmulator" else "heldout", "world": case.world,
                    "seed": case.seed, "channel": channel,
-                   "zero_in_support": bool(truth.loc[channel, "zero_in_support"])}
+                   "zero_in_support": bool(truth.loc[channel, "zero_in_support"]),
+                   "spend_rank": effective.index(channel) + 1}
             for name, r in results.items():
                 for what in ("roi", "mroi"):
                     row[f"{name}_{what}"] = relative_error(float(r.loc[channel, what]), float(truth.loc[channel, what]))
@@ -371,14 +388,23 @@ def report(table: pd.DataFrame, names: list[str]) -> None:
           "'zero seen': only channels whose zero-spend weeks the data show (ROI within support)")
     seen = table[table["zero_in_support"]]
     for key, part in [*table.groupby(["family", "world"]), (("ALL", ""), table), (("ALL", "zero seen"), seen)]:
-        fam = key if isinstance(key, str) else " ".join(k for k in key if k)
-        for what in ("roi", "mroi"):
-            o = part[f"oracle_{what}"].median()
-            cells = " ".join(f"{part[f'{n}_{what}'].median():6.3f} ({part[f'{n}_{what}'].median() / o:5.2f})"
-                             for n in names)
-            print(f"  {fam:28s} {what:4s} n={len(part):3d} oracle {o:6.3f} | {cells}")
+        _summary(key if isinstance(key, str) else " ".join(k for k in key if k), part, names)
     withheld = " ".join(f"{n} {int(table[f'{n}_roi'].isna().sum())}" for n in cols)
     print(f"  withheld or not estimated (no ROI), of {len(table)} rows: {withheld}")
+    if "spend_rank" in table:  # which channels a variant helps: `lift15_top1` tests the largest only
+        print("\nby family and the channel's rank by spend among those with an effect")
+        for family, part in table.groupby("family"):
+            for label, rows in (("every channel", part["spend_rank"] > 0), ("largest", part["spend_rank"] == 1),
+                                ("second largest", part["spend_rank"] == 2), ("the others", part["spend_rank"] > 2)):
+                _summary(f"{family} {label}", part[rows], names)
+
+
+def _summary(label: str, part: pd.DataFrame, names: list[str]) -> None:
+    for what in ("roi", "mroi"):
+        o = part[f"oracle_{what}"].median()
+        cells = " ".join(f"{part[f'{n}_{what}'].median():6.3f} ({part[f'{n}_{what}'].median() / o:5.2f})"
+                         for n in names)
+        print(f"  {label:28s} {what:4s} n={len(part):3d} oracle {o:6.3f} | {cells}")
 
 
 def _seeds(text: str) -> list[int]:

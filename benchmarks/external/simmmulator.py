@@ -204,16 +204,17 @@ def generate(seed: int, config: dict | None = None) -> ExternalWorld:
     return ExternalWorld(seed, data, pd.DataFrame(rows), response, daily, day_week)
 
 
-def window_lift(world: ExternalWorld, channel: str, start: int, weeks: int) -> float:
+def window_lift(world: ExternalWorld, channel: str, start: int, weeks: int, measured_weeks: int) -> float:
     """The revenue a lift test of `channel` finds with its spend off in the weeks [start, start + weeks)
-    of `data` (its metric zero on their days, everything else as simulated), summed over every kept day:
-    the carryover after the window included."""
+    of `data` (its metric zero on their days, everything else as simulated), summed over the days of the
+    weeks [start, start + measured_weeks): the window's, or with the carryover after it."""
     m, cvr, lam, alpha, g = world.daily[channel]
     off = m.copy()
     off[(world.day_week >= start) & (world.day_week < start + weeks)] = 0.0
     with np.errstate(invalid="ignore", divide="ignore"):
         lost = _scurve(_geometric(m, lam), alpha, g) - _scurve(_geometric(off, lam), alpha, g)
-    return REVENUE_PER_CONVERSION * float(np.nan_to_num(lost * cvr)[world.day_week >= 0].sum())
+    measured = (world.day_week >= start) & (world.day_week < start + measured_weeks)
+    return REVENUE_PER_CONVERSION * float(np.nan_to_num(lost * cvr)[measured].sum())
 
 
 def edges(world: ExternalWorld) -> tuple[tuple[str, str], ...]:
