@@ -278,19 +278,6 @@ def _window_drops(raw: pd.DataFrame, config: PipelineConfig, settings: Selection
                      for ref in [c.reference(spend)]])
 
 
-def _coefficients(fixed: np.ndarray, candidates: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """(B, G) each candidate's in-sample coefficient in y ~ fixed + candidate (Frisch–Waugh)."""
-    ft = fixed.transpose(0, 2, 1)
-    ff = ft @ fixed
-    ridge = 1e-10 * np.maximum(np.einsum("bpp->bp", ff), 1e-12)[:, :, None] * np.eye(ff.shape[1])
-    fc = ft @ candidates
-    sol = np.linalg.solve(ff + ridge, np.concatenate([np.einsum("bpn,bn->bp", ft, y)[:, :, None], fc], axis=2))
-    r_cy = np.einsum("bng,bn->bg", candidates, y) - np.einsum("bpg,bp->bg", fc, sol[:, :, 0])
-    cc = np.einsum("bng,bng->bg", candidates, candidates)
-    r_cc = cc - np.einsum("bpg,bpg->bg", fc, sol[:, :, 1:])
-    return r_cy / np.where(r_cc > 1e-10 * np.maximum(cc, 1e-300), r_cc, np.nan)
-
-
 @contextmanager
 def calibrated_selection(tests: dict[str, tuple[LiftTest, np.ndarray]]) -> Iterator[None]:
     """While active, every selection (the point one and each bootstrap re-selection) chooses a tested
@@ -310,7 +297,7 @@ def calibrated_selection(tests: dict[str, tuple[LiftTest, np.ndarray]]) -> Itera
         test, drops = tests[name]
         fixed, candidates, kpi = selection._channel_design(inputs, rows, selected, k, y)
         mse = selection.cv_fold_sse(fixed, candidates, kpi, folds).sum(axis=2) / folds.test_weeks
-        lift = _coefficients(fixed, candidates, kpi) * drops[None, :]
+        lift = selection.in_sample_coefficients(fixed, candidates, kpi) * drops[None, :]
         score = folds.test_weeks * np.log(mse) + ((lift - test.measured) / test.se) ** 2
         return np.where(np.isfinite(score), score, np.inf).argmin(axis=1)
 

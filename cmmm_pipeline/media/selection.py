@@ -343,6 +343,21 @@ def _channel_choice(inputs: SelectionInputs, rows: np.ndarray, selected: np.ndar
 def in_sample_sse(fixed: np.ndarray, candidates: np.ndarray, y: np.ndarray) -> np.ndarray:
     """(B, G) residual sum of squares of y ~ fixed + candidate g on all rows (Frisch–Waugh, as in
     `cv_fold_sse`: the candidate's column is partialled on the shared regressors)."""
+    r_yy, r_cy, r_cc, ok = _partialled_sums(fixed, candidates, y)
+    return np.where(ok, np.maximum(r_yy[:, None] - r_cy**2 / np.where(ok, r_cc, 1.0), 0.0), np.inf)
+
+
+def in_sample_coefficients(fixed: np.ndarray, candidates: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """(B, G) candidate g's coefficient in y ~ fixed + candidate g on all rows (NaN where the candidate
+    has no variation of its own once the shared regressors are partialled out)."""
+    _, r_cy, r_cc, ok = _partialled_sums(fixed, candidates, y)
+    return np.where(ok, r_cy / np.where(ok, r_cc, 1.0), np.nan)
+
+
+def _partialled_sums(fixed: np.ndarray, candidates: np.ndarray,
+                     y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """y'y, c'y and c'c with y and every candidate c partialled on the shared regressors, and where
+    the candidate keeps enough of its own variation to be estimated."""
     p = fixed.shape[2]
     ft = fixed.transpose(0, 2, 1)
     ff, fy, fc = ft @ fixed, np.einsum("bnp,bn->bp", fixed, y), ft @ candidates
@@ -354,8 +369,7 @@ def in_sample_sse(fixed: np.ndarray, candidates: np.ndarray, y: np.ndarray) -> n
     r_yy = yy - np.einsum("bp,bp->b", a_y, fy)
     r_cy = cy - np.einsum("bpg,bp->bg", fc, a_y)
     r_cc = cc - np.einsum("bpg,bpg->bg", fc, a_c)
-    ok = r_cc > 1e-10 * np.maximum(cc, 1e-300)
-    return np.where(ok, np.maximum(r_yy[:, None] - r_cy**2 / np.where(ok, r_cc, 1.0), 0.0), np.inf)
+    return r_yy, r_cy, r_cc, r_cc > 1e-10 * np.maximum(cc, 1e-300)
 
 
 def rmse(fold_sse: np.ndarray, folds: Folds) -> np.ndarray:

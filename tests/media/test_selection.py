@@ -21,6 +21,7 @@ from cmmm_pipeline.media.selection import (
     channel_candidates,
     cv_errors,
     fold_bounds,
+    in_sample_coefficients,
     in_sample_sse,
     select_transforms,
 )
@@ -111,6 +112,21 @@ def test_in_sample_kernel_equals_explicit_regressions() -> None:
                       for j in range(g)] for i in range(b)])
     np.testing.assert_allclose(fast, slow, rtol=1e-8)
     assert fast.argmin(axis=1).tolist() == [0, 0]  # the candidate that made y
+
+
+def test_in_sample_coefficients_equal_explicit_regressions_and_are_nan_for_an_empty_candidate() -> None:
+    rng = np.random.default_rng(5)
+    b, n, p, g = 2, 90, 4, 3
+    fixed = np.concatenate([np.ones((b, n, 1)), rng.normal(size=(b, n, p - 1))], axis=2)
+    cand = rng.random((b, n, g))
+    cand[:, :, 2] = 0.0  # a channel that never spent: no coefficient to estimate
+    y = fixed[:, :, 2] + 1.5 * cand[:, :, 0] + rng.normal(size=(b, n))
+    fast = in_sample_coefficients(fixed, cand, y)
+    slow = np.array([[np.linalg.lstsq(np.column_stack([fixed[i], cand[i, :, j]]), y[i], rcond=None)[0][-1]
+                      for j in range(2)] for i in range(b)])
+    np.testing.assert_allclose(fast[:, :2], slow, rtol=1e-8)
+    assert np.all(np.abs(fast[:, 0] - 1.5) < 0.3)  # the coefficient that made y
+    assert np.isnan(fast[:, 2]).all()
 
 
 def test_folds_train_on_the_past_and_test_on_the_future() -> None:
