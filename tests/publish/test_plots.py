@@ -99,3 +99,32 @@ def test_without_a_support_the_curve_is_solid_over_the_observed_weeks() -> None:
     curve = response_curve("always_on", spend["always_on"], transforms_table(TRANSFORMS), estimate)
     assert curve.support_low == curve.observed_min == 0.0 and curve.supported[0]
     assert curve_title(curve) == "always_on"
+
+
+@pytest.mark.parametrize(("values", "bottom"), [([3.0, 1.0, 2.0], 0.0), ([3.0, -1.0, 2.0], None)])
+def test_the_quarterly_bars_rise_from_zero_to_each_quarters_estimate(monkeypatch: pytest.MonkeyPatch,
+                                                                      values: list[float], bottom: float | None) -> None:
+    """One bar per quarter, centred on it, 0.7 wide, from zero to the estimate; with every estimate
+    positive the axis starts at zero, as `ax.bar` draws it (no margin below the baseline)."""
+    from matplotlib.collections import PolyCollection
+
+    from cmmm_pipeline.publish import plots
+
+    figures: list = []
+    monkeypatch.setattr(plots, "_svg", lambda fig: figures.append(fig) or b"")
+    rows = [{"period_type": "quarter", "effect": "total", "channel": "tv", "period": q, "incremental_kpi": v,
+             "incremental_ci_low": v - 0.5, "incremental_ci_high": v + 0.5}
+            for q, v in zip(("2024-Q1", "2024-Q2", "2024-Q3"), values, strict=True)]
+    plots.quarterly_effects_svg(pd.DataFrame(rows), "sales")
+    (ax,) = figures[0].axes
+    (bars,) = [c for c in ax.collections if isinstance(c, PolyCollection)]
+    for i, (path, value) in enumerate(zip(bars.get_paths(), values, strict=True)):
+        corners = path.vertices[:4]
+        assert sorted(set(corners[:, 0].round(9))) == pytest.approx([i - 0.35, i + 0.35])
+        assert sorted(set(corners[:, 1])) == sorted({0.0, value})
+    low, high = ax.get_ylim()
+    assert high > max(values) + 0.5
+    if bottom is not None:
+        assert low == bottom
+    else:
+        assert low < -1.5  # the negative quarter's interval reaches -1.5, with a margin
