@@ -16,6 +16,7 @@ processes that are not this process's children.
     python benchmarks/markets_scaling.py --markets 200 --channels 20      # the 200 × 20-channel target
     python benchmarks/markets_scaling.py --markets --before ../old --rounds 3   # one market's CPU, old vs new
     python benchmarks/markets_scaling.py --markets --parallel             # what two cores give over one
+    python benchmarks/markets_scaling.py --markets --instance all --rounds 3    # what recording a run costs
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -77,11 +80,45 @@ def write_world(folder: Path, n_markets: int, channels: int, fast: bool) -> None
     (folder / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
 
 
-def one_process_compute(folder: Path, tree: Path = ROOT) -> tuple[float, list[float]]:
+INSTANCES = {
+    "memory": "instance = DagsterInstance.ephemeral()\n",
+    "sqlite": "import tempfile\nfrom cmmm_pipeline.run import NO_CAPTURE\n"
+              "instance = DagsterInstance.local_temp(tempfile.mkdtemp(dir=sys.argv[2]), overrides=NO_CAPTURE)\n",
+    "postgres": "instance = DagsterInstance.get()\n",
+}
+"""Where the one-process compute records its runs: in memory; in a SQLite instance on disk, as
+`run_markets` records every market's run when DAGSTER_HOME is unset (its temporary instance); or in
+PostgreSQL, as production does (`deploy/dagster.yaml`, a local server started for the benchmark)."""
+
+
+@contextmanager
+def postgres_home(folder: Path) -> Iterator[dict[str, str] | None]:
+    """The environment of a DAGSTER_HOME whose instance is `deploy/dagster.yaml`'s PostgreSQL one on a
+    local server (`tests/postgres_server.py`), output capture off as `run_markets` sets it; None, with
+    the reason printed, where no server can start here."""
+    import yaml
+
+    from cmmm_pipeline.run import NO_CAPTURE
+    from tests.postgres_server import PostgresUnavailable, local_postgres
+
+    try:
+        with local_postgres() as server:
+            home = folder / "pg_home"
+            home.mkdir()
+            settings = yaml.safe_load((ROOT / "deploy" / "dagster.yaml").read_text(encoding="utf-8"))
+            (home / "dagster.yaml").write_text(yaml.safe_dump({**settings, **NO_CAPTURE}), encoding="utf-8")
+            yield {**server.env(), "DAGSTER_HOME": str(home)}
+    except PostgresUnavailable as why:
+        print(f"no PostgreSQL instance: {why}", flush=True)
+        yield None
+
+
+def one_process_compute(folder: Path, tree: Path = ROOT, instance: str = "memory",
+                        env: dict[str, str] | None = None) -> tuple[float, list[float]]:
     """The three markets of the export in `folder` (`write_world`), their partitions run one after
-    the other in one child process of the checkout `tree`: its peak RSS in GB, and the CPU seconds of
-    each market (the first pays for the imports and the caches; the others are the compute of one more
-    market)."""
+    the other in one child process of the checkout `tree`, recorded in an `INSTANCES` instance: its
+    peak RSS in GB, and the CPU seconds of each market (the first pays for the imports and the caches;
+    the others are the compute of one more market)."""
     from benchmarks.refresh_speed import child
     from cmmm_pipeline.simulation.markets import market_names
 
@@ -89,13 +126,14 @@ def one_process_compute(folder: Path, tree: Path = ROOT) -> tuple[float, list[fl
     script = ("import sys, time\n"
               "from dagster import DagsterInstance\n"
               "from cmmm_pipeline.run import run_market\n"
-              "instance = DagsterInstance.ephemeral()\n"
+              + INSTANCES[instance] +
               "for market in sys.argv[3:]:\n"
               "    start = time.process_time()\n"
               "    o = run_market(sys.argv[1], sys.argv[2], sys.argv[2] + '/cmmm.duckdb', market, instance)\n"
               "    assert o.success, o.error\n"
               "    print('cpu', time.process_time() - start, flush=True)\n")
-    cost, text = child(["-c", script, str(folder / "config.yaml"), str(out), *market_names(COMPUTE_MARKETS)], tree)
+    cost, text = child(["-c", script, str(folder / "config.yaml"), str(out), *market_names(COMPUTE_MARKETS)], tree,
+                       env)
     return cost.peak_mb / 1024, [float(line.split()[1]) for line in text.splitlines() if line.startswith("cpu ")]
 
 
@@ -186,6 +224,8 @@ def main() -> None:
     parser.add_argument("--executor", choices=["multiprocess", "dask"], default="multiprocess")
     parser.add_argument("--channels", type=int, default=4, help="channels per market (4: the sample's)")
     parser.add_argument("--fast", action="store_true", help="B = 50 and 2 refuter runs instead of the defaults")
+    parser.add_argument("--instance", choices=[*INSTANCES, "all"], default="memory",
+                        help="where the one-process compute records its runs (all: each in turn, per round)")
     parser.add_argument("--parallel", action="store_true", help="also the one-process compute alone, then two "
                         "at once: what two cores give over one")
     args = parser.parse_args()
@@ -193,13 +233,17 @@ def main() -> None:
     print(f"executor {args.executor}, {args.channels} channels, "
           f"{'fast' if args.fast else 'default'} estimation settings, "
           f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}")
-    with tempfile.TemporaryDirectory(prefix="cmmm-markets-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="cmmm-markets-") as tmp, ExitStack() as stack:
         write_world(Path(tmp) / "one", COMPUTE_MARKETS, args.channels, args.fast)
+        kinds = list(INSTANCES) if args.instance == "all" else [args.instance]
+        postgres_env = stack.enter_context(postgres_home(Path(tmp))) if "postgres" in kinds else None
+        kinds = [k for k in kinds if k != "postgres" or postgres_env is not None]
         trees = [("this", ROOT)] + ([("before", args.before.resolve())] if args.before else [])
         for _ in range(args.rounds):  # interleaved: this machine's speed drifts by tens of percent
-            for label, tree in trees:
-                peak, cpu = one_process_compute(Path(tmp) / "one", tree)
-                print(f"[{label}] one process, {COMPUTE_MARKETS} markets in turn: CPU s per market "
+            for (label, tree), kind in ((t, k) for t in trees for k in kinds):
+                peak, cpu = one_process_compute(Path(tmp) / "one", tree, kind,
+                                                postgres_env if kind == "postgres" else None)
+                print(f"[{label}, {kind} instance] one process, {COMPUTE_MARKETS} markets in turn: CPU s per market "
                       + ", ".join(f"{c:.2f}" for c in cpu) + f" (after the first: {sum(cpu[1:]) / len(cpu[1:]):.2f} s);"
                       f" peak memory {peak:.2f} GB", flush=True)
         if args.parallel:

@@ -1,9 +1,8 @@
 """The production instance: Dagster's run history, event logs and schedule state in PostgreSQL
 through dagster-postgres, configured by `deploy/dagster.yaml` exactly as shipped.
 
-A local PostgreSQL 15 server (Debian's `postgresql-15`, /usr/lib/postgresql/15/bin) is initialised in a
-temporary folder, listens on 127.0.0.1 on a free port with password authentication, and is stopped by
-its own pid file at the end. Run as root (as CI does), the server runs as the `postgres` user. The test
+A local PostgreSQL 15 server (`tests/postgres_server.py`: Debian's `postgresql-15` in a temporary
+folder, on 127.0.0.1, stopped at the end; run as the `postgres` user under root, as CI runs). The test
 records a run of the weekly job there, restarts the database server, re-opens the instance and finds the
 run, its tags and its materialisation again; then runs `dagster-daemon` and `dagster-webserver` on it as
 the systemd units do. Skipped, with the reason, where the server cannot start.
@@ -13,18 +12,14 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -33,112 +28,22 @@ from dagster import AssetKey, DagsterInstance, DagsterRunStatus
 
 from assets.sensors import TAG_CONFIG_PATH, TAG_DATA_SHA256, file_sha256, run_tags
 from cmmm_pipeline.definitions import JOB_NAME, SAMPLE_CONFIG, build_definitions
+from tests.postgres_server import PostgresServer, PostgresUnavailable, free_port, local_postgres
 
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[2]
-PG_BIN = Path("/usr/lib/postgresql/15/bin")
-START_TIMEOUT_SECONDS = 60
-DATABASE = "dagster"
-USER = "cmmm_test"
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _run_as() -> list[str]:
-    """PostgreSQL refuses to run as root: as root, run its programs as the `postgres` user."""
-    if os.geteuid() != 0:
-        return []
-    runuser = shutil.which("runuser")
-    if runuser is None:
-        pytest.skip("running as root without `runuser`: cannot start PostgreSQL as an unprivileged user")
-    try:
-        import pwd
-
-        pwd.getpwnam("postgres")
-    except KeyError:
-        pytest.skip("running as root and there is no `postgres` user to run the server as")
-    return [runuser, "-u", "postgres", "--"]
-
-
-@dataclass(frozen=True)
-class PostgresServer:
-    root: Path
-    data: Path
-    port: int
-    password: str
-    run_as: tuple[str, ...]
-
-    def _pg_ctl(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([*self.run_as, str(PG_BIN / "pg_ctl"), "-D", str(self.data), *args],
-                              capture_output=True, text=True, timeout=START_TIMEOUT_SECONDS + 30, check=False)
-
-    def start(self) -> None:
-        options = f"-h 127.0.0.1 -p {self.port} -k {self.root / 'socket'}"
-        done = self._pg_ctl("-l", str(self.root / "server.log"), "-w", "-t", str(START_TIMEOUT_SECONDS),
-                            "-o", options, "start")
-        if done.returncode != 0:
-            log = (self.root / "server.log").read_text(errors="replace") if (self.root / "server.log").exists() else ""
-            raise RuntimeError(f"pg_ctl start failed: {done.stdout}{done.stderr}{log[-2000:]}")
-
-    def stop(self) -> None:
-        self._pg_ctl("-m", "fast", "-w", "stop")
-
-    def env(self) -> dict[str, str]:
-        """The variables `deploy/dagster.yaml` reads."""
-        return {"DAGSTER_PG_HOST": "127.0.0.1", "DAGSTER_PG_PORT": str(self.port), "DAGSTER_PG_DB": DATABASE,
-                "DAGSTER_PG_USERNAME": USER, "DAGSTER_PG_PASSWORD": self.password}
-
-    def connect(self, database: str = DATABASE):
-        import psycopg2
-
-        return psycopg2.connect(host="127.0.0.1", port=self.port, user=USER, password=self.password,
-                                dbname=database, connect_timeout=10)
 
 
 @pytest.fixture(scope="module")
 def postgres() -> Iterator[PostgresServer]:
-    if not (PG_BIN / "initdb").is_file():
-        pytest.skip(f"PostgreSQL 15 is not installed ({PG_BIN}/initdb missing; Debian package postgresql-15)")
     pytest.importorskip("dagster_postgres", reason="dagster-postgres is not installed (extra `postgres`)")
     pytest.importorskip("psycopg2", reason="psycopg2 is not installed (comes with dagster-postgres)")
-    run_as = tuple(_run_as())
-    root = Path(tempfile.mkdtemp(prefix="cmmm-pg-"))  # not under pytest's root-only tmp: postgres must reach it
     try:
-        root.chmod(0o755)
-        (root / "socket").mkdir()
-        password = secrets.token_hex(16)
-        pwfile = root / "pwfile"
-        pwfile.write_text(password + "\n", encoding="utf-8")
-        if run_as:
-            shutil.chown(root, user="postgres")
-            shutil.chown(root / "socket", user="postgres")
-            shutil.chown(pwfile, user="postgres")
-        server = PostgresServer(root, root / "data", _free_port(), password, run_as)
-        init = subprocess.run([*run_as, str(PG_BIN / "initdb"), "-D", str(server.data), "-U", USER, "-E", "UTF8",
-                               "--auth-local=trust", "--auth-host=scram-sha-256", f"--pwfile={pwfile}"],
-                              capture_output=True, text=True, timeout=120, check=False)
-        if init.returncode != 0:
-            pytest.skip(f"initdb could not initialise a cluster: {(init.stderr or init.stdout)[-500:]}")
-        try:
-            server.start()
-        except RuntimeError as error:
-            pytest.skip(f"PostgreSQL could not start on 127.0.0.1:{server.port}: {str(error)[-500:]}")
-        try:
-            con = server.connect("postgres")
-            con.autocommit = True
-            with con.cursor() as cur:
-                cur.execute(f"CREATE DATABASE {DATABASE}")
-            con.close()
+        with local_postgres() as server:
             yield server
-        finally:
-            server.stop()
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
+    except PostgresUnavailable as why:
+        pytest.skip(str(why))
 
 
 @pytest.fixture()
@@ -265,7 +170,7 @@ def test_the_daemon_and_webserver_on_postgresql_run_the_sensor_and_alert(postgre
                CMMM_OUTPUT_DIR=str(tmp_path / "out"), CMMM_WAREHOUSE=str(tmp_path / "w.duckdb"),
                GX_ANALYTICS_ENABLED="False", PYTHONUNBUFFERED="1")
     bin_dir = Path(sys.executable).parent
-    port = _free_port()
+    port = free_port()
     started: list[subprocess.Popen] = []
     try:
         for name, args in (("daemon", [str(bin_dir / "dagster-daemon"), "run", "-w", "workspace.yaml"]),

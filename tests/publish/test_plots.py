@@ -102,8 +102,8 @@ def test_without_a_support_the_curve_is_solid_over_the_observed_weeks() -> None:
 
 
 @pytest.mark.parametrize(("values", "bottom"), [([3.0, 1.0, 2.0], 0.0), ([3.0, -1.0, 2.0], None)])
-def test_the_quarterly_bars_rise_from_zero_to_each_quarters_estimate(monkeypatch: pytest.MonkeyPatch,
-                                                                      values: list[float], bottom: float | None) -> None:
+def test_the_quarterly_bars_rise_from_zero_to_each_quarters_estimate(
+        monkeypatch: pytest.MonkeyPatch, values: list[float], bottom: float | None) -> None:
     """One bar per quarter, centred on it, 0.7 wide, from zero to the estimate; with every estimate
     positive the axis starts at zero, as `ax.bar` draws it (no margin below the baseline)."""
     from matplotlib.collections import PolyCollection
