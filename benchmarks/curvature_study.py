@@ -246,6 +246,7 @@ def lift_tests(case: Case, raw: pd.DataFrame, config: PipelineConfig, variant: V
     spend), from the world's own equations."""
     rng = np.random.default_rng(1000 + case.seed)
     n = len(raw)
+    half = n // 2
     tests = []
     nulls = set(case.truth.loc[case.truth["null"], "channel"])
     effective = [c for c in config.channel_names if c not in nulls]
@@ -254,7 +255,6 @@ def lift_tests(case: Case, raw: pd.DataFrame, config: PipelineConfig, variant: V
         effective = sorted(effective, key=spend_of.__getitem__, reverse=True)[:variant.lift_channels]
     for name in effective:
         spend = raw[config.channel(name).spend_column].to_numpy(dtype=float)
-        half = n // 2
         totals = np.convolve(spend[half:], np.ones(LIFT_WEEKS), mode="valid")
         start = half + int(np.argmax(totals))
         measured = n - start if variant.lift_weeks_after else LIFT_WEEKS
@@ -273,9 +273,11 @@ def _window_drops(raw: pd.DataFrame, config: PipelineConfig, settings: Selection
     spend = raw[config.channel(test.channel).spend_column].to_numpy(dtype=float)
     off = _window_off(spend, test.start)
     measured = slice(test.start, test.start + test.measured_weeks)
-    return np.array([float((c.apply(spend, ref) - c.apply(off, ref))[measured].sum())
-                     for c in channel_candidates(config.channel(test.channel), settings.grid)
-                     for ref in [c.reference(spend)]])
+    drops = []
+    for candidate in channel_candidates(config.channel(test.channel), settings.grid):
+        reference = candidate.reference(spend)
+        drops.append(float((candidate.apply(spend, reference) - candidate.apply(off, reference))[measured].sum()))
+    return np.array(drops)
 
 
 @contextmanager
@@ -348,11 +350,11 @@ def study(cases: list[tuple[Case, pd.DataFrame | None]], variants: list[Variant]
             results[f"true_{h}"] = half.set_index("channel")
         truth = case.truth.set_index("channel")
         effective = truth[~truth["null"].astype(bool)].sort_values("spend", ascending=False).index.tolist()
-        for channel in effective:
+        for rank, channel in enumerate(effective, start=1):
             row = {"family": "external" if case.world == "simmmulator" else "heldout", "world": case.world,
                    "seed": case.seed, "channel": channel,
                    "zero_in_support": bool(truth.loc[channel, "zero_in_support"]),
-                   "spend_rank": effective.index(channel) + 1}
+                   "spend_rank": rank}
             for name, r in results.items():
                 for what in ("roi", "mroi"):
                     row[f"{name}_{what}"] = relative_error(float(r.loc[channel, what]), float(truth.loc[channel, what]))
